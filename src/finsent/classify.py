@@ -1,0 +1,303 @@
+"""The one classification code path: ``FinSentClassifier``, used by eval, the Space, the card and users.
+
+Label scoring (the default, ``mode="score"``) asks the model how likely each label is as the answer
+after the FinGPT prompt and returns a probability for every label. One forward pass per batch:
+
+    cache : prefix KV (``Instruction: ...\\nInput:``), computed once per instruction, shared by all rows
+    row i : [news_i + cue_i | pad ... | answer_1 | answer_2 | ... | answer_L]          (Q tokens)
+
+A custom attention mask lets each answer block see the prefix, its own row's news and its own
+earlier tokens only, and position ids restart every answer block right after the row's cue, so
+each block is scored exactly as if it followed the prompt alone. The vocabulary projection runs
+only at the positions that predict an answer token (sum over labels of len(answer) per row), not
+at every position.
+
+``mode="generate"`` is the published card's usage (greedy decoding, up to 15 new tokens), parsed
+strictly: an answer that is not a label of the scheme gives ``label=None``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from .labels import check_scheme, labels_of, parse_answer
+from .prompts import KINDS, EncodedPrompt, InputError, PromptEncoder, clean_text, instruction
+
+logger = logging.getLogger(__name__)
+
+MODES = ("score", "generate")
+GENERATE_MAX_NEW_TOKENS = 15
+
+
+@dataclass
+class Prediction:
+    """One text's result. ``probs`` covers every label of the scheme and sums to 1 (score mode)."""
+
+    text: str
+    label: str | None
+    probs: dict[str, float] | None
+    scheme: str
+    mode: str = "score"
+    truncated: bool = False
+    answer: str | None = None  # the raw generated answer (generate mode)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FinSentClassifier:
+    """Financial sentiment with a causal LM fine-tuned on the FinGPT prompt.
+
+    >>> clf = FinSentClassifier.from_pretrained("smollm2")            # doctest: +SKIP
+    >>> clf.classify("Acme beats estimates and raises guidance").label  # doctest: +SKIP
+    'positive'
+    """
+
+    def __init__(self, model, tokenizer, *, source: str | None = None, max_length: int = 512,
+                 batch_size: int = 16, share_prefix: bool = True):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source or getattr(model.config, "_name_or_path", None)
+        context = getattr(model.config, "max_position_embeddings", None) or max_length
+        self.encoder = PromptEncoder(tokenizer, max_length=min(max_length, context))
+        self.batch_size = batch_size
+        self.share_prefix = share_prefix
+        self._prefix_cache: dict[tuple[int, ...], object] = {}
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, *, dtype=None, device=None,
+                        threads: int | None = None, **kwargs) -> FinSentClassifier:
+        """Load from a folder, a Hub id or ``"smollm2"``; ``None`` follows ``models.resolve_model``."""
+        import torch
+
+        from .models import load_model_and_tokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        net, tokenizer, source = load_model_and_tokenizer(model, dtype=dtype, device=device)
+        return cls(net, tokenizer, source=source, **kwargs)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def classify(self, texts: str | Sequence[str], scheme: str | int = "3", *, kind: str = "news",
+                 mode: str = "score", batch_size: int | None = None, progress: bool = False):
+        """Classify one text (returns a ``Prediction``) or a list of texts (returns a list).
+
+        Every text is validated before any work starts, so a bad item fails the call up front.
+        """
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        for i, text in enumerate(items):
+            try:
+                clean_text(text)
+            except InputError as exc:
+                raise InputError(f"text #{i}: {exc}") from None
+        scheme = check_scheme(scheme)
+        if kind not in KINDS:
+            raise InputError(f"unknown text kind {kind!r}: choose one of {', '.join(KINDS)}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        run = self._score_all if mode == "score" else self._generate_all
+        results = run(items, scheme, kind, batch_size or self.batch_size, progress)
+        return results[0] if single else results
+
+    def label_logprobs(self, texts: Sequence[str], scheme: str | int = "3", *, kind: str = "news",
+                       batch_size: int | None = None):
+        """Sum of log-probabilities of each label's answer tokens: a float tensor [len(texts), n_labels]."""
+        import torch
+
+        scheme = check_scheme(scheme)
+        instr = instruction(scheme, kind)
+        labels = labels_of(scheme)
+        encoded = [self.encoder.encode(instr, t, reserve=self.encoder.max_answer_len(labels)) for t in texts]
+        out = torch.empty(len(texts), len(labels))
+        for idx in _length_batches(encoded, batch_size or self.batch_size):
+            out[idx] = self._score_batch([encoded[i] for i in idx], labels)
+        return out
+
+    # --- label scoring ----------------------------------------------------------------------------
+
+    def _score_all(self, texts, scheme, kind, batch_size, progress):
+        import torch
+        from tqdm.auto import tqdm
+
+        labels = labels_of(scheme)
+        instr = instruction(scheme, kind)
+        reserve = self.encoder.max_answer_len(labels)
+        encoded = [self.encoder.encode(instr, t, reserve=reserve) for t in texts]
+        scores = torch.empty(len(texts), len(labels))
+        batches = _length_batches(encoded, batch_size)
+        for idx in tqdm(batches, desc="classify", unit="batch", disable=not progress):
+            scores[idx] = self._score_batch([encoded[i] for i in idx], labels)
+        probs = torch.softmax(scores, dim=-1)
+        results = []
+        for text, enc, row in zip(texts, encoded, probs.tolist()):
+            best = max(range(len(labels)), key=row.__getitem__)
+            results.append(Prediction(clean_text(text), labels[best], dict(zip(labels, row)), scheme,
+                                      "score", enc.truncated))
+        return results
+
+    def _prefix_kv(self, prefix: tuple[int, ...]):
+        """KV cache of the shared prefix for batch size 1, computed once per instruction and dtype."""
+        import torch
+
+        if prefix not in self._prefix_cache:
+            ids = torch.tensor([prefix], device=self.device)
+            with torch.inference_mode():
+                out = self._decoder()(input_ids=ids, use_cache=True)
+            self._prefix_cache[prefix] = _cache_of(out)
+        return self._prefix_cache[prefix]
+
+    def _decoder(self):
+        """The transformer body without the LM head (``model.model`` for Llama-style models)."""
+        return getattr(self.model, self.model.base_model_prefix)
+
+    def _score_batch(self, batch: list[EncodedPrompt], labels: Sequence[str]):
+        """Log-probability sums [B, L] for a batch that shares one prefix."""
+        import torch
+
+        dev = self.device
+        answers = [self.encoder.answer_ids(label) for label in labels]
+        prefix = batch[0].prefix if self.share_prefix else ()
+        bodies = [enc.body if self.share_prefix else tuple(enc.ids) for enc in batch]
+        n_prefix, n_body = len(prefix), max(len(b) for b in bodies)
+        starts = [n_body + sum(len(a) for a in answers[:j]) for j in range(len(answers))]
+        n_query = n_body + sum(len(a) for a in answers)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        flat_answers = [tok for a in answers for tok in a]
+
+        ids = torch.full((len(batch), n_query), pad, dtype=torch.long)
+        lengths = torch.tensor([len(b) for b in bodies])
+        for i, body in enumerate(bodies):
+            ids[i, : len(body)] = torch.tensor(body)
+            ids[i, n_body:] = torch.tensor(flat_answers)
+
+        # block_start[q]: first query index a query may attend to within its own block
+        # (0 for news/pad rows, the block's first index for answer rows).
+        block_start = torch.zeros(n_query, dtype=torch.long)
+        pos_in_block = torch.arange(n_query)
+        for start, ans in zip(starts, answers):
+            block_start[start : start + len(ans)] = start
+            pos_in_block[start : start + len(ans)] = torch.arange(len(ans))
+        q = torch.arange(n_query)[:, None]
+        k = torch.arange(n_query)[None, :]
+        in_block = (k <= q) & (k >= block_start[:, None])  # [Q, Q]
+        is_answer = (q >= n_body)  # [Q, 1]
+        sees_news = is_answer[None] & (k[None] < lengths[:, None, None])  # [B, Q, Q]
+        allowed = in_block[None] | sees_news
+        if n_prefix:
+            allowed = torch.cat([torch.ones(len(batch), n_query, n_prefix, dtype=torch.bool), allowed], dim=2)
+        dtype = next(self.model.parameters()).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+        # Positions: news continues the prefix; each answer block restarts right after its row's cue.
+        positions = torch.where(q[:, 0] < n_body, torch.arange(n_query), 0)[None].repeat(len(batch), 1)
+        positions[:, n_body:] = lengths[:, None] + pos_in_block[n_body:][None]
+        positions += n_prefix
+
+        # Which hidden state predicts which answer token: [B, A] indexes into the Q query rows.
+        where, targets = [], []
+        for start, ans in zip(starts, answers):
+            for j, tok in enumerate(ans):
+                where.append(None if j == 0 else start + j - 1)
+                targets.append(tok)
+        gather = torch.tensor([[w if w is not None else int(n - 1) for w in where] for n in lengths])
+
+        kwargs = {}
+        if n_prefix:
+            cache = copy.deepcopy(self._prefix_kv(prefix))
+            cache.batch_repeat_interleave(len(batch))
+            kwargs[_cache_kwarg(self._decoder())] = cache
+        with torch.inference_mode():
+            hidden = self._decoder()(
+                input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
+                position_ids=positions.to(dev), use_cache=bool(n_prefix), **kwargs,
+            ).last_hidden_state  # [B, Q, H]
+            picked = hidden.gather(1, gather.to(dev)[..., None].expand(-1, -1, hidden.shape[-1]))
+            logits = self.model.get_output_embeddings()(picked).float()  # [B, A, V]
+            logp = torch.log_softmax(logits, dim=-1)
+            token_lp = logp.gather(2, torch.tensor(targets, device=dev)[None, :, None].expand(len(batch), -1, 1))
+        token_lp = token_lp[..., 0].cpu()  # [B, A]
+        sums, offset = [], 0
+        for ans in answers:
+            sums.append(token_lp[:, offset : offset + len(ans)].sum(dim=1))
+            offset += len(ans)
+        return torch.stack(sums, dim=1)
+
+    # --- the card's generation loop -----------------------------------------------------------
+
+    def _generate_all(self, texts, scheme, kind, batch_size, progress):
+        import torch
+        from tqdm.auto import tqdm
+
+        instr = instruction(scheme, kind)
+        encoded = [self.encoder.encode(instr, t, reserve=GENERATE_MAX_NEW_TOKENS) for t in texts]
+        answers: list[str] = [""] * len(texts)
+        pad = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
+        for idx in tqdm(_length_batches(encoded, batch_size), desc="generate", unit="batch",
+                        disable=not progress):
+            rows = [encoded[i].ids for i in idx]
+            width = max(len(r) for r in rows)
+            # Left padding: every row's last prompt token sits at the same column for decoding.
+            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+            attn = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=ids, attention_mask=attn, max_new_tokens=GENERATE_MAX_NEW_TOKENS,
+                    do_sample=False, no_repeat_ngram_size=3, eos_token_id=eos, pad_token_id=pad,
+                )
+            for i, row in zip(idx, out[:, width:].tolist()):
+                answers[i] = self.tokenizer.decode(row, skip_special_tokens=True)
+        return [
+            Prediction(clean_text(t), parse_answer(a, scheme), None, scheme, "generate", e.truncated, a.strip())
+            for t, e, a in zip(texts, encoded, answers)
+        ]
+
+
+def _cache_kwarg(module) -> str:
+    """transformers 5.2x renamed ``past_key_values`` to ``cache``; accept both generations of the API."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    return getattr(output, "cache", None) or output.past_key_values
+
+
+def _length_batches(encoded: Sequence[EncodedPrompt], batch_size: int) -> list[list[int]]:
+    """Index batches grouped by prefix and sorted by length, so rows in a batch need little padding."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(encoded)), key=lambda i: (encoded[i].prefix, -len(encoded[i].body)))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and encoded[batches[-1][0]].prefix == encoded[i].prefix:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def iter_chunks(items: Iterable, size: int):
+    """Yield lists of at most ``size`` items (for streaming big inputs through ``classify``)."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+__all__ = ["FinSentClassifier", "Prediction", "InputError", "MODES"]
