@@ -1,0 +1,309 @@
+"""``finsent release RECIPE``: prune -> fine-tune -> merge -> eval -> card -> push -> Space, as one command.
+
+Each stage writes into a fixed place (``runs/<name>/`` for intermediate outputs, ``releases/<name>/``
+for what is published) and leaves a stamp holding a fingerprint of everything that decides its
+output: its recipe section, its input files and the fingerprint of the stage before it. A stage
+whose output exists and whose stamp matches is skipped, so re-running after a crash or after
+editing only the card picks up where it matters. ``--force`` re-runs everything, ``--from STAGE``
+re-runs from a stage on, ``--only STAGE`` runs one stage (its inputs must exist).
+
+Without ``--push`` the release ends with the finished folder and a dry run of the push.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from .recipes import Recipe, load_recipe
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("prune", "finetune", "merge", "eval", "card", "push", "space")
+
+
+class ReleaseError(RuntimeError):
+    """A release stage cannot run (missing input, bad arguments)."""
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, or of every file below a folder (names included), in 1 MiB reads."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _local_inputs(paths: list[str | None]) -> list[str]:
+    """Content digests of the local files a stage reads (Hub ids are named, not hashed)."""
+    return [file_digest(Path(p)) if p and Path(p).exists() else str(p) for p in paths]
+
+
+class Release:
+    """The folders, stamps and stages of one recipe's release."""
+
+    def __init__(self, recipe: Recipe, runs_dir: Path = Path("runs"), releases_dir: Path = Path("releases")):
+        self.recipe = recipe
+        self.run_dir = Path(runs_dir) / recipe.name
+        self.release_dir = Path(releases_dir) / recipe.name
+        self.pruned_dir = self.run_dir / "pruned"
+        self.adapter_dir = self.run_dir / "adapter"
+        self.stamps = self.run_dir / "stamps"
+        self.timings: dict[str, float] = {}
+
+    # --- fingerprints: what decides each stage's output ---------------------------------------
+
+    def fingerprints(self) -> dict[str, str]:
+        r = self.recipe
+        fp = {"prune": _fingerprint(asdict(r.model), asdict(r.prune))}
+        data = _local_inputs([src.path for src in r.finetune.data])
+        fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data)
+        fp["merge"] = _fingerprint(fp["finetune"], asdict(r.merge))
+        benches = _local_inputs([b.path for b in r.eval.benchmarks])
+        fp["eval"] = _fingerprint(fp["merge"], asdict(r.eval), benches)
+        return fp
+
+    def _stamp(self, stage: str) -> Path:
+        return self.stamps / f"{stage}.json"
+
+    def up_to_date(self, stage: str, fingerprint: str, output: Path) -> bool:
+        stamp = self._stamp(stage)
+        if not (output.exists() and stamp.is_file()):
+            return False
+        return json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+
+    def mark_done(self, stage: str, fingerprint: str) -> None:
+        self.stamps.mkdir(parents=True, exist_ok=True)
+        self._stamp(stage).write_text(json.dumps({"fingerprint": fingerprint, "finished": time.time()}))
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def base_model(self) -> str:
+        from .models import locate_model
+
+        return locate_model(self.recipe.model.base)
+
+    def prune(self) -> Path:
+        from .pruning import run_prune
+
+        if not self.recipe.prune.enabled:
+            raise ReleaseError("pruning is disabled in the recipe")
+        return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision)
+
+    def finetune(self) -> Path:
+        from .finetune import run_finetune
+
+        return run_finetune(self.recipe, self._finetune_base(), self.adapter_dir)
+
+    def _finetune_base(self) -> Path | str:
+        if not self.recipe.prune.enabled:
+            return self.base_model()
+        if not (self.pruned_dir / "config.json").is_file():
+            raise ReleaseError(f"no pruned model at {self.pruned_dir}: run the prune stage first")
+        return self.pruned_dir
+
+    def merge(self) -> Path:
+        from .merge import run_merge
+
+        if not (self.adapter_dir / "adapter_config.json").is_file():
+            raise ReleaseError(f"no adapter at {self.adapter_dir}: run the finetune stage first")
+        if self.release_dir.exists():
+            shutil.rmtree(self.release_dir)  # a release folder holds exactly one model's files
+        run_merge(self.recipe, Path(self._finetune_base()), self.adapter_dir, self.release_dir)
+        self._write_reports()
+        return self.release_dir
+
+    def _write_reports(self) -> None:
+        reports = self.release_dir / "reports"
+        reports.mkdir(parents=True, exist_ok=True)
+        for src, name in ((self.pruned_dir / "pruning.json", "pruning.json"),
+                          (self.adapter_dir / "training.json", "training.json")):
+            if src.is_file():
+                shutil.copy2(src, reports / name)
+        recipe = {k: v for k, v in self.recipe.to_dict().items() if k != "source"}
+        (reports / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+    def evaluate(self) -> Path:
+        from .classify import FinSentClassifier
+        from .evaluation import run_eval, write_summary
+
+        if not (self.release_dir / "config.json").is_file():
+            raise ReleaseError(f"no merged model at {self.release_dir}: run the merge stage first")
+        out = self.release_dir / "eval"
+        if out.exists():
+            shutil.rmtree(out)
+        clf = FinSentClassifier.from_pretrained(str(self.release_dir), batch_size=self.recipe.eval.batch_size)
+        run_eval(self.release_dir, self.recipe.eval.benchmarks, self.recipe.eval.modes, out,
+                 batch_size=self.recipe.eval.batch_size, classifier=clf)
+        if self.recipe.eval.speed:
+            from .speed import run_bench
+
+            run_bench(self.release_dir, out, classifier=clf)
+        write_summary(out)
+        return out
+
+    def card(self) -> Path:
+        from .card import render_card
+
+        render_card(self.recipe, self.release_dir)
+        return self.release_dir / "README.md"
+
+    def push(self, *, dry_run: bool, repo_id: str | None, tag: str | None, **kwargs) -> dict:
+        from .publish import push_release
+
+        repo_id = repo_id or self.recipe.publish.repo_id or f"your-username/{self.recipe.card.model_name}"
+        tag = tag or self.recipe.publish.tag or "v0.1.0"
+        return push_release(self.release_dir, repo_id, tag, dry_run=dry_run, **kwargs)
+
+    def space(self, space_id: str, model_id: str, **kwargs):
+        from .spaces import deploy_space
+
+        return deploy_space(space_id, model=model_id, **kwargs)
+
+    # --- driver ------------------------------------------------------------------------------
+
+    def run(self, *, force: bool = False, start: str | None = None, only: str | None = None,
+            push: bool = False, repo_id: str | None = None, tag: str | None = None,
+            space_id: str | None = None, push_kwargs: dict | None = None) -> dict:
+        if push and not (repo_id or self.recipe.publish.repo_id):
+            raise ReleaseError("--push needs --repo-id (or publish.repo_id in the recipe)")
+        if space_id and not push:
+            raise ReleaseError("--space-id deploys the Space on the pushed model: it needs --push")
+        fps = self.fingerprints()
+        stages = [s for s in STAGES if s != "prune" or self.recipe.prune.enabled]
+        if only:
+            stages = [only]
+        elif start:
+            forced_from = STAGES.index(start)
+        outputs = {"prune": self.pruned_dir / "pruning.json", "finetune": self.adapter_dir / "training.json",
+                   "merge": self.release_dir / "config.json", "eval": self.release_dir / "eval"}
+        result: dict = {"release_dir": str(self.release_dir), "skipped": [], "ran": []}
+        for i, stage in enumerate(stages, 1):
+            if stage == "space" and not space_id:
+                continue
+            label = f"[{i}/{len(stages)}] {stage}"
+            redo = force or only == stage or (start is not None and STAGES.index(stage) >= forced_from)
+            if stage in fps and not redo and self.up_to_date(stage, fps[stage], outputs[stage]):
+                logger.info("%s: up to date, skipped", label)
+                result["skipped"].append(stage)
+                continue
+            logger.info("%s ...", label)
+            t0 = time.perf_counter()
+            if stage == "push":
+                result["push"] = self.push(dry_run=not push, repo_id=repo_id, tag=tag, **(push_kwargs or {}))
+            elif stage == "space":
+                result["space"] = self.space(space_id, result["push"]["repo_id"])
+            else:
+                getattr(self, "evaluate" if stage == "eval" else stage)()
+            self.timings[stage] = time.perf_counter() - t0
+            if stage in fps:
+                self.mark_done(stage, fps[stage])
+            result["ran"].append(stage)
+            logger.info("%s done in %.1f s", label, self.timings[stage])
+        result["seconds"] = self.timings
+        result["summary"] = self.summary()
+        return result
+
+    def summary(self) -> dict:
+        """Headline scores, size and speed read back from the release folder."""
+        out: dict = {"release_dir": str(self.release_dir), "scores": [], "speed": None, "size": None}
+        eval_dir = self.release_dir / "eval"
+        for path in sorted(eval_dir.glob("*.json")) if eval_dir.is_dir() else []:
+            data = json.loads(path.read_text())
+            if path.name == "speed.json":
+                out["speed"] = data
+                continue
+            m = data.get("metrics", {})
+            out["scores"].append({"run": path.stem, "n": data.get("n"), "accuracy": m.get("accuracy"),
+                                  "macro_f1": m.get("macro_f1"), "weighted_f1": m.get("weighted_f1")})
+        pruning = self.release_dir / "reports" / "pruning.json"
+        weights = sorted(self.release_dir.glob("*.safetensors"))
+        out["size"] = {
+            "bytes_on_disk": sum(p.stat().st_size for p in weights) or None,
+            "params": json.loads(pruning.read_text()).get("params_after") if pruning.is_file() else None,
+        }
+        out["serve"] = f"finsent space serve --model {self.release_dir}"
+        return out
+
+
+def format_summary(summary: dict, seconds: dict) -> str:
+    lines = [f"Release folder: {summary['release_dir']}", ""]
+    if summary["scores"]:
+        lines += ["| run | n | accuracy | macro-F1 | weighted-F1 |", "|---|---:|---:|---:|---:|"]
+        for s in summary["scores"]:
+            lines.append(f"| {s['run']} | {s['n']} | {_num(s['accuracy'])} | {_num(s['macro_f1'])} | "
+                         f"{_num(s['weighted_f1'])} |")
+        lines.append("")
+    size = summary.get("size") or {}
+    if size.get("bytes_on_disk"):
+        params = f"{size['params']:,} parameters, " if size.get("params") else ""
+        lines.append(f"Size: {params}{size['bytes_on_disk'] / 1e6:.1f} MB of weights")
+    for row in (summary.get("speed") or {}).get("rows", []):
+        lines.append(f"Speed: {row['config']}: {row['items_per_second']:.1f} items/s")
+    if seconds:
+        lines.append("Stage wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
+    lines += ["", f"Serve the Space on it: {summary['serve']}"]
+    return "\n".join(lines)
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("release", help="run a whole release: prune, finetune, merge, eval, card, push, Space",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("recipe", help="recipe YAML, e.g. build/recipes/smollm2-135m.yaml")
+    p.add_argument("--push", action="store_true", help="really push (default: a dry run of the push)")
+    p.add_argument("--repo-id", help="Hub model repo to push to (default: recipe publish.repo_id)")
+    p.add_argument("--tag", help="release tag, e.g. v1.0.0 (default: recipe publish.tag)")
+    p.add_argument("--space-id", help="also deploy the Space on the pushed model (needs --push)")
+    p.add_argument("--allow-regression", action="store_true", help="push even if scores fell below the previous tag")
+    p.add_argument("--force", action="store_true", help="re-run every stage even if up to date")
+    p.add_argument("--from", dest="start", choices=STAGES, help="re-run from this stage on")
+    p.add_argument("--only", choices=STAGES, help="run just this stage")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set finetune.max_steps=5 (YAML value)")
+    p.add_argument("--runs-dir", default="runs", type=Path)
+    p.add_argument("--releases-dir", default="releases", type=Path)
+    p.set_defaults(func=_release_cmd)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ReleaseError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _release_cmd(args) -> int:
+    recipe = load_recipe(args.recipe, parse_overrides(args.set))
+    release = Release(recipe, args.runs_dir, args.releases_dir)
+    try:
+        result = release.run(force=args.force, start=args.start, only=args.only, push=args.push,
+                             repo_id=args.repo_id, tag=args.tag, space_id=args.space_id,
+                             push_kwargs={"allow_regression": args.allow_regression})
+    except ReleaseError as exc:
+        print(f"finsent release: error: {exc}")
+        return 2
+    print()
+    print(format_summary(result["summary"], result["seconds"]))
+    return 0
