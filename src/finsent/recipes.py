@@ -154,7 +154,9 @@ def _build(cls, data, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}; known: {', '.join(sorted(names))}")
+        raise RecipeError(
+            f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}; known: {', '.join(sorted(names))}"
+        )
     kwargs = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, f"{where}: {key}")
