@@ -37,7 +37,8 @@ def register(sub) -> None:
         description="Classify texts given as arguments, or one per line on stdin, and print one JSON object per text.",
     )
     p.add_argument("texts", nargs="*", help="texts to classify; none = read lines from stdin")
-    p.add_argument("--model", help="folder, Hub id or 'smollm2' (default: $FINSENT_MODEL, newest release, published model)")
+    p.add_argument("--model",
+                   help="folder, Hub id or 'smollm2' (default: $FINSENT_MODEL, newest release, published model)")
     p.add_argument("--scheme", choices=["3", "7"], default="3", help="3 or 7 classes (default 3)")
     p.add_argument("--kind", choices=["news", "tweet"], default="news", help="word used in the instruction")
     p.add_argument("--mode", choices=["score", "generate"], default="score",
