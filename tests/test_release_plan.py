@@ -1,0 +1,83 @@
+"""finsent release: stage fingerprints, stamps and --set overrides (no model needed)."""
+
+from pathlib import Path
+
+import pytest
+
+from finsent.recipes import RecipeError, load_recipe
+from finsent.release import Release, ReleaseError, file_digest, parse_overrides
+
+RECIPE = """
+name: demo
+model: {base: smollm2}
+prune: {method: ppm, ratio: 0.4}
+finetune:
+  data: [{path: DATA, schema: finsent, scheme: 3}]
+  max_steps: 3
+eval:
+  benchmarks: [{name: finsent, path: DATA}]
+"""
+
+
+@pytest.fixture
+def recipe_file(tmp_path: Path) -> Path:
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a", "label": "neutral"}\n')
+    path = tmp_path / "demo.yaml"
+    path.write_text(RECIPE.replace("DATA", str(data)))
+    return path
+
+
+def test_fingerprints_follow_what_decides_each_stage(recipe_file, tmp_path):
+    base = Release(load_recipe(recipe_file), tmp_path / "runs", tmp_path / "rel").fingerprints()
+    lr = Release(load_recipe(recipe_file, {"finetune.learning_rate": 1e-4}), tmp_path, tmp_path).fingerprints()
+    assert lr["prune"] == base["prune"]
+    assert lr["finetune"] != base["finetune"] and lr["merge"] != base["merge"] and lr["eval"] != base["eval"]
+    card = Release(load_recipe(recipe_file, {"card.model_name": "Other"}), tmp_path, tmp_path).fingerprints()
+    assert card == base  # the card re-renders every run; it decides no model output
+
+    # Editing a local data file changes the fine-tuning fingerprint even with the same recipe.
+    data = Path(load_recipe(recipe_file).finetune.data[0].path)
+    data.write_text('{"text": "b", "label": "neutral"}\n')
+    edited = Release(load_recipe(recipe_file), tmp_path, tmp_path).fingerprints()
+    assert edited["prune"] == base["prune"] and edited["finetune"] != base["finetune"]
+
+
+def test_stamps_mark_a_stage_up_to_date_only_with_its_output(recipe_file, tmp_path):
+    release = Release(load_recipe(recipe_file), tmp_path / "runs", tmp_path / "rel")
+    out = tmp_path / "out.json"
+    assert not release.up_to_date("prune", "abc", out)
+    release.mark_done("prune", "abc")
+    assert not release.up_to_date("prune", "abc", out)  # stamp without output
+    out.write_text("{}")
+    assert release.up_to_date("prune", "abc", out)
+    assert not release.up_to_date("prune", "abd", out)
+
+
+def test_file_digest_covers_names_and_bytes(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"1")
+    first = file_digest(folder)
+    (folder / "a.txt").rename(folder / "b.txt")
+    assert file_digest(folder) != first
+    (folder / "b.txt").rename(folder / "a.txt")
+    assert file_digest(folder) == first
+
+
+def test_overrides_parse_yaml_values_and_reject_garbage(recipe_file):
+    assert parse_overrides(["finetune.max_steps=5", "eval.modes=[score, generate]", "prune.enabled=false"]) == {
+        "finetune.max_steps": 5, "eval.modes": ["score", "generate"], "prune.enabled": False,
+    }
+    with pytest.raises(ReleaseError, match="KEY=VALUE"):
+        parse_overrides(["finetune.max_steps"])
+    with pytest.raises(RecipeError, match="unknown key.*max_stepz"):
+        load_recipe(recipe_file, parse_overrides(["finetune.max_stepz=5"]))
+
+
+def test_push_needs_a_repo_and_space_needs_push(recipe_file, tmp_path):
+    release = Release(load_recipe(recipe_file), tmp_path / "runs", tmp_path / "rel")
+    with pytest.raises(ReleaseError, match="--repo-id"):
+        release.run(push=True)
+    with pytest.raises(ReleaseError, match="needs --push"):
+        release.run(space_id="me/space")
