@@ -111,6 +111,7 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.RLock()
         self._failures: dict[str, int] = {}
+        self.hooks: list = []  # callables (method, path) run before each request is handled
         self._httpd: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -157,6 +158,17 @@ class HubServer:
             if left:
                 self._failures[what] = left - 1
             return bool(left)
+
+    def commit_files(self, repo_id: str, files: dict[str, bytes], title: str = "direct commit",
+                     repo_type: str = "model", branch: str = "main") -> str:
+        """Commit straight into the server's state (someone else pushing); returns the new commit id."""
+        with self.lock:
+            repo = self.repo(repo_id, repo_type)
+            head = repo.resolve(branch)
+            tree = {**head.files, **{p: self.entry_for(d, p, p.endswith(LFS_SUFFIXES)) for p, d in files.items()}}
+            commit = self.new_commit(repo, head.oid, tree, title)
+            repo.branches[branch] = commit.oid
+            return commit.oid
 
     def requests_matching(self, pattern: str) -> list[tuple[str, str]]:
         return [r for r in self.requests if re.search(pattern, f"{r[0]} {r[1]}")]
@@ -240,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.segments = [unquote(s) for s in parts.path.strip("/").split("/")]
         with hub.lock:
             hub.requests.append((method, parts.path))
+        for hook in list(hub.hooks):
+            hook(method, parts.path)
         try:
             for pattern, name in ROUTES:
                 if pattern[0] == method and (m := re.fullmatch(pattern[1], parts.path)):

@@ -1,0 +1,127 @@
+"""Writes the reports and results of a release folder (the shared schemas), with fixed numbers, for tests.
+
+The card's golden render and the push tests build their release folders with these, so the values
+are deterministic; the model files come from a real model folder (``add_model``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+BENCH = {  # benchmark -> (dataset, split, n)
+    "tfns": ("zeroshot/twitter-financial-news-sentiment", "validation", 2388),
+    "fpb": ("../shared/data/fpb/train.jsonl", "train-sample-400", 400),
+    "nwgi": ("oliverwang15/news_with_gpt_instructions", "test", 4047),
+}
+CREATED = "2026-11-24T12:00:00+00:00"
+
+
+def add_model(release: Path, model_dir: Path) -> None:
+    """Copy the files of a saved model + tokenizer (those that exist) into the release folder."""
+    release.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, release / name)
+
+
+def pruning_report(hidden=2048, before=8192, after=4916, layers=16, params_before=1235814400,
+                   params_after=913770496, bytes_on_disk=1827540992) -> dict:
+    return {"method": "ppm", "ratio": 0.4, "round_to": 1, "hidden_size": hidden,
+            "intermediate_before": before, "intermediate_after": after,
+            "expansion_before": before / hidden * 100, "expansion_after": after / hidden * 100,
+            "kept_per_layer": [after] * layers, "params_before": params_before, "params_after": params_after,
+            "bytes_on_disk": bytes_on_disk}
+
+
+def training_report() -> dict:
+    return {"steps": 897, "epochs": 3.0, "learning_rate": 3e-4, "warmup_steps": 45, "effective_batch": 256,
+            "loss": "answer", "train_loss": 0.2134, "tokens_per_second": 5120.5, "seconds": 2160.0,
+            "peak_memory_mb": 14336.0, "trainable_params": 4378112, "rows": 76772,
+            "data": ["FinGPT/fingpt-sentiment-train"],
+            "lora": {"r": 8, "alpha": 32, "dropout": 0.1,
+                     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+            "precision": "bf16"}
+
+
+def eval_result(benchmark: str, scheme: str, mode: str, weighted_f1: float, accuracy: float | None = None,
+                model: str = "Llama-FinSent-S") -> dict:
+    """One results JSON (shared schema) with a 3-class confusion matrix consistent with its n."""
+    dataset, split, n = BENCH[benchmark]
+    labels = ["negative", "neutral", "positive"] if scheme == "3" else [
+        "strong negative", "moderately negative", "mildly negative", "neutral", "mildly positive",
+        "moderately positive", "strong positive"]
+    k = len(labels)
+    per = n // k
+    matrix = [[per if i == j else 0 for j in range(k)] for i in range(k)]
+    matrix[-1][-1] += n - per * k
+    accuracy = weighted_f1 + 0.01 if accuracy is None else accuracy
+    return {
+        "model": model, "model_hash": "0123456789abcdef", "benchmark": benchmark, "dataset": dataset,
+        "split": split, "data_sha256": "ab" * 32, "scheme": scheme, "mode": mode, "n": n,
+        "metrics": {"accuracy": accuracy, "macro_f1": round(weighted_f1 - 0.02, 4), "weighted_f1": weighted_f1,
+                    "per_class": {lab: {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": per} for lab in labels},
+                    "labels": labels, "confusion_matrix": matrix, "unparseable": 0},
+        "seconds": 120.5, "items_per_second": round(n / 120.5, 3), "versions": {"torch": "2.13.0"},
+        "created": CREATED,
+    }
+
+
+def speed_report() -> dict:
+    rows = [
+        {"config": "float32, shared-prefix scoring", "mode": "score", "scheme": "3", "batch_size": 16,
+         "items_per_second": 2.5, "p50_ms": 6400.0, "p95_ms": 6900.0, "peak_memory_mb": 4200.0,
+         "speedup_vs_card": 10.4},
+        {"config": "float32, card generation loop", "mode": "generate", "scheme": "3", "batch_size": 1,
+         "items_per_second": 0.24, "p50_ms": 4150.0, "p95_ms": 4400.0, "peak_memory_mb": 3900.0,
+         "speedup_vs_card": 1.0},
+    ]
+    return {"device": "cpu (2 cores)", "threads": 2, "model": "Llama-FinSent-S", "shape": "Llama-3.2-1B, GLU 4916",
+            "params": 913770496, "bytes_on_disk": 1827540992, "rows": rows,
+            "compute_floor": {"items_per_second": 2.9, "note": "one 30-token forward pass"}}
+
+
+REFERENCES = {
+    "metric": "weighted_f1", "scheme": "3",
+    "models": [
+        {"name": "FinGPT v3.3 (Llama-2-13B + LoRA)", "source": "AI4Finance-Foundation/FinGPT",
+         "note": "reported elsewhere", "weighted_f1": {"fpb": 0.882, "fiqa": 0.874, "tfns": 0.903, "nwgi": 0.643}},
+        {"name": "GPT-4", "source": "AI4Finance-Foundation/FinGPT", "note": "reported elsewhere",
+         "weighted_f1": {"fpb": 0.833, "fiqa": 0.630, "tfns": 0.808, "nwgi": None}},
+    ],
+}
+
+RECIPE = {
+    "name": "llama-finsent-s",
+    "description": "Llama-3.2-1B, 40 % of GLU neurons pruned, LoRA on FinGPT sentiment",
+    "model": {"base": "meta-llama/Llama-3.2-1B", "license": "llama3.2"},
+    "prune": {"method": "ppm", "ratio": 0.4},
+    "finetune": {"data": [{"path": "FinGPT/fingpt-sentiment-train"}]},
+    "eval": {"benchmarks": [{"name": "tfns"}, {"name": "nwgi", "scheme": 7}], "modes": ["score", "generate"]},
+    "publish": {"repo_id": "alice/Llama-FinSent-S", "tag": "v1.0.0", "max_regression": 0.01},
+}
+
+
+def write_reports(release: Path, scores: dict[tuple[str, str, str], float] | None = None,
+                  references: bool = True) -> Path:
+    """reports/{pruning,training}.json + recipe.yaml, eval/<b>-<s>-<m>.json (+ PNG), speed.json, references."""
+    (release / "reports").mkdir(parents=True, exist_ok=True)
+    (release / "eval").mkdir(parents=True, exist_ok=True)
+    (release / "reports" / "pruning.json").write_text(json.dumps(pruning_report(), indent=2))
+    (release / "reports" / "training.json").write_text(json.dumps(training_report(), indent=2))
+    (release / "reports" / "recipe.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
+    scores = scores if scores is not None else {("tfns", "3", "score"): 0.8512, ("tfns", "3", "generate"): 0.8231,
+                                                ("nwgi", "7", "score"): 0.4123}
+    for (bench, scheme, mode), f1 in scores.items():
+        stem = f"{bench}-{scheme}-{mode}"
+        (release / "eval" / f"{stem}.json").write_text(json.dumps(eval_result(bench, scheme, mode, f1), indent=2))
+        (release / "eval" / f"{stem}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + stem.encode())
+    (release / "eval" / "speed.json").write_text(json.dumps(speed_report(), indent=2))
+    if references:
+        (release / "eval" / "references.yaml").write_text(yaml.safe_dump(REFERENCES, sort_keys=False))
+    return release
