@@ -123,6 +123,12 @@ class HubServer:
         self.stop()
 
     def start(self) -> HubServer:
+        """Serve on a free loopback port. The client is switched to the classic LFS upload path while the
+        server runs (it cannot speak Xet); ``HF_HUB_DISABLE_XET`` is read at import, so the constant is set."""
+        from huggingface_hub import constants
+
+        self._xet_before = constants.HF_HUB_DISABLE_XET
+        constants.HF_HUB_DISABLE_XET = True
         hub = self
 
         class Handler(_Handler):
@@ -138,6 +144,9 @@ class HubServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+            from huggingface_hub import constants
+
+            constants.HF_HUB_DISABLE_XET = self._xet_before
 
     @property
     def url(self) -> str:

@@ -173,6 +173,12 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
             raise PublishError(f"{repo_id} changed while publishing (main is no longer {head[:12]}); "
                                "nothing was committed: run the push again") from None
         raise PublishError(f"publishing {repo_id} failed: {_short(exc)}") from None
+    except Exception as exc:
+        if not _is_transport_error(exc):
+            raise
+        raise PublishError(f"the connection to {api.endpoint} failed during the upload ({_short(exc)}); "
+                           f"{tag} was not created: run the same push again (a commit that did land is "
+                           "recognised as unchanged and only tagged)") from None
     summary.update(commit=commit.oid, url=commit.commit_url, pr_url=commit.pr_url, previous_tag=previous,
                    regressions=regressions)
     return summary
@@ -199,6 +205,17 @@ def _remote_eval_results(api, repo_id: str, revision: str) -> dict[str, dict]:
                                         token=api.token, cache_dir=cache)
                 results[name] = json.loads(Path(local).read_text())
     return results
+
+
+def _is_transport_error(exc: BaseException | None) -> bool:
+    """A network failure (dropped connection, timeout), possibly wrapped by the client."""
+    import httpx2  # huggingface_hub's HTTP client
+
+    while exc is not None:
+        if isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _short(exc: Exception) -> str:

@@ -1,0 +1,278 @@
+"""``finsent push``: one commit + a tag, the release gate, failures, driven with the real huggingface_hub client
+against the loopback Hub server of ``hub_server.py`` (never a mocked client)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from hub_server import HubServer
+from huggingface_hub import HfApi, constants, snapshot_download
+from release_factory import add_model, write_reports
+
+from finsent.publish import PublishError, push_release
+
+REPO = "alice/Llama-FinSent-S"
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with HubServer(tmp_path / "hub") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, tiny_llama_dir) -> Path:
+    """A complete release folder around the tiny random Llama (fast); tests copy it before changing it."""
+    out = tmp_path_factory.mktemp("release") / "tiny"
+    add_model(out, tiny_llama_dir)
+    write_reports(out)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    return out
+
+
+def copy_release(src: Path, dst: Path, tfns_f1: float | None = None) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    if tfns_f1 is not None:
+        path = dst / "eval" / "tfns-3-score.json"
+        result = json.loads(path.read_text())
+        result["metrics"]["weighted_f1"] = tfns_f1
+        path.write_text(json.dumps(result))
+    return dst
+
+
+def upload_requests(hub) -> list:
+    return hub.requests_matching(r"preupload|lfs|commit/|/tag/|repos/create")
+
+
+def test_push_makes_one_commit_and_tags_it(hub, release):
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    assert repo.tags == {"v1.0.0": out["commit"]} and repo.branches["main"] == out["commit"]
+    commit = repo.commits[out["commit"]]
+    assert commit.title == "Release v1.0.0"
+    assert repo.commits[commit.parent].title == "initial commit"  # exactly one commit for the whole release
+    published = {p for p in commit.files if p != ".gitattributes"}
+    assert published == {rel for rel, _ in out["files"]}
+    assert "eval/tfns-3-score.json" in published and "reports/pruning.json" in published
+    for rel, _ in out["files"]:
+        assert hub.read_file(REPO, rel, "v1.0.0") == (release / rel).read_bytes()
+    assert len(hub.requests_matching(r"POST .*/commit/")) == 1
+    assert commit.files["model.safetensors"].lfs and not commit.files["config.json"].lfs
+
+
+def test_dry_run_sends_nothing(hub, release, capsys):
+    from finsent.cli import main
+
+    out = push_release(release, REPO, "v1.0.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert out["commit"] is None and out["bytes"] == sum(size for _, size in out["files"]) > 0
+    assert main(["push", str(release), "--repo-id", REPO, "--tag", "v1.0.0", "--dry-run",
+                 "--endpoint", hub.url]) == 0
+    printed = capsys.readouterr().out
+    size = (release / "model.safetensors").stat().st_size
+    assert "add model.safetensors" in printed and f"{size:,d} B" in printed and "dry run: nothing sent" in printed
+    assert hub.requests == [] and hub.repos == {}
+
+
+def test_dropped_commit_leaves_no_commit_no_tag_and_retry_succeeds(hub, release):
+    api = HfApi(endpoint=hub.url, token=hub.token)
+    api.create_repo(REPO)
+    head = hub.repo(REPO).branches["main"]
+    hub.fail_next("commit")
+    with pytest.raises(PublishError, match="connection .* failed during the upload.*run the same push again"):
+        push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    assert repo.branches["main"] == head and repo.tags == {} and len(repo.commits) == 1
+    weights = hashlib.sha256((release / "model.safetensors").read_bytes()).hexdigest()
+    puts = hub.requests_matching(r"PUT /lfs-upload/")
+    assert ("PUT", f"/lfs-upload/{weights}") in puts  # the weights went up before the commit call
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert repo.tags == {"v1.0.0": out["commit"]} and repo.commits[out["commit"]].parent == head
+    assert hub.requests_matching(r"PUT /lfs-upload/") == puts  # the retry did not send them again
+
+
+def test_dropped_lfs_upload_is_retried_by_the_client_into_one_commit(hub, release):
+    hub.fail_next("lfs-put")  # the connection breaks half-way through the weights, once
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    lfs_files = [p for p, e in hub.repo(REPO).commits[out["commit"]].files.items() if e.lfs]
+    assert len(hub.requests_matching(r"PUT /lfs-upload/")) == len(lfs_files) + 1
+    assert hub.read_file(REPO, "model.safetensors", "v1.0.0") == (release / "model.safetensors").read_bytes()
+    repo = hub.repo(REPO)
+    assert repo.commits[repo.commits[out["commit"]].parent].title == "initial commit" and len(repo.commits) == 2
+
+
+def test_bad_token_fails_before_any_upload(hub, release):
+    with pytest.raises(PublishError, match="rejected the token.*nothing was uploaded") as err:
+        push_release(release, REPO, "v1.0.0", token="hf_not_a_valid_token", endpoint=hub.url)
+    assert "hf_not_a_valid_token" not in str(err.value)
+    assert hub.requests == [("GET", "/api/whoami-v2")] and hub.repos == {}
+
+
+def test_missing_token_fails_before_any_request(hub, release, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(PublishError, match="no Hugging Face token: set HF_TOKEN"):
+        push_release(release, REPO, "v1.0.0", endpoint=hub.url)
+    assert hub.requests == []
+
+
+def test_token_comes_from_the_login_file_and_is_never_printed(hub, release, monkeypatch, tmp_path, capsys, caplog):
+    from finsent.cli import main
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    (tmp_path / "token").write_text(hub.token)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    assert main(["push", str(release), "--repo-id", REPO, "--tag", "v1.0.0", "--endpoint", hub.url]) == 0
+    captured = capsys.readouterr()
+    assert "published alice/Llama-FinSent-S v1.0.0" in captured.out
+    assert hub.token not in captured.out + captured.err + caplog.text
+    assert not [p for p in release.rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
+
+
+def test_token_from_hf_token_env(hub, release, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    out = push_release(release, REPO, "v1.0.0", endpoint=hub.url)
+    assert hub.repo(REPO).tags["v1.0.0"] == out["commit"]
+
+
+def test_gate_blocks_a_regression_and_allow_regression_lets_it_through(hub, release, tmp_path):
+    push_release(copy_release(release, tmp_path / "r1", tfns_f1=0.80), REPO, "v1.0.0",
+                 token=hub.token, endpoint=hub.url)
+    worse = copy_release(release, tmp_path / "r2", tfns_f1=0.75)
+    head = hub.repo(REPO).branches["main"]
+    before = len(upload_requests(hub))
+    with pytest.raises(PublishError, match=r"(?s)release gate: 1 result.*v1\.0\.0.*tfns-3-score: weighted F1 0\.8000 "
+                                           r"-> 0\.7500 \(-0\.0500\).*--allow-regression"):
+        push_release(worse, REPO, "v1.1.0", token=hub.token, endpoint=hub.url)
+    assert hub.repo(REPO).branches["main"] == head and set(hub.repo(REPO).tags) == {"v1.0.0"}
+    assert len(upload_requests(hub)) == before + 1  # only the create_repo(exist_ok) call, no upload
+    out = push_release(worse, REPO, "v1.1.0", allow_regression=True, token=hub.token, endpoint=hub.url)
+    assert out["previous_tag"] == "v1.0.0" and len(out["regressions"]) == 1
+    assert hub.repo(REPO).tags["v1.1.0"] == out["commit"]
+
+
+def test_gate_allows_a_drop_within_the_recipe_threshold(hub, release, tmp_path):
+    push_release(copy_release(release, tmp_path / "r1", tfns_f1=0.80), REPO, "v1.0.0",
+                 token=hub.token, endpoint=hub.url)
+    out = push_release(copy_release(release, tmp_path / "r2", tfns_f1=0.795), REPO, "v1.0.1",
+                       token=hub.token, endpoint=hub.url)  # recipe publish.max_regression = 0.01
+    assert out["previous_tag"] == "v1.0.0" and out["regressions"] == []
+
+
+def test_release_without_eval_results_is_refused_before_any_request(hub, release, tmp_path):
+    bare = copy_release(release, tmp_path / "bare")
+    for path in (bare / "eval").glob("*-*-*.json"):
+        path.unlink()
+    with pytest.raises(PublishError, match="no eval results"):
+        push_release(bare, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    (bare / "README.md").unlink()
+    with pytest.raises(PublishError, match="missing README.md"):
+        push_release(bare, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert hub.requests == []
+
+
+def test_existing_tag_and_bad_version_are_refused(hub, release):
+    push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    with pytest.raises(PublishError, match="tag v1.0.0 already exists"):
+        push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    with pytest.raises(PublishError, match="not a release version"):
+        push_release(release, REPO, "latest", token=hub.token, endpoint=hub.url)
+
+
+def test_concurrent_change_fails_instead_of_being_overwritten(hub, release):
+    HfApi(endpoint=hub.url, token=hub.token).create_repo(REPO)
+    pushed = []
+
+    def someone_else_pushes(method, path):  # after push_release read the head, before its commit
+        if "/preupload/" in path and not pushed:
+            pushed.append(hub.commit_files(REPO, {"notes.md": b"a change made meanwhile\n"}))
+
+    hub.hooks.append(someone_else_pushes)
+    with pytest.raises(PublishError, match="changed while publishing.*nothing was committed"):
+        push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    assert repo.branches["main"] == pushed[0] and repo.tags == {}
+    assert "notes.md" in repo.commits[pushed[0]].files
+
+
+def test_create_pr_opens_a_pull_request_without_a_tag(hub, release):
+    HfApi(endpoint=hub.url, token=hub.token).create_repo(REPO)
+    head = hub.repo(REPO).branches["main"]
+    out = push_release(release, REPO, "v1.0.0", create_pr=True, token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    assert out["pr_url"].endswith("/discussions/1") and out["tag"] is None
+    assert repo.prs == [out["commit"]] and repo.tags == {} and repo.branches["main"] == head
+    assert hub.read_file(REPO, "config.json", "refs/pr/1") == (release / "config.json").read_bytes()
+
+
+def test_private_repo_is_created_private(hub, release):
+    push_release(release, REPO, "v1.0.0", private=True, token=hub.token, endpoint=hub.url)
+    assert hub.repo(REPO).private
+    with pytest.raises(Exception, match="401"):
+        HfApi(endpoint=hub.url, token=False).model_info(REPO)
+
+
+def test_server_hosts_spaces_for_the_space_deploy(hub, tmp_path):
+    (tmp_path / "space").mkdir()
+    (tmp_path / "space" / "app.py").write_text("print('demo')\n")
+    api = HfApi(endpoint=hub.url, token=hub.token)
+    url = api.create_repo("alice/finsent-demo", repo_type="space", space_sdk="gradio")
+    assert url.repo_type == "space"
+    api.upload_folder(repo_id="alice/finsent-demo", repo_type="space", folder_path=tmp_path / "space")
+    assert api.space_info("alice/finsent-demo").sdk == "gradio"
+    local = snapshot_download("alice/finsent-demo", repo_type="space", endpoint=hub.url, token=hub.token,
+                              cache_dir=tmp_path / "cache")
+    assert (Path(local) / "app.py").read_text() == "print('demo')\n"
+
+
+# --- the real model: push, download the tag, load it, same logits -----------------------------------
+
+
+@pytest.mark.slow
+def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_path):
+    """A pruned SmolLM2 (fp16) with card and results goes up as v1.0.0, comes back byte-identical and
+    gives identical logits and labels through transformers and FinSentClassifier."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finsent.card import render_card
+    from finsent.classify import FinSentClassifier
+    from finsent.pruning import prune_model
+    from finsent.recipes import load_recipe
+
+    release = tmp_path / "release"
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
+    report = prune_model(model, method="ppm", ratio=0.4, progress=False)
+    model.half().save_pretrained(release)
+    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(release)
+    write_reports(release)
+    report["bytes_on_disk"] = (release / "model.safetensors").stat().st_size
+    (release / "reports" / "pruning.json").write_text(json.dumps(report))
+    recipe = load_recipe(release / "reports" / "recipe.yaml", {"model.base": "smollm2"})
+    render_card(recipe, release)
+
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    local = Path(snapshot_download(REPO, revision="v1.0.0", endpoint=hub.url, token=hub.token,
+                                   cache_dir=tmp_path / "cache"))
+    assert local.name == out["commit"]
+    sent = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    got = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()} - {".gitattributes"}
+    assert got == sent
+    for rel in sent:
+        assert (local / rel).read_bytes() == (release / rel).read_bytes(), rel
+
+    texts = ["Acme Corp beats third-quarter estimates and raises guidance",
+             "Shares of Zenith Bank slump after regulator opens fraud probe"]
+    ids = AutoTokenizer.from_pretrained(release)(texts[0], return_tensors="pt")["input_ids"]
+    logits = [AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)(ids).logits
+              for folder in (release, local)]
+    assert torch.equal(logits[0], logits[1])
+    a, b = FinSentClassifier.from_pretrained(str(release)), FinSentClassifier.from_pretrained(str(local))
+    assert torch.equal(a.label_logprobs(texts, "7"), b.label_logprobs(texts, "7"))
+    assert [p.label for p in a.classify(texts)] == [p.label for p in b.classify(texts)]
