@@ -82,15 +82,18 @@ def _offline_choices() -> str:
     )
 
 
-def load_model_and_tokenizer(model: str | os.PathLike | None = None, dtype=None, device=None):
-    """Load (model, tokenizer, source) from a folder or Hub id, with errors that say what to do."""
+def load_model_and_tokenizer(model: str | os.PathLike | None = None, dtype=None, device=None, revision=None):
+    """Load (model, tokenizer, source) from a folder or Hub id, with errors that say what to do.
+
+    ``revision`` (branch, tag or commit) applies to Hub ids only.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = locate_model(model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        net = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        net = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, revision=revision)
     except (OSError, ValueError) as exc:  # hub errors are OSError subclasses
         if Path(source).exists():
             raise

@@ -1,0 +1,112 @@
+"""Neuron importance for structured GLU pruning, and how many neurons a prune keeps.
+
+A GLU MLP computes ``down(act(gate(x)) * up(x))``; neuron ``j`` owns row ``j`` of ``gate_proj`` and
+``up_proj`` (shape [I, H]) and column ``j`` of ``down_proj`` ([H, I]). Each score below rates the
+pair (gate row j, up row j) from the weights alone, in float32, with the same arithmetic as
+optipfair 0.4.2 (``optipfair.pruning.mlp_glu``), so the kept indices match it exactly:
+
+    ppm (a.k.a. MAW): (max(gate_j) + |min(gate_j)|) + (max(up_j) + |min(up_j)|)   peak-to-peak range
+    vow:              var(gate_j) + var(up_j)        (unbiased variance, torch.var's default)
+    l2:               ||gate_j||_2 + ||up_j||_2
+    pon:              ||gate_j||_1 * ||up_j||_1      (product of norms)
+
+Used by ``finsent.pruning`` (``finsent prune``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Scores are computed on float32 copies: bf16/fp16 ranges would round ties differently than the
+# reference notebook, which casts with .float() first.
+
+
+def _ppm(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    gate_range = torch.max(gate, dim=1).values + torch.abs(torch.min(gate, dim=1).values)
+    up_range = torch.max(up, dim=1).values + torch.abs(torch.min(up, dim=1).values)
+    return gate_range + up_range
+
+
+def _vow(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return torch.var(gate, dim=1) + torch.var(up, dim=1)
+
+
+def _l2(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return torch.norm(gate, p=2, dim=1) + torch.norm(up, p=2, dim=1)
+
+
+def _pon(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return torch.norm(gate, p=1, dim=1) * torch.norm(up, p=1, dim=1)
+
+
+SCORES = {"ppm": _ppm, "vow": _vow, "l2": _l2, "pon": _pon}
+ALIASES = {"maw": "ppm"}  # optipfair's older name for the same score
+METHODS = tuple(SCORES)
+
+
+def canonical_method(method: str) -> str:
+    """'ppm', 'vow', 'l2' or 'pon' from any accepted spelling (case-insensitive, 'maw' = 'ppm')."""
+    name = str(method).lower()
+    name = ALIASES.get(name, name)
+    if name not in SCORES:
+        raise ValueError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)} (or maw = ppm)")
+    return name
+
+
+def neuron_scores(method: str, gate_weight: torch.Tensor, up_weight: torch.Tensor) -> torch.Tensor:
+    """Importance of each GLU neuron, float32 [I], from gate/up weights [I, H]."""
+    if gate_weight.shape != up_weight.shape:
+        raise ValueError(f"gate_proj {tuple(gate_weight.shape)} and up_proj {tuple(up_weight.shape)} differ in shape")
+    fn = SCORES[canonical_method(method)]
+    return fn(gate_weight.detach().float(), up_weight.detach().float())
+
+
+def ratio_for_expansion(expansion: float, intermediate: int, hidden: int) -> float:
+    """The fraction to remove so intermediate/hidden x 100 becomes ``expansion`` (optipfair's convention).
+
+    Llama-3.2-1B: 8192/2048 = 400 %; the 40 % prune is 240 %. (The model card's "300 % -> 140 %"
+    counts only the expansion beyond the hidden size, i.e. this figure minus 100.)
+    """
+    current = intermediate / hidden * 100
+    if not expansion > 0:
+        raise ValueError(f"expansion must be a positive percentage, got {expansion}")
+    if expansion > current:
+        raise ValueError(
+            f"target expansion {expansion:g} % would grow the MLP: it is {current:g} % now "
+            f"(intermediate {intermediate} / hidden {hidden} x 100)"
+        )
+    return 1.0 - (expansion / 100 * hidden) / intermediate
+
+
+def _floor_snapped(x: float) -> int:
+    """floor(x), except that a product within 1e-6 of an integer counts as that integer.
+
+    ``int(ratio * I)`` is the reference formula; the snap only undoes float error such as
+    0.29 * 100 = 28.999999999999996 (and an expansion converted to a ratio), never a real fraction.
+    """
+    nearest = round(x)
+    return int(nearest) if abs(x - nearest) < 1e-6 else math.floor(x)
+
+
+def kept_size(intermediate: int, hidden: int | None = None, ratio: float | None = None,
+              expansion: float | None = None, round_to: int = 1) -> int:
+    """How many GLU neurons a layer of ``intermediate`` keeps.
+
+    ``n_prune = min(int(ratio * I), I - 1)``, ``k = I - n_prune`` (40 % of 8192 keeps 4916); then
+    ``k`` is rounded down to a multiple of ``round_to`` (never below 1), so rounding never grows it.
+    """
+    if (ratio is None) == (expansion is None):
+        raise ValueError("give exactly one of ratio (fraction removed) or expansion (target I/H x 100)")
+    if expansion is not None:
+        if hidden is None:
+            raise ValueError("expansion needs the hidden size")
+        ratio = ratio_for_expansion(expansion, intermediate, hidden)
+    if not 0 <= ratio < 1:
+        raise ValueError(f"ratio is the fraction of neurons removed, in [0, 1); got {ratio}")
+    if int(round_to) != round_to or round_to < 1:
+        raise ValueError(f"round_to must be a positive integer, got {round_to}")
+    n_prune = min(_floor_snapped(ratio * intermediate), intermediate - 1)
+    k = intermediate - n_prune
+    return max(k // int(round_to) * int(round_to), 1)
