@@ -269,10 +269,13 @@ def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_
 
     texts = ["Acme Corp beats third-quarter estimates and raises guidance",
              "Shares of Zenith Bank slump after regulator opens fraud probe"]
-    ids = AutoTokenizer.from_pretrained(release)(texts[0], return_tensors="pt")["input_ids"]
-    logits = [AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)(ids).logits
-              for folder in (release, local)]
-    assert torch.equal(logits[0], logits[1])
-    a, b = FinSentClassifier.from_pretrained(str(release)), FinSentClassifier.from_pretrained(str(local))
+    tokenizer = AutoTokenizer.from_pretrained(release)
+    ids = tokenizer(texts[0], return_tensors="pt")["input_ids"]
+    sent_model = AutoModelForCausalLM.from_pretrained(release, dtype=torch.float32).eval()
+    got_model = AutoModelForCausalLM.from_pretrained(local, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        assert torch.equal(sent_model(ids).logits, got_model(ids).logits)
+    a = FinSentClassifier(sent_model, tokenizer)
+    b = FinSentClassifier.from_pretrained(str(local))  # the downloaded tag, through the library's own loader
     assert torch.equal(a.label_logprobs(texts, "7"), b.label_logprobs(texts, "7"))
     assert [p.label for p in a.classify(texts)] == [p.label for p in b.classify(texts)]
