@@ -275,11 +275,26 @@ def test_smollm2_kept_indices_equal_optipfair(smollm2, ours, theirs):
     assert all(torch.equal(w, m.gate_proj.weight) for w, m in zip(before, glu_mlps(smollm2), strict=False))
 
 
+def readme_prune_commands() -> list[list[str]]:
+    """The `finsent prune` lines of build/README.md's Pruning section, split into arguments."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "build" / "README.md").read_text()
+    section = text.split("## Pruning", 1)[1].split("\n## ", 1)[0]
+    return [shlex.split(line, comments=True) for line in section.splitlines() if line.startswith("finsent prune")]
+
+
 @pytest.mark.slow
-def test_smollm2_prune_save_reload_matches_in_memory(smollm2, smollm2_dir, tmp_path):
+def test_smollm2_readme_prune_command_saves_a_model_that_reloads(smollm2, tmp_path, capsys):
+    """build/README.md's SmolLM2 command, run as written (only --out moved into tmp_path)."""
     from transformers import AutoTokenizer
 
-    out = run_prune(PruneSection(method="ppm", ratio=0.4), "smollm2", tmp_path / "pruned", progress=False)
+    argv = next(cmd for cmd in readme_prune_commands() if "smollm2" in cmd)
+    out = tmp_path / "pruned"
+    argv[argv.index("--out") + 1] = str(out)
+    assert main([*argv[1:], "--no-progress"]) == 0
+    assert f"saved {out}" in capsys.readouterr().out
     in_memory = shared_clone(smollm2)
     prune_model(in_memory, method="ppm", ratio=0.4, progress=False)
     reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
@@ -292,3 +307,14 @@ def test_smollm2_prune_save_reload_matches_in_memory(smollm2, smollm2_dir, tmp_p
         1536, 922, [922] * 30)
     assert report["bytes_on_disk"] == (out / "model.safetensors").stat().st_size
     assert reloaded.config.intermediate_size == 922
+
+
+def test_unreachable_hub_base_is_a_clear_error_and_writes_nothing(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from finsent.models import ModelNotAvailableError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never touch the network
+    with pytest.raises(ModelNotAvailableError, match="finsent-tests/no-such-model.*--model smollm2"):
+        run_prune(PruneSection(), "finsent-tests/no-such-model", tmp_path / "pruned", revision="v1", progress=False)
+    assert not (tmp_path / "pruned").exists()
