@@ -1,0 +1,143 @@
+"""``finsent card``: the golden render, the model-index round trip, refusals, and the card's code that runs.
+
+Regenerate the golden file after an intended change of MODEL_CARD.md or card.py:
+    FINSENT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_card.py -k golden
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+from release_factory import write_reports
+
+from finsent.card import CardError, render_card
+from finsent.prompts import instruction, prompt_text
+from finsent.recipes import load_recipe
+
+GOLDEN = Path(__file__).parent / "golden" / "model_card.md"
+
+
+@pytest.fixture
+def release(tmp_path) -> Path:
+    return write_reports(tmp_path / "release")
+
+
+def recipe_of(release: Path, **overrides):
+    return load_recipe(release / "reports" / "recipe.yaml", overrides)
+
+
+def test_card_matches_golden(release):
+    text = render_card(recipe_of(release), release)
+    if os.environ.get("FINSENT_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+    assert (release / "README.md").read_text() == text
+
+
+def test_model_index_round_trips_through_model_card_load(release):
+    render_card(recipe_of(release), release)
+    card = ModelCard.load(release / "README.md")
+    assert card.data.license == "llama3.2" and card.data.base_model == "meta-llama/Llama-3.2-1B"
+    assert card.data.pipeline_tag == "text-generation" and card.data.library_name == "transformers"
+    assert card.data.model_name == "Llama-FinSent-S"
+    loaded = {(e.dataset_type, e.dataset_split, e.metric_name, e.metric_value) for e in card.data.eval_results}
+    expected = set()
+    for path in (release / "eval").glob("*-*-*.json"):
+        r = json.loads(path.read_text())
+        how = f"{r['scheme']}-class, {'label scoring' if r['mode'] == 'score' else 'generation'}"
+        for name, key in (("Accuracy", "accuracy"), ("Macro F1", "macro_f1"), ("Weighted F1", "weighted_f1")):
+            expected.add((r["dataset"], r["split"], f"{name} ({how})", round(r["metrics"][key], 4)))
+    assert loaded == expected and len(expected) == 9
+
+
+def test_card_shows_the_prompts_of_the_prompts_module_and_the_sizes(release):
+    text = render_card(recipe_of(release), release)
+    assert f"```text\n{instruction('3', 'news')}\n```" in text
+    assert f"```text\n{instruction('7', 'news')}\n```" in text
+    assert prompt_text(instruction("7", "news"), "Shares of Acme fell 12 % after the company cut its outlook.") in text
+    assert "| GLU neurons per layer | 8,192 | 4,916 |" in text
+    assert "| expansion beyond the hidden size | 300.0 % | 140.0 % |" in text
+    assert "| TFNS | `zeroshot/twitter-financial-news-sentiment` (validation) | 2,388 | 3 | label scoring |" in text
+    assert re.search(r"\| GPT-4 \|.*\| reported elsewhere: AI4Finance-Foundation/FinGPT \|", text)
+
+
+@pytest.mark.parametrize("remove, message", [
+    ("reports/pruning.json", r"reports/pruning.json is missing \(it is written by `finsent prune`\)"),
+    ("reports/training.json", r"reports/training.json is missing"),
+    ("eval/speed.json", r"eval/speed.json is missing \(it is written by `finsent speed`\)"),
+    ("eval/*-*-*.json", r"no eval results in .*eval"),
+])
+def test_missing_report_stops_the_render(release, remove, message):
+    for path in release.glob(remove):
+        path.unlink()
+    with pytest.raises(CardError, match=message):
+        render_card(recipe_of(release), release)
+    assert not (release / "README.md").exists()
+
+
+def test_missing_metric_or_key_names_file_and_key(release):
+    path = release / "eval" / "tfns-3-score.json"
+    original = path.read_text()
+    result = json.loads(original)
+    del result["metrics"]["weighted_f1"]
+    path.write_text(json.dumps(result))
+    with pytest.raises(CardError, match=r"tfns-3-score.json: metrics: missing weighted_f1"):
+        render_card(recipe_of(release), release)
+    path.write_text(original)
+    training = json.loads((release / "reports" / "training.json").read_text())
+    training["lora"].pop("r")
+    (release / "reports" / "training.json").write_text(json.dumps(training))
+    with pytest.raises(CardError, match=r"training.json: lora: missing r"):
+        render_card(recipe_of(release), release)
+
+
+def test_unpruned_release_needs_no_pruning_report(release):
+    (release / "reports" / "pruning.json").unlink()
+    text = render_card(recipe_of(release, **{"prune.enabled": False, "prune.ratio": None}), release)
+    assert "### Pruning" not in text and "### Fine-tuning" in text
+
+
+def test_template_using_an_unknown_value_fails(release, tmp_path):
+    bad = tmp_path / "card.md"
+    bad.write_text("---\n{{ card_data }}\n---\n{{ pruning.no_such_field }}\n")
+    with pytest.raises(CardError, match="the template uses something the reports do not provide"):
+        render_card(recipe_of(release), release, template=bad)
+
+
+def test_cli_writes_the_card(release, capsys):
+    from finsent.cli import main
+
+    assert main(["card", str(release)]) == 0
+    assert capsys.readouterr().out.strip() == str(release / "README.md")
+    (release / "eval" / "speed.json").unlink()
+    assert main(["card", str(release)]) == 2
+    assert "eval/speed.json is missing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_card_code_runs_and_agrees_with_the_classifier(release, smollm2_dir, capsys):
+    """The card's plain-transformers snippets, run on the real SmolLM2, give the classifier's probabilities,
+    label and generated answer."""
+    from finsent.classify import FinSentClassifier
+
+    text = render_card(recipe_of(release), release)
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    namespace: dict = {}
+    exec(blocks[0].replace('"alice/Llama-FinSent-S"', repr(str(smollm2_dir))), namespace)
+    exec(blocks[1], namespace)
+    printed = capsys.readouterr().out
+    assert printed.startswith("('") and "'negative':" in printed
+    clf = FinSentClassifier.from_pretrained(str(smollm2_dir))
+    for news in ("Acme Corp beats third-quarter estimates and raises its full-year guidance",
+                 "Shares of Zenith Bank slump after regulator opens fraud probe"):
+        label, probs = namespace["classify"](news)
+        pred = clf.classify(news, "3")
+        assert label == pred.label
+        assert probs == pytest.approx(pred.probs, abs=1e-4)
+        assert namespace["generate"](news) == clf.classify(news, "3", mode="generate").answer.split("\n")[0].strip()
