@@ -18,7 +18,7 @@ strictly: an answer that is not a label of the scheme gives ``label=None``.
 
 from __future__ import annotations
 
-import copy
+import functools
 import inspect
 import logging
 from collections.abc import Iterable, Sequence
@@ -30,6 +30,7 @@ from .prompts import KINDS, EncodedPrompt, InputError, PromptEncoder, clean_text
 logger = logging.getLogger(__name__)
 
 MODES = ("score", "generate")
+QUANTIZE = (None, "int8")
 GENERATE_MAX_NEW_TOKENS = 15
 
 
@@ -69,23 +70,42 @@ class FinSentClassifier:
         self._prefix_cache: dict[tuple[int, ...], object] = {}
 
     @classmethod
-    def from_pretrained(cls, model: str | None = None, *, dtype=None, device=None,
-                        threads: int | None = None, **kwargs) -> FinSentClassifier:
-        """Load from a folder, a Hub id or ``"smollm2"``; ``None`` follows ``models.resolve_model``."""
+    def from_pretrained(cls, model: str | None = None, *, dtype=None, device=None, threads: int | None = None,
+                        quantize: str | None = None, **kwargs) -> FinSentClassifier:
+        """Load from a folder, a Hub id or ``"smollm2"``; ``None`` follows ``models.resolve_model``.
+
+        ``dtype``: a torch dtype or its name, or ``"auto"`` (bfloat16 on CUDA, float32 on CPU: on this
+        project's CPUs, without AVX-512 BF16, a bfloat16 GEMM measured ~100x slower than float32; see
+        eval/bench/README.md). ``threads`` sets torch's (process-wide) intra-op thread count.
+        ``quantize="int8"`` applies dynamic int8 quantization to every Linear (CPU only): faster,
+        not exact; its accuracy cost is measured in eval/bench/.
+        """
         import torch
 
         from .models import load_model_and_tokenizer
 
+        if quantize not in QUANTIZE:
+            raise ValueError(f"unknown quantize {quantize!r}: choose one of {QUANTIZE}")
         if threads:
             torch.set_num_threads(threads)
+        if dtype == "auto":
+            cuda = torch.cuda.is_available() and str(device or "cuda").startswith("cuda")
+            dtype = torch.bfloat16 if cuda else torch.float32
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         net, tokenizer, source = load_model_and_tokenizer(model, dtype=dtype, device=device)
+        if quantize:
+            net = quantize_int8(net)
         return cls(net, tokenizer, source=source, **kwargs)
 
     @property
     def device(self):
         return next(self.model.parameters()).device
+
+    @property
+    def dtype(self):
+        """Activation dtype: the input embeddings' (a quantized model keeps float32 embeddings)."""
+        return self.model.get_input_embeddings().weight.dtype
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -147,15 +167,15 @@ class FinSentClassifier:
                                       "score", enc.truncated))
         return results
 
-    def _prefix_kv(self, prefix: tuple[int, ...]):
-        """KV cache of the shared prefix for batch size 1, computed once per instruction and dtype."""
+    def _prefix_kv(self, prefix: tuple[int, ...]) -> list[tuple]:
+        """Per-layer (key, value) [1, kv_heads, P, head_dim] of the shared prefix, computed once per instruction."""
         import torch
 
         if prefix not in self._prefix_cache:
             ids = torch.tensor([prefix], device=self.device)
             with torch.inference_mode():
                 out = self._decoder()(input_ids=ids, use_cache=True)
-            self._prefix_cache[prefix] = _cache_of(out)
+            self._prefix_cache[prefix] = [(k, v) for k, v, *_ in _cache_of(out)]
         return self._prefix_cache[prefix]
 
     def _decoder(self):
@@ -165,74 +185,55 @@ class FinSentClassifier:
     def _score_batch(self, batch: list[EncodedPrompt], labels: Sequence[str]):
         """Log-probability sums [B, L] for a batch that shares one prefix."""
         import torch
+        from transformers import DynamicCache
 
-        dev = self.device
+        dev, n_rows = self.device, len(batch)
         answers = [self.encoder.answer_ids(label) for label in labels]
         prefix = batch[0].prefix if self.share_prefix else ()
         bodies = [enc.body if self.share_prefix else tuple(enc.ids) for enc in batch]
         n_prefix, n_body = len(prefix), max(len(b) for b in bodies)
-        starts = [n_body + sum(len(a) for a in answers[:j]) for j in range(len(answers))]
-        n_query = n_body + sum(len(a) for a in answers)
+        layout = _answer_layout(n_body, tuple(answers))
+        n_query = layout.n_query
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        flat_answers = [tok for a in answers for tok in a]
 
-        ids = torch.full((len(batch), n_query), pad, dtype=torch.long)
-        lengths = torch.tensor([len(b) for b in bodies])
+        ids = torch.full((n_rows, n_query), pad, dtype=torch.long)
+        ids[:, n_body:] = layout.answer_ids
         for i, body in enumerate(bodies):
             ids[i, : len(body)] = torch.tensor(body)
-            ids[i, n_body:] = torch.tensor(flat_answers)
+        lengths = torch.tensor([len(b) for b in bodies])  # [B] news + cue tokens per row
 
-        # block_start[q]: first query index a query may attend to within its own block
-        # (0 for news/pad rows, the block's first index for answer rows).
-        block_start = torch.zeros(n_query, dtype=torch.long)
-        pos_in_block = torch.arange(n_query)
-        for start, ans in zip(starts, answers):
-            block_start[start : start + len(ans)] = start
-            pos_in_block[start : start + len(ans)] = torch.arange(len(ans))
-        q = torch.arange(n_query)[:, None]
-        k = torch.arange(n_query)[None, :]
-        in_block = (k <= q) & (k >= block_start[:, None])  # [Q, Q]
-        is_answer = (q >= n_body)  # [Q, 1]
-        sees_news = is_answer[None] & (k[None] < lengths[:, None, None])  # [B, Q, Q]
-        allowed = in_block[None] | sees_news
+        # allowed[b, q, k]: causal within the news part and within each answer block; answer rows also
+        # see their row's real (unpadded) news. Shape [B, Q, P + Q], additive float mask for SDPA.
+        sees_news = layout.is_answer[None, :, None] & (torch.arange(n_query)[None, None, :] < lengths[:, None, None])
+        allowed = layout.in_block[None] | sees_news
         if n_prefix:
-            allowed = torch.cat([torch.ones(len(batch), n_query, n_prefix, dtype=torch.bool), allowed], dim=2)
-        dtype = next(self.model.parameters()).dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+            allowed = torch.cat([torch.ones(n_rows, n_query, n_prefix, dtype=torch.bool), allowed], dim=2)
+        mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
 
         # Positions: news continues the prefix; each answer block restarts right after its row's cue.
-        positions = torch.where(q[:, 0] < n_body, torch.arange(n_query), 0)[None].repeat(len(batch), 1)
-        positions[:, n_body:] = lengths[:, None] + pos_in_block[n_body:][None]
+        positions = torch.where(layout.is_answer, lengths[:, None] + layout.pos_in_block, layout.pos_in_block)
         positions += n_prefix
 
-        # Which hidden state predicts which answer token: [B, A] indexes into the Q query rows.
-        where, targets = [], []
-        for start, ans in zip(starts, answers):
-            for j, tok in enumerate(ans):
-                where.append(None if j == 0 else start + j - 1)
-                targets.append(tok)
-        gather = torch.tensor([[w if w is not None else int(n - 1) for w in where] for n in lengths])
+        # Which query row predicts which answer token: [B, A]; a block's first token is predicted by
+        # the row's last cue token (index length - 1), the others by the previous answer token.
+        gather = torch.where(layout.first_of_block[None], lengths[:, None] - 1, layout.predictor[None])
 
         kwargs = {}
         if n_prefix:
-            cache = copy.deepcopy(self._prefix_kv(prefix))
-            cache.batch_repeat_interleave(len(batch))
-            kwargs[_cache_kwarg(self._decoder())] = cache
+            # Expanded views, no copy: the cache's first concatenation materialises [B, kv, P, d] once.
+            kv = [(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) for k, v in self._prefix_kv(prefix)]
+            kwargs[_cache_kwarg(self._decoder())] = DynamicCache(ddp_cache_data=kv)
         with torch.inference_mode():
             hidden = self._decoder()(
                 input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
                 position_ids=positions.to(dev), use_cache=bool(n_prefix), **kwargs,
             ).last_hidden_state  # [B, Q, H]
-            picked = hidden.gather(1, gather.to(dev)[..., None].expand(-1, -1, hidden.shape[-1]))
+            picked = hidden.gather(1, gather.to(dev)[..., None].expand(-1, -1, hidden.shape[-1]))  # [B, A, H]
             logits = self.model.get_output_embeddings()(picked).float()  # [B, A, V]
-            logp = torch.log_softmax(logits, dim=-1)
-            token_lp = logp.gather(2, torch.tensor(targets, device=dev)[None, :, None].expand(len(batch), -1, 1))
-        token_lp = token_lp[..., 0].cpu()  # [B, A]
-        sums, offset = [], 0
-        for ans in answers:
-            sums.append(token_lp[:, offset : offset + len(ans)].sum(dim=1))
-            offset += len(ans)
-        return torch.stack(sums, dim=1)
+            token_lp = logits.gather(2, layout.targets.to(dev)[None, :, None].expand(n_rows, -1, 1))[..., 0]
+            token_lp = token_lp - torch.logsumexp(logits, dim=-1)  # log-softmax at the targets only, [B, A]
+        # Sum each label's tokens: [B, A] @ [A, L] with a 0/1 membership matrix.
+        return token_lp.cpu() @ layout.membership
 
     # --- the card's generation loop -----------------------------------------------------------
 
@@ -272,6 +273,68 @@ def _cache_kwarg(module) -> str:
 
 def _cache_of(output):
     return getattr(output, "cache", None) or output.past_key_values
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations quantized per call), in place."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("quantize='int8' (dynamic quantization) runs on CPU only")
+    return quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the answer blocks sit in the query rows, shared by every row of a batch.
+
+    Q = n_query (padded news + cue, then every label's answer block), A = answer tokens of all labels.
+    """
+
+    n_query: int
+    answer_ids: object  # [Q - n_body] long: all labels' answer tokens, block after block
+    is_answer: object  # [Q] bool
+    pos_in_block: object  # [Q] long: 0.. inside each answer block, the column index for news rows
+    in_block: object  # [Q, Q] bool: causal, restricted to the query's own block for answer rows
+    first_of_block: object  # [A] bool
+    predictor: object  # [A] long: the query row whose output predicts answer token a (unused if first)
+    targets: object  # [A] long: the answer token ids
+    membership: object  # [A, L] float: 1 where answer token a belongs to label l
+
+
+@functools.lru_cache(maxsize=256)
+def _answer_layout(n_body: int, answers: tuple[tuple[int, ...], ...]) -> _Layout:
+    """The batch-independent part of the scoring mask and gathers, cached per (padded body length, labels)."""
+    import torch
+
+    n_answer = sum(len(a) for a in answers)
+    n_query = n_body + n_answer
+    block_start = torch.zeros(n_query, dtype=torch.long)
+    pos_in_block = torch.arange(n_query)
+    first, predictor, membership = [], [], torch.zeros(n_answer, len(answers))
+    start = n_body
+    for label, ans in enumerate(answers):
+        block_start[start : start + len(ans)] = start
+        pos_in_block[start : start + len(ans)] = torch.arange(len(ans))
+        for j in range(len(ans)):
+            first.append(j == 0)
+            predictor.append(start + j - 1)
+            membership[start - n_body + j, label] = 1.0
+        start += len(ans)
+    q = torch.arange(n_query)[:, None]
+    k = torch.arange(n_query)[None, :]
+    return _Layout(
+        n_query=n_query,
+        answer_ids=torch.tensor([t for a in answers for t in a], dtype=torch.long),
+        is_answer=torch.arange(n_query) >= n_body,
+        pos_in_block=pos_in_block,
+        in_block=(k <= q) & (k >= block_start[:, None]),
+        first_of_block=torch.tensor(first),
+        predictor=torch.tensor(predictor, dtype=torch.long),
+        targets=torch.tensor([t for a in answers for t in a], dtype=torch.long),
+        membership=membership,
+    )
 
 
 def _length_batches(encoded: Sequence[EncodedPrompt], batch_size: int) -> list[list[int]]:

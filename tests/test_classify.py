@@ -1,0 +1,266 @@
+"""The label scorer against a naive reference, input checks, generation parsing, truncation, model resolution.
+
+Fast tests use the 2-layer random Llama with SmolLM2's real tokenizer; ``slow`` ones the real SmolLM2.
+Run: ``.venv/bin/pytest tests/test_classify.py`` (add ``-m "not slow"`` for the fast part only).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import pytest
+import torch
+
+from finsent.classify import FinSentClassifier, Prediction
+from finsent.labels import labels_of, parse_answer
+from finsent.models import PUBLISHED_MODEL, ModelNotAvailableError, locate_model, resolve_model
+from finsent.prompts import CUE, InputError, instruction
+
+
+def tfns_texts(shared_data, n: int) -> list[str]:
+    """The first ``n`` real TFNS validation tweets (read in place, never copied)."""
+    with open(shared_data / "tfns" / "sent_valid.csv", newline="", encoding="utf-8") as fh:
+        return [row["text"] for _, row in zip(range(n), csv.DictReader(fh))]
+
+
+def naive_logprobs(clf: FinSentClassifier, texts, scheme: str, kind: str = "news") -> torch.Tensor:
+    """The simple path: one plain forward per (text, label) over prompt + answer, no cache, no mask tricks."""
+    labels = labels_of(scheme)
+    instr = instruction(scheme, kind)
+    reserve = clf.encoder.max_answer_len(labels)
+    out = torch.empty(len(texts), len(labels), dtype=torch.float64)
+    for i, text in enumerate(texts):
+        prompt = clf.encoder.encode(instr, text, reserve=reserve).ids
+        for j, label in enumerate(labels):
+            answer = list(clf.encoder.answer_ids(label))
+            ids = torch.tensor([prompt + answer])
+            with torch.inference_mode():
+                logits = clf.model(input_ids=ids, use_cache=False).logits[0].double()
+            logp = torch.log_softmax(logits, dim=-1)
+            # logits at position p predict token p + 1
+            out[i, j] = sum(logp[len(prompt) - 1 + t, tok] for t, tok in enumerate(answer))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir):
+    return FinSentClassifier.from_pretrained(str(tiny_llama_dir))
+
+
+@pytest.fixture(scope="module")
+def mixed_texts(shared_data):
+    """Real tweets of mixed lengths plus a one-word and a long text, so batches need padding."""
+    texts = tfns_texts(shared_data, 9)
+    return [*texts, "Up.", " ".join(texts[:3])]
+
+
+@pytest.fixture(scope="module")
+def naive_by_scheme(tiny, mixed_texts):
+    return {scheme: naive_logprobs(tiny, mixed_texts, scheme) for scheme in ("3", "7")}
+
+
+# --- exactness of the scorer (tiny random Llama) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["3", "7"])
+@pytest.mark.parametrize("share_prefix", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 7])
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_scores_equal_naive_full_sequence_logprobs(tiny, mixed_texts, naive_by_scheme, scheme, share_prefix,
+                                                   batch_size, padding_side, monkeypatch):
+    monkeypatch.setattr(tiny, "share_prefix", share_prefix)
+    monkeypatch.setattr(tiny.tokenizer, "padding_side", padding_side)
+    got = tiny.label_logprobs(mixed_texts, scheme, batch_size=batch_size)
+    assert got.shape == (len(mixed_texts), len(labels_of(scheme)))
+    torch.testing.assert_close(got.double(), naive_by_scheme[scheme], atol=2e-4, rtol=1e-5)
+
+
+def test_batch_composition_does_not_change_scores(tiny, mixed_texts):
+    alone = tiny.label_logprobs(mixed_texts[:1], "3", batch_size=1)
+    for companions in (mixed_texts[1:4], mixed_texts[5:], ["Up."] * 6):
+        together = tiny.label_logprobs([mixed_texts[0], *companions], "3", batch_size=len(companions) + 1)
+        torch.testing.assert_close(together[:1], alone, atol=2e-5, rtol=1e-5)
+
+
+def test_tweet_kind_scores_equal_naive(tiny, mixed_texts):
+    got = tiny.label_logprobs(mixed_texts[:4], "3", kind="tweet", batch_size=4)
+    torch.testing.assert_close(got.double(), naive_logprobs(tiny, mixed_texts[:4], "3", "tweet"),
+                               atol=2e-4, rtol=1e-5)
+
+
+def test_truncated_text_scores_equal_naive(tiny_llama_dir, mixed_texts):
+    clf = FinSentClassifier.from_pretrained(str(tiny_llama_dir), max_length=80)
+    texts = [" ".join(mixed_texts) * 3, mixed_texts[0]]
+    preds = clf.classify(texts, "7", batch_size=2)
+    assert [p.truncated for p in preds] == [True, False]
+    torch.testing.assert_close(clf.label_logprobs(texts, "7", batch_size=2).double(),
+                               naive_logprobs(clf, texts, "7"), atol=2e-4, rtol=1e-5)
+
+
+def test_classify_probabilities_are_softmax_of_logprobs(tiny, mixed_texts):
+    preds = tiny.classify(mixed_texts, "3", batch_size=4)
+    expected = torch.softmax(tiny.label_logprobs(mixed_texts, "3"), dim=-1)
+    for pred, row in zip(preds, expected):
+        assert isinstance(pred, Prediction) and pred.mode == "score"
+        assert list(pred.probs) == list(labels_of("3"))
+        assert sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-6)
+        torch.testing.assert_close(torch.tensor(list(pred.probs.values())), row, atol=1e-5, rtol=1e-5)
+        assert pred.label == max(pred.probs, key=pred.probs.get)
+
+
+def test_single_text_returns_one_prediction(tiny):
+    pred = tiny.classify("  Acme beats estimates  ", "7")
+    assert isinstance(pred, Prediction)
+    assert pred.text == "Acme beats estimates" and pred.label in labels_of("7")
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, problem", [("", "empty"), ("   \n\t", "empty"), (None, "string"), (42, "string")])
+def test_bad_item_raises_input_error_naming_it(tiny, bad, problem):
+    with pytest.raises(InputError, match=rf"text #2: .*{problem}"):
+        tiny.classify(["fine", "also fine", bad], "3")
+
+
+def test_unknown_kind_and_mode_are_errors(tiny):
+    with pytest.raises(InputError, match="kind"):
+        tiny.classify(["ok"], "3", kind="blog")
+    with pytest.raises(ValueError, match="mode"):
+        tiny.classify(["ok"], "3", mode="sample")
+
+
+# --- configurations ---------------------------------------------------------------------------------------
+
+
+def test_dtype_auto_is_float32_on_cpu(tiny_llama_dir):
+    clf = FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto")
+    assert clf.dtype == torch.float32
+
+
+def test_int8_quantization_replaces_linears_and_still_classifies(tiny_llama_dir, tiny, mixed_texts):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    clf = FinSentClassifier.from_pretrained(str(tiny_llama_dir), quantize="int8")
+    assert not any(type(m) is torch.nn.Linear for m in clf.model.modules())
+    assert isinstance(clf.model.get_output_embeddings(), DynamicQuantizedLinear)
+    got = clf.label_logprobs(mixed_texts, "3")
+    assert torch.isfinite(got).all()
+    # Approximate, not exact: close to float32 on average (measured on SmolLM2 in eval/bench/).
+    assert (got - tiny.label_logprobs(mixed_texts, "3")).abs().mean() < 0.5
+
+
+def test_unknown_quantize_is_an_error(tiny_llama_dir):
+    with pytest.raises(ValueError, match="quantize"):
+        FinSentClassifier.from_pretrained(str(tiny_llama_dir), quantize="int4")
+
+
+# --- model resolution ---------------------------------------------------------------------------------------
+
+
+def _release(root, name, mtime):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    os.utime(folder / "config.json", (mtime, mtime))
+    return folder
+
+
+def test_model_resolution_order(tmp_path, monkeypatch):
+    releases = tmp_path / "releases"
+    monkeypatch.setenv("FINSENT_RELEASES", str(releases))
+    monkeypatch.delenv("FINSENT_MODEL", raising=False)
+    assert resolve_model() == PUBLISHED_MODEL
+    _release(releases, "old", 1_000_000)
+    newest = _release(releases, "new", 2_000_000)
+    (releases / "not-a-model").mkdir()
+    assert resolve_model() == str(newest)
+    monkeypatch.setenv("FINSENT_MODEL", "someone/env-model")
+    assert resolve_model() == "someone/env-model"
+    assert resolve_model("explicit/model") == "explicit/model"
+
+
+def test_bad_local_paths_are_model_not_available(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="no config.json"):
+        locate_model(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match="neither an existing folder nor a Hub id"):
+        locate_model(str(tmp_path / "missing"))
+
+
+def test_hub_id_offline_names_the_offline_choices(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotAvailableError, match=r"Offline choices: --model smollm2") as info:
+        FinSentClassifier.from_pretrained("nobody-here/not-a-model")
+    assert "nobody-here/not-a-model" in str(info.value)
+
+
+# --- the real SmolLM2 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_dir):
+    return FinSentClassifier.from_pretrained(str(smollm2_dir))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["3", "7"])
+def test_smollm2_classifies_real_tweets(smollm2, shared_data, scheme):
+    texts = tfns_texts(shared_data, 6)
+    preds = smollm2.classify(texts, scheme, kind="tweet", batch_size=4)
+    assert len(preds) == len(texts)
+    for pred in preds:
+        assert pred.label in labels_of(scheme)
+        assert set(pred.probs) == set(labels_of(scheme))
+        assert sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-6)
+        assert all(0.0 <= p <= 1.0 for p in pred.probs.values())
+
+
+@pytest.mark.slow
+def test_smollm2_scores_equal_naive(smollm2, shared_data):
+    texts = tfns_texts(shared_data, 3)
+    got = smollm2.label_logprobs(texts, "3", batch_size=3)
+    torch.testing.assert_close(got.double(), naive_logprobs(smollm2, texts, "3"), atol=1e-3, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_smollm2_generate_parses_strictly(smollm2, shared_data):
+    texts = tfns_texts(shared_data, 2)
+    preds = smollm2.classify(texts, "3", kind="tweet", mode="generate", batch_size=1)
+    for pred in preds:
+        assert pred.mode == "generate" and pred.probs is None
+        assert isinstance(pred.answer, str)
+        assert pred.label == parse_answer(pred.answer, "3")
+        assert pred.label is None or pred.label in labels_of("3")
+
+
+@pytest.mark.slow
+def test_smollm2_truncation_keeps_instruction_and_cue(smollm2, shared_data):
+    long_text = " ".join(tfns_texts(shared_data, 200))
+    instr = instruction("3", "news")
+    reserve = smollm2.encoder.max_answer_len(labels_of("3"))
+    enc = smollm2.encoder.encode(instr, long_text, reserve=reserve)
+    assert enc.truncated and len(enc.ids) + reserve == smollm2.encoder.max_length
+    decoded = smollm2.tokenizer.decode(enc.ids)
+    assert decoded.startswith(f"Instruction: {instr}\nInput: ") and decoded.endswith(CUE)
+    pred = smollm2.classify(long_text, "3")
+    assert pred.truncated and pred.label in labels_of("3")
+    assert smollm2.classify(long_text[:300], "3").truncated is False
+
+
+@pytest.mark.slow
+def test_embedded_conversion_round_trip_has_identical_logits(smollm2, smollm2_dir):
+    from transformers import AutoModelForCausalLM
+
+    from finsent.models import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    ids = torch.tensor([smollm2.encoder.encode(instruction("3"), "Acme beats estimates").ids])
+    with torch.inference_mode():
+        expected = loaded(input_ids=ids).logits
+        got = smollm2.model(input_ids=ids).logits
+    assert torch.equal(got, expected)
