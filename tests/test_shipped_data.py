@@ -299,6 +299,16 @@ def test_datasheet_count_tables_equal_the_computed_counts(rows):
         + render_count_tables(rows))
 
 
+def test_datasheet_examples_and_readme_sizes_are_real(rows, all_rows):
+    by_id = {r["id"]: r for r in all_rows}
+    examples = re.findall(r"^\| ([a-z ]+) \| ([a-z]+) \| (fsh-\d{4}) \| (.+) \|$",
+                          (DATA / "DATASHEET.md").read_text(encoding="utf-8"), flags=re.M)
+    assert len(examples) == 14 and {e[0] for e in examples} == set(SCHEMES["7"])
+    assert [(by_id[i]["label"], by_id[i]["coarse"], i, by_id[i]["text"]) for _, _, i, _ in examples] == examples
+    readme = (DATA.parent / "README.md").read_text(encoding="utf-8")
+    assert f"| {len(rows['train'])} hand-written" in readme and f"| {len(rows['test'])} held-out" in readme
+
+
 def test_no_shipped_text_equals_or_nearly_equals_the_real_shared_data(shared_data, all_rows):
     real = []
     for path in sorted((shared_data / "tfns").glob("*.csv")):
