@@ -1,0 +1,275 @@
+"""``finsent eval``: accuracy of a model on the FinGPT benchmarks, one results JSON per run.
+
+    finsent eval --model smollm2 --benchmark tfns:../shared/data/tfns/sent_valid.csv --mode both
+    finsent eval --recipe build/recipes/smollm2-135m.yaml          # the recipe's benchmarks, its release
+
+A run is one benchmark x scheme x mode. For each, ``run_eval`` classifies the rows through the one
+code path (``FinSentClassifier.classify``), scores them with the shipped ``finsent_sentiment``
+metric and writes into the output folder:
+
+    <benchmark>-<scheme>-<mode>.json               the results (schema: the shared contract)
+    <benchmark>-<scheme>-<mode>.png                its confusion matrix
+    <benchmark>-<scheme>-<mode>.predictions.jsonl  gold / predicted label per row (no texts)
+
+``write_summary`` (``finsent.eval_summary``) then tabulates every results JSON in the folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .benchmarks import BENCHMARKS, get_spec, load_eval_benchmark, parse_benchmark_arg
+from .labels import labels_of
+from .prompts import KINDS
+from .recipes import EvalBenchmark
+
+logger = logging.getLogger(__name__)
+
+RESULT_MODES = ("score", "generate")
+VERSION_PACKAGES = ("llama-finsent", "torch", "transformers", "datasets", "evaluate", "scikit-learn", "numpy")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def result_stem(benchmark: str, scheme: str, mode: str) -> str:
+    return f"{benchmark}-{scheme}-{mode}"
+
+
+def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequence[str], out_dir: Path,
+             batch_size: int = 16, classifier=None, progress: bool = True) -> list[dict]:
+    """Evaluate ``model`` on every benchmark x mode; write results, plots, predictions; return the results.
+
+    ``classifier`` (a loaded ``FinSentClassifier`` of the same model) avoids loading it again.
+    """
+    from .eval_summary import plot_confusion
+    from .metrics import load_metric
+
+    for mode in modes:
+        if mode not in RESULT_MODES:
+            raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(RESULT_MODES)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Load every benchmark first: a bad file fails the command before minutes of inference.
+    loaded = [load_eval_benchmark(b) for b in benchmarks]
+    if classifier is None:
+        from .classify import FinSentClassifier
+
+        classifier = FinSentClassifier.from_pretrained(str(model))
+    name, model_hash = model_identity(model)
+    metric = load_metric()
+    versions = library_versions()
+    results = []
+    for data in loaded:
+        for mode in modes:
+            logger.info("eval %s (%s classes, %s mode): %d rows", data.name, data.scheme, mode, data.n)
+            start = time.perf_counter()
+            preds = predict(classifier, data, mode, batch_size, progress)
+            seconds = time.perf_counter() - start
+            metrics = metric.compute(predictions=[p.label for p in preds], references=data.labels,
+                                     labels=list(labels_of(data.scheme)))
+            stem = result_stem(data.name, data.scheme, mode)
+            result = {
+                "model": name,
+                "model_hash": model_hash,
+                "benchmark": data.name,
+                "dataset": data.dataset,
+                "split": data.split,
+                "data_sha256": data.data_sha256,
+                "scheme": data.scheme,
+                "mode": mode,
+                "n": data.n,
+                "metrics": metrics,
+                "seconds": round(seconds, 3),
+                "items_per_second": round(data.n / seconds, 3) if seconds > 0 else None,
+                "batch_size": batch_size,
+                "truncated": sum(p.truncated for p in preds),
+                "device": str(classifier.device),
+                "versions": versions,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            }
+            _write_predictions(out_dir / f"{stem}.predictions.jsonl", data, preds)
+            (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+            plot_confusion(result, out_dir / f"{stem}.png")
+            logger.info("%s: accuracy %.4f, weighted F1 %.4f, unparseable %d, %.1f items/s",
+                        stem, metrics["accuracy"], metrics["weighted_f1"], metrics["unparseable"],
+                        result["items_per_second"] or 0.0)
+            results.append(result)
+    return results
+
+
+def predict(classifier, data, mode: str, batch_size: int, progress: bool = False) -> list:
+    """Predictions in row order; rows are classified in groups of one instruction word (news / tweet)."""
+    out: list = [None] * data.n
+    for kind in KINDS:
+        idx = [i for i, row in enumerate(data.rows) if row.kind == kind]
+        if not idx:
+            continue
+        texts = [data.rows[i].text for i in idx]
+        for i, pred in zip(idx, classifier.classify(texts, data.scheme, kind=kind, mode=mode,
+                                                    batch_size=batch_size, progress=progress)):
+            out[i] = pred
+    return out
+
+
+def _write_predictions(path: Path, data, preds) -> None:
+    # No texts: the release folder is published and some benchmarks' licences forbid redistribution.
+    with path.open("w", encoding="utf-8") as f:
+        for i, (row, pred) in enumerate(zip(data.rows, preds)):
+            line = {"i": i, "kind": row.kind, "gold": row.label, "pred": pred.label, "truncated": pred.truncated}
+            if pred.mode == "score":
+                line["probs"] = {k: round(v, 6) for k, v in pred.probs.items()}
+            else:
+                line["answer"] = pred.answer
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+# --- identity of what was measured ------------------------------------------------------------------
+
+
+def model_identity(model: str | Path | None) -> tuple[str, str]:
+    """(name, hash): ``sha256:<hex>`` of the weight files of a local folder, or ``hub:<revision sha>``."""
+    from .models import locate_model, resolve_model
+
+    name = resolve_model(model)
+    source = locate_model(model)
+    path = Path(source)
+    if path.is_dir():
+        return name, "sha256:" + weights_sha256(path)
+    return name, "hub:" + _hub_revision(source)
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 of the single weight file; for sharded weights, sha256 of the '<name> <sha256>' lines."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no weight files (*.safetensors, *.bin) to hash")
+    hashes = []
+    for p in files:
+        key = (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
+        if key not in _HASHES:
+            digest = hashlib.sha256()
+            with p.open("rb") as f:
+                while chunk := f.read(1 << 24):
+                    digest.update(chunk)
+            _HASHES[key] = digest.hexdigest()
+        hashes.append((p.name, _HASHES[key]))
+    if len(hashes) == 1:
+        return hashes[0][1]
+    return hashlib.sha256("".join(f"{n} {h}\n" for n, h in hashes).encode()).hexdigest()
+
+
+def _hub_revision(repo_id: str) -> str:
+    """The commit sha of a Hub model: asked of the Hub, else read from the local cache's snapshot."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    try:
+        return HfApi().model_info(repo_id).sha
+    except Exception as exc:  # offline or gated: fall back to what was downloaded
+        cached = try_to_load_from_cache(repo_id, "config.json")
+        if isinstance(cached, str) and "/snapshots/" in cached:
+            return cached.split("/snapshots/")[1].split("/")[0]
+        logger.warning("no revision for %s (%s)", repo_id, exc)
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for pkg in VERSION_PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="accuracy on the FinGPT benchmarks (results JSON, confusion matrices, summary.md)",
+        description="Evaluate a model on FPB, FiQA-SA, TFNS, NWGI and the project's own test set. "
+                    "Benchmarks load from the Hub by default; NAME:PATH reads a local file or folder.",
+    )
+    p.add_argument("--model", help="folder, Hub id or 'smollm2' (default: the recipe's release, else "
+                                   "$FINSENT_MODEL, newest release, published model)")
+    p.add_argument("--recipe", help="take benchmarks, modes, batch size and the release folder from a recipe")
+    p.add_argument("--benchmark", action="append", metavar="NAME[:PATH]",
+                   help=f"repeatable; NAME in {', '.join(BENCHMARKS)} (default: the recipe's, else all)")
+    p.add_argument("--scheme", choices=["3", "7"], help="label scheme (default 3; 7 only for nwgi and finsent)")
+    p.add_argument("--mode", choices=["score", "generate", "both"], help="default: the recipe's, else score")
+    p.add_argument("--limit", type=int, help="evaluate a seeded sample of N rows of each benchmark")
+    p.add_argument("--batch-size", type=int, help="default: the recipe's, else 16")
+    p.add_argument("--out", help="output folder (default: releases/<recipe>/eval, else eval/results/<model>)")
+    p.set_defaults(func=_eval_command)
+
+
+def _eval_command(args) -> int:
+    from .eval_summary import write_summary
+    from .recipes import load_recipe
+
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    model, out = args.model, args.out
+    if recipe is not None:
+        release = Path("releases") / recipe.name
+        if model is None:
+            if not (release / "config.json").is_file():
+                raise FileNotFoundError(f"recipe {recipe.name}: no release at {release} (run `finsent release "
+                                        f"{args.recipe}` first, or pass --model)")
+            model = str(release)
+        out = out or str(release / "eval")
+    modes = _modes(args.mode, recipe)
+    benchmarks = _benchmarks(args, recipe)
+    batch_size = args.batch_size or (recipe.eval.batch_size if recipe else 16)
+    if out is None:
+        from .models import resolve_model
+
+        out = str(Path("eval") / "results" / _slug(resolve_model(model)))
+    results = run_eval(model, benchmarks, modes, Path(out), batch_size=batch_size)
+    summary = write_summary(Path(out))
+    print(f"{'run':<22} {'n':>6} {'accuracy':>9} {'macro-F1':>9} {'wtd-F1':>9} {'unparse':>8} {'items/s':>8}")
+    for r in results:
+        m = r["metrics"]
+        print(f"{result_stem(r['benchmark'], r['scheme'], r['mode']):<22} {r['n']:>6} {m['accuracy']:>9.4f} "
+              f"{m['macro_f1']:>9.4f} {m['weighted_f1']:>9.4f} {m['unparseable']:>8} {r['items_per_second']:>8.2f}")
+    print(f"results and plots in {out}; summary: {summary}")
+    return 0
+
+
+def _modes(mode: str | None, recipe) -> list[str]:
+    if mode == "both":
+        return list(RESULT_MODES)
+    if mode:
+        return [mode]
+    return list(recipe.eval.modes) if recipe else ["score"]
+
+
+def _benchmarks(args, recipe) -> list[EvalBenchmark]:
+    if args.benchmark:
+        found = [parse_benchmark_arg(b, args.scheme or "3", args.limit) for b in args.benchmark]
+    elif recipe is not None and recipe.eval.benchmarks:
+        found = [EvalBenchmark(b.name, b.path, args.scheme or b.scheme, args.limit or b.limit)
+                 for b in recipe.eval.benchmarks]
+    else:
+        scheme = args.scheme or "3"
+        found = [EvalBenchmark(name, None, scheme, args.limit)
+                 for name, spec in BENCHMARKS.items() if scheme in spec.schemes]
+    for b in found:
+        get_spec(b.name)
+    return found
+
+
+def _slug(model: str) -> str:
+    path = Path(model)
+    return path.name if path.exists() else model.replace("/", "--")
