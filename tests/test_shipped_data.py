@@ -277,10 +277,19 @@ def test_no_text_is_repeated_after_normalisation(all_rows):
 
 
 def test_no_near_duplicates_within_or_across_splits(all_rows):
-    sets = [(r["id"], tokens(r["text"])) for r in all_rows]
-    close = [(round(jaccard(a, b), 3), i, j) for (i, a), (j, b) in itertools.combinations(sets, 2)
-             if jaccard(a, b) >= NEAR]
+    texts = [r["text"] for r in all_rows]
+    close = [hit for hit in near_matches(texts, texts) if hit[1] != hit[2]]  # exact repeats: the test above
     assert close == []
+
+
+def test_near_duplicate_search_agrees_with_all_pairs_on_a_slice(all_rows):
+    texts = [r["text"] for r in all_rows[:300]]
+    threshold = 0.25  # low enough that this slice has close pairs to find
+    sets = {text: tokens(text) for text in texts}
+    scores = ((jaccard(sets[a], sets[b]), a, b) for a, b in itertools.permutations(texts, 2))
+    brute = sorted((round(score, 3), a, b) for score, a, b in scores if score >= threshold)
+    found = sorted(hit for hit in near_matches(texts, texts, threshold) if hit[1] != hit[2])
+    assert brute and found == brute
 
 
 def test_near_duplicate_search_finds_light_edits_and_skips_unrelated_text():
