@@ -47,7 +47,7 @@ class BenchmarkSpec:
     hub_config: str | None
     hub_splits: tuple[str, ...]  # concatenated in this order before splitting
     test_size: float | None  # FinGPT's train_test_split(test_size, seed=42) test part; None = splits as is
-    size: int  # rows of the full test set
+    size: int | None  # rows of the full test set (None: whatever the shipped file holds)
     schemes: tuple[str, ...]
     kind: str  # instruction word when a row does not say
     default_path: str | None = None
@@ -65,7 +65,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       2388, ("3",), "tweet"),
         BenchmarkSpec("nwgi", "NWGI", "oliverwang15/news_with_gpt_instructions", None, ("test",), None,
                       4047, ("3", "7"), "news"),
-        BenchmarkSpec("finsent", "FinSent headlines", None, None, (), None, 0, ("3", "7"), "news",
+        BenchmarkSpec("finsent", "FinSent headlines", None, None, (), None, None, ("3", "7"), "news",
                       default_path="data/finsent-headlines/test.jsonl"),
     ]
 }

@@ -96,7 +96,9 @@ def _f(value) -> str:
 def _full(result: dict) -> bool:
     """Whether a run covered the whole published test set (comparable with published scores)."""
     spec = BENCHMARKS.get(result["benchmark"])
-    return bool(spec) and result["n"] == spec.size and "sample" not in result["split"]
+    if spec is None or "sample" in result["split"]:
+        return False
+    return spec.size is None or result["n"] == spec.size
 
 
 def results_table(results: list[dict]) -> list[str]:
