@@ -134,10 +134,9 @@ def test_card_code_runs_and_agrees_with_the_classifier(release, smollm2_dir, cap
     printed = capsys.readouterr().out
     assert printed.startswith("('") and "'negative':" in printed
     clf = FinSentClassifier.from_pretrained(str(smollm2_dir))
-    for news in ("Acme Corp beats third-quarter estimates and raises its full-year guidance",
-                 "Shares of Zenith Bank slump after regulator opens fraud probe"):
-        label, probs = namespace["classify"](news)
-        pred = clf.classify(news, "3")
-        assert label == pred.label
-        assert probs == pytest.approx(pred.probs, abs=1e-4)
-        assert namespace["generate"](news) == clf.classify(news, "3", mode="generate").answer.split("\n")[0].strip()
+    news = "Shares of Zenith Bank slump after regulator opens fraud probe"
+    label, probs = namespace["classify"](news)
+    pred = clf.classify(news, "3")
+    assert label == pred.label
+    assert probs == pytest.approx(pred.probs, abs=1e-4)
+    assert namespace["generate"](news) == clf.classify(news, "3", mode="generate").answer.split("\n")[0].strip()
