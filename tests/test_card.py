@@ -67,6 +67,13 @@ def test_card_shows_the_prompts_of_the_prompts_module_and_the_sizes(release):
     assert re.search(r"\| GPT-4 \|.*\| reported elsewhere: AI4Finance-Foundation/FinGPT \|", text)
 
 
+def test_usage_code_loads_the_given_repo_or_else_the_folder(release):
+    text = render_card(recipe_of(release), release, repo_id="bob/FinSent")
+    assert 'model_id = "bob/FinSent"' in text and 'FinSentClassifier.from_pretrained("bob/FinSent")' in text
+    text = render_card(recipe_of(release, **{"publish.repo_id": None}), release)
+    assert f'model_id = "{release}"' in text
+
+
 @pytest.mark.parametrize("remove, message", [
     ("reports/pruning.json", r"reports/pruning.json is missing \(it is written by `finsent prune`\)"),
     ("reports/training.json", r"reports/training.json is missing"),

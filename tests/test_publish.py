@@ -218,6 +218,28 @@ def test_private_repo_is_created_private(hub, release):
         HfApi(endpoint=hub.url, token=False).model_info(REPO)
 
 
+def test_hub_readme_commands_run(hub, release, tmp_path, monkeypatch, capsys):
+    import re
+    import shlex
+    import shutil
+
+    from finsent.cli import main
+
+    readme = (Path(__file__).parents[1] / "hub" / "README.md").read_text()
+    commands = [line for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
+                for line in block.splitlines() if line.startswith("finsent ")]
+    assert [c.split()[1] for c in commands] == ["card", "push", "push"]
+    target = shutil.copytree(release, tmp_path / "releases" / "llama-finsent-s")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    for command in commands:
+        argv = shlex.split(command.replace("OWNER/", "alice/"))[1:]
+        assert main(argv + (["--endpoint", hub.url] if argv[0] == "push" else [])) == 0, command
+    assert 'model_id = "alice/Llama-FinSent-S"' in (target / "README.md").read_text()
+    assert "published alice/Llama-FinSent-S v1.0.0" in capsys.readouterr().out
+    assert hub.read_file(REPO, "README.md", "v1.0.0") == (target / "README.md").read_bytes()
+
+
 def test_server_hosts_spaces_for_the_space_deploy(hub, tmp_path):
     (tmp_path / "space").mkdir()
     (tmp_path / "space" / "app.py").write_text("print('demo')\n")

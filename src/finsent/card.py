@@ -130,7 +130,7 @@ def card_data(recipe, results: list[dict]):
         eval_results=evals)
 
 
-def context(recipe, release_dir: Path) -> dict:
+def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
     """Everything the template uses, read and checked."""
     release_dir = Path(release_dir)
     results = read_results(release_dir)
@@ -155,7 +155,10 @@ def context(recipe, release_dir: Path) -> dict:
     benchmarks = [b for b in [*BENCHMARKS, *sorted(ours)] if b in ours or b in quoted]
     benchmarks = list(dict.fromkeys(benchmarks))
     data = card_data(recipe, results)
-    repo_id = recipe.publish.repo_id or recipe.card.model_name
+    repo_id = repo_id or recipe.publish.repo_id
+    if not repo_id:  # the usage code must load something real: the folder itself until a repo id is known
+        repo_id = str(release_dir)
+        logger.warning("no repo id (publish.repo_id or --repo-id): the card's usage code loads %s", repo_id)
     instr3, instr7 = instruction("3", "news"), instruction("7", "news")
     return {
         "card_data": data.to_yaml(), "model_name": recipe.card.model_name, "repo_id": repo_id,
@@ -184,8 +187,11 @@ def _env():
     return env
 
 
-def render_card(recipe, release_dir, template: str | Path | None = None) -> str:
-    """Render the card for ``release_dir``, write it to ``release_dir/README.md`` and return the text."""
+def render_card(recipe, release_dir, template: str | Path | None = None, repo_id: str | None = None) -> str:
+    """Render the card for ``release_dir``, write it to ``release_dir/README.md`` and return the text.
+
+    ``repo_id`` (default: the recipe's ``publish.repo_id``) is the Hub id the usage code loads.
+    """
     import jinja2
     from huggingface_hub import ModelCard
 
@@ -193,7 +199,7 @@ def render_card(recipe, release_dir, template: str | Path | None = None) -> str:
     template = Path(template) if template else TEMPLATE
     if not template.is_file():
         raise CardError(f"card template {template} not found")
-    ctx = context(recipe, release_dir)
+    ctx = context(recipe, release_dir, repo_id)
     try:
         text = _env().from_string(template.read_text()).render(**ctx)
     except jinja2.UndefinedError as exc:
@@ -209,6 +215,7 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("release_dir", type=Path, help="the release folder (releases/<recipe-name>)")
     p.add_argument("--recipe", type=Path, help="recipe YAML (default: RELEASE_DIR/reports/recipe.yaml)")
+    p.add_argument("--repo-id", help="Hub id the usage code loads (default: the recipe's publish.repo_id)")
     p.add_argument("--template", type=Path, help=f"card template (default: {TEMPLATE.name} of the project)")
     p.set_defaults(func=_card)
 
@@ -220,7 +227,7 @@ def _card(args) -> int:
 
     recipe = load_recipe(args.recipe or args.release_dir / "reports" / "recipe.yaml")
     try:
-        render_card(recipe, args.release_dir, args.template)
+        render_card(recipe, args.release_dir, args.template, repo_id=args.repo_id)
     except CardError as exc:
         print(f"finsent card: error: {exc}", file=sys.stderr)
         return 2

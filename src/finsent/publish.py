@@ -115,6 +115,9 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
     scores = check_release(release_dir)
     files = release_files(release_dir)
     plan = [(p.relative_to(release_dir).as_posix(), p.stat().st_size) for p in files]
+    if f'"{repo_id}"' not in (release_dir / "README.md").read_text(errors="replace"):
+        logger.warning("README.md does not name %s in its usage code: render the card with "
+                       "`finsent card %s --repo-id %s` first", repo_id, release_dir, repo_id)
     summary = {"repo_id": repo_id, "tag": None if create_pr else tag, "files": plan,
                "bytes": sum(size for _, size in plan), "scores": scores, "dry_run": dry_run}
     if dry_run:  # nothing leaves the machine: no token lookup, no request
