@@ -14,9 +14,9 @@ Repositories are real commit graphs: files are content-addressed blobs on disk (
 each commit holds its parent and a full tree ``{path: FileEntry}``, branches / tags / PR refs point at
 commit ids. Model, dataset and Space repos are supported (URL prefixes ``""``, ``datasets/``, ``spaces/``).
 
-Endpoints: whoami-v2, repos/create, validate-yaml, repo info (+ /revision/{rev}), tree, refs, preupload,
-LFS batch + PUT, ndjson commit (``parentCommit`` checked, ``create_pr``), tag create/delete, resolve
-(HEAD/GET). Errors carry the ``X-Error-Code`` header the client maps to its exception types.
+Endpoints: whoami-v2, repos/create, validate-yaml, repo info (+ /revision/{rev}), tree, refs, Space
+runtime, preupload, LFS batch + PUT, ndjson commit (``parentCommit`` checked, ``create_pr``), tag
+create/delete, resolve (HEAD/GET). Errors carry the ``X-Error-Code`` header the client maps to its exception types.
 """
 
 from __future__ import annotations
@@ -404,6 +404,11 @@ class _Handler(BaseHTTPRequestHandler):
                    for d in sorted(dirs)]
         self._json(folders + entries)
 
+    def space_runtime(self, repo_id):
+        repo = self._readable("space", repo_id)
+        self._json({"stage": "RUNNING", "hardware": {"current": "cpu-basic", "requested": "cpu-basic"},
+                    "sdk": repo.sdk, "storage": None, "gcTimeout": None})
+
     def refs(self, kind, repo_id):
         repo = self._readable(kind[:-1], repo_id)
 
@@ -558,6 +563,7 @@ ROUTES = [
     (("GET", rf"/api/{_KIND}/{_REPO}/revision/([^/]+)"), "repo_info"),
     (("GET", rf"/api/{_KIND}/{_REPO}/tree/([^/]+)(?:/(.+))?"), "tree"),
     (("GET", rf"/api/{_KIND}/{_REPO}/refs"), "refs"),
+    (("GET", rf"/api/spaces/{_REPO}/runtime"), "space_runtime"),
     (("POST", rf"/api/{_KIND}/{_REPO}/preupload/([^/]+)"), "preupload"),
     (("POST", rf"/api/{_KIND}/{_REPO}/commit/([^/]+)"), "commit"),
     (("POST", rf"/api/{_KIND}/{_REPO}/tag/([^/]+)"), "create_tag"),

@@ -248,6 +248,7 @@ def test_server_hosts_spaces_for_the_space_deploy(hub, tmp_path):
     assert url.repo_type == "space"
     api.upload_folder(repo_id="alice/finsent-demo", repo_type="space", folder_path=tmp_path / "space")
     assert api.space_info("alice/finsent-demo").sdk == "gradio"
+    assert api.get_space_runtime("alice/finsent-demo").stage == "RUNNING"
     local = snapshot_download("alice/finsent-demo", repo_type="space", endpoint=hub.url, token=hub.token,
                               cache_dir=tmp_path / "cache")
     assert (Path(local) / "app.py").read_text() == "print('demo')\n"

@@ -156,6 +156,9 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
         threshold = max_regression if max_regression is not None else release_threshold(release_dir)
         old = headline_scores(_remote_eval_results(api, repo_id, tags[previous]))
         regressions = compare_scores(scores, old, threshold)
+        if not set(scores) & set(old):
+            logger.warning("the gate found no result of %s to compare with (%s has %s)", tag, previous,
+                           ", ".join(sorted(old)) or "no eval results")
         if regressions and not allow_regression:
             raise PublishError(f"release gate: {len(regressions)} result(s) fell more than {threshold} below "
                                f"{previous}:\n  " + "\n  ".join(regressions) +
