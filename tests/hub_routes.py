@@ -306,6 +306,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def create_tag(self, kind, repo_id, rev):
         self._can_write(repo_id)
+        if self.server_state._should_fail("tag"):
+            self._drop_mid_body()
         body = json.loads(self._body())
         with self.server_state.lock:
             repo = self.server_state.repo(repo_id, kind[:-1])

@@ -154,8 +154,8 @@ class HubServer:
     # --- test controls -----------------------------------------------------------------------------
 
     def fail_next(self, what: str, times: int = 1) -> None:
-        """Drop the connection mid-request for the next ``times`` requests of a kind: 'commit' or 'lfs-put'."""
-        if what not in ("commit", "lfs-put", "preupload"):
+        """Drop the connection mid-request for the next ``times`` requests of a kind."""
+        if what not in ("commit", "lfs-put", "preupload", "tag"):
             raise ValueError(f"cannot inject a failure into {what!r}")
         self._failures[what] = times
 

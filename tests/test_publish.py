@@ -95,6 +95,17 @@ def test_dropped_commit_leaves_no_commit_no_tag_and_retry_succeeds(hub, release)
     assert hub.requests_matching(r"PUT /lfs-upload/") == puts  # the retry did not send them again
 
 
+def test_dropped_tag_call_is_completed_by_a_retry_without_a_second_commit(hub, release):
+    hub.fail_next("tag")
+    with pytest.raises(PublishError, match="v1.0.0 was not created"):
+        push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    landed = repo.branches["main"]
+    assert repo.tags == {} and repo.commits[landed].title == "Release v1.0.0"
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert out["commit"] == landed and repo.tags == {"v1.0.0": landed} and len(repo.commits) == 2
+
+
 def test_dropped_lfs_upload_is_retried_by_the_client_into_one_commit(hub, release):
     hub.fail_next("lfs-put")  # the connection breaks half-way through the weights, once
     out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
