@@ -243,7 +243,7 @@ def test_sizes_meet_the_minimums(rows, all_rows):
     assert n >= MIN_ROWS
     assert 0.20 <= len(rows["test"]) / n <= 0.25
     tweets = sum(r["kind"] == "tweet" for r in all_rows)
-    assert 0.28 <= tweets / n <= 0.40  # about a third tweets
+    assert 0.30 <= tweets / n <= 0.42  # a third or a little more: the real TFNS benchmark is all tweets
     per_topic = collections.Counter(r["topic"] for r in all_rows)
     assert set(per_topic) == set(TOPICS)
     assert min(per_topic.values()) >= 20, per_topic
