@@ -1,0 +1,303 @@
+"""``finsent bench``: items/s, latency and memory of the card's generation loop against our label scorer.
+
+One run, one machine, the same real TFNS validation headlines for every configuration:
+
+    card loop   classify(mode="generate", batch_size=1): greedy, 15 new tokens, no_repeat_ngram_size 3
+    score b1    our scorer one text at a time (float32, exact)
+    score bN    our scorer at each batch size (float32, exact)
+    int8 bN     the scorer after dynamic int8 quantization of every Linear (CPU only; approximate)
+    best        the fastest row, repeated at every thread count of ``--threads`` when several are given
+
+plus the compute floor: FLOPs per item over the GEMM throughput measured in the same run (see
+``speed_floor.py``). Writes ``speed.json`` (the release contract), ``speed.md`` and ``speed.png``.
+
+    finsent bench --shape llama-finsent-s --n 32 --out eval/bench/llama-finsent-s
+    finsent bench --model smollm2 --schemes 3 7 --out eval/bench/smollm2
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from .speed_floor import compute_floor, floor_items_per_second
+
+logger = logging.getLogger(__name__)
+
+TFNS_VALID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tfns" / "sent_valid.csv"
+CARD = "card loop"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="speed of the card's generation loop vs label scoring (speed.json)",
+                       description=__doc__.split("\n\n")[1] if __doc__ else None)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help="folder, Hub id or 'smollm2' (default: the usual resolution order)")
+    which.add_argument("--shape", choices=["llama-finsent-s"],
+                       help="random weights with the exact shape of the published model")
+    p.add_argument("--schemes", nargs="+", choices=["3", "7"], default=["3"])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
+    p.add_argument("--n", type=int, default=64, help="texts per scorer configuration (default 64)")
+    p.add_argument("--gen-n", type=int, help="texts for the card's loop (default: min(n, 32))")
+    p.add_argument("--threads", nargs="+", type=int,
+                   help="torch threads; several = the best configuration is re-measured at each")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 rows")
+    p.add_argument("--texts", type=Path, default=TFNS_VALID, help="CSV with a 'text' column (TFNS validation)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args) -> int:
+    result = run_bench(args.model, args.out, shape=args.shape, schemes=tuple(args.schemes),
+                       batch_sizes=tuple(args.batch_sizes), n=args.n, gen_n=args.gen_n,
+                       threads=tuple(args.threads or ()), int8=not args.no_int8, texts_file=args.texts)
+    print(format_table(result))
+    print(f"\nwrote {args.out / 'speed.json'}, speed.md, speed.png")
+    return 0
+
+
+def load_texts(path: Path, n: int) -> list[str]:
+    """The first ``n`` texts of a CSV with a ``text`` column, read in place."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark texts not found: {path} (TFNS validation CSV, see shared/data/README.md)")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if "text" not in (reader.fieldnames or []):
+            raise ValueError(f"{path}: no 'text' column (columns: {reader.fieldnames})")
+        texts = [row["text"] for _, row in zip(range(n), reader)]
+    if len(texts) < n:
+        logger.warning("%s has only %d texts (asked for %d)", path, len(texts), n)
+    return texts
+
+
+class PeakMemory:
+    """Peak memory of a block in MiB: CUDA max allocated, else the process RSS sampled every 5 ms."""
+
+    def __init__(self, device):
+        self.cuda = getattr(device, "type", str(device)) == "cuda"
+        self.peak_mb = 0.0
+
+    def __enter__(self):
+        import torch
+
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        page = os.sysconf("SC_PAGE_SIZE")
+        while True:
+            with open("/proc/self/statm") as fh:
+                rss = int(fh.read().split()[1]) * page / 2**20
+            self.peak_mb = max(self.peak_mb, rss)
+            if self._stop.wait(0.005):
+                return
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def measure(clf, texts, scheme: str, mode: str, batch_size: int, kind: str = "tweet") -> dict:
+    """Time ``classify`` over ``texts`` in requests of ``batch_size``; latency = one request, in ms."""
+    import torch
+
+    sync = torch.cuda.synchronize if clf.device.type == "cuda" else (lambda: None)
+    clf.classify(texts[:batch_size], scheme, kind=kind, mode=mode, batch_size=batch_size)  # warm-up
+    latencies = []
+    with PeakMemory(clf.device) as mem:
+        start = time.perf_counter()
+        for i in range(0, len(texts), batch_size):
+            t0 = time.perf_counter()
+            clf.classify(texts[i : i + batch_size], scheme, kind=kind, mode=mode, batch_size=batch_size)
+            sync()
+            latencies.append((time.perf_counter() - t0) * 1000)
+        seconds = time.perf_counter() - start
+    return {
+        "mode": mode, "scheme": scheme, "batch_size": batch_size, "n": len(texts),
+        "items_per_second": len(texts) / seconds, "p50_ms": statistics.median(latencies),
+        "p95_ms": _percentile(latencies, 95), "peak_memory_mb": mem.peak_mb, "seconds": seconds,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    lo, hi = int(rank), min(int(rank) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+def _load(model, shape, device):
+    """(classifier, label, bytes_on_disk, tokenizer note) for a model folder / id, or a random shape."""
+    import torch
+
+    from .classify import FinSentClassifier
+
+    if shape:
+        from .bench_shape import llama3_tokenizer, random_shape_model
+
+        tokenizer, note = llama3_tokenizer()
+        net = random_shape_model(shape).to(device)
+        return FinSentClassifier(net, tokenizer, source=f"random {shape}"), shape, None, note
+    dtype = "auto" if device.type == "cuda" else torch.float32
+    clf = FinSentClassifier.from_pretrained(model, dtype=dtype, device=device)
+    folder = Path(clf.source)
+    size = sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else None
+    return clf, Path(clf.source).name, size or None, "the model's own tokenizer"
+
+
+def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = None, schemes=("3",),
+              batch_sizes=(1, 8, 32), n: int = 64, classifier=None, gen_n: int | None = None,
+              threads: tuple[int, ...] = (), int8: bool = True, texts_file: Path = TFNS_VALID) -> dict:
+    """Measure every configuration side by side; write speed.json / speed.md / speed.png; return the dict."""
+    import torch
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads[0])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if classifier is not None:
+        clf, label, size, note = classifier, Path(str(classifier.source)).name, None, "the model's own tokenizer"
+        device = clf.device
+    else:
+        clf, label, size, note = _load(model, shape, device)
+    texts = load_texts(texts_file, n)
+    gen_texts = texts[: gen_n or min(n, 32)]
+    params = sum(p.numel() for p in clf.model.parameters())
+    plan = [(CARD, "generate", s, 1, gen_texts) for s in schemes]
+    plan += [(f"score b{b}", "score", s, b, texts) for s in schemes for b in batch_sizes]
+    floor = compute_floor(clf, texts, schemes, quantized=False)
+
+    rows = []
+    for config, mode, scheme, bs, items in tqdm(plan, desc="bench", unit="config"):
+        rows.append({"config": config, "exact": True, "dtype": str(clf.dtype).replace("torch.", ""),
+                     **measure(clf, items, scheme, mode, bs)})
+        logger.info("%s %s-class: %.2f items/s", config, scheme, rows[-1]["items_per_second"])
+    if int8 and device.type == "cpu":
+        from .classify import quantize_int8
+
+        clf.model = quantize_int8(clf.model)  # in place: the float32 Linear weights are freed
+        floor.update(compute_floor(clf, texts, schemes, quantized=True))
+        for scheme in schemes:
+            for bs in tqdm(batch_sizes, desc="bench int8", unit="config"):
+                rows.append({"config": f"int8 b{bs}", "exact": False, "dtype": "int8 dynamic",
+                             **measure(clf, texts, scheme, "score", bs)})
+    for scheme in schemes:
+        _add_best(clf, rows, scheme, texts, threads, int8=int8 and device.type == "cpu")
+    for row in rows:
+        card = next(r for r in rows if r["config"] == CARD and r["scheme"] == row["scheme"])
+        row["speedup_vs_card"] = row["items_per_second"] / card["items_per_second"]
+        if row["mode"] == "score":
+            key = "int8" if row["dtype"] == "int8 dynamic" else "float"
+            row["of_floor"] = row["items_per_second"] / floor_items_per_second(floor, row["scheme"], key)
+
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name(),
+        "threads": torch.get_num_threads(), "model": str(clf.source), "shape": shape or label,
+        "params": params, "bytes_on_disk": size, "tokenizer": note, "texts": f"{texts_file.name} first {n}",
+        "torch": torch.__version__, "rows": rows, "compute_floor": floor,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out_dir / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "speed.md").write_text(format_table(result) + "\n")
+    plot(result, out_dir / "speed.png")
+    return result
+
+
+def _add_best(clf, rows, scheme, texts, threads, int8: bool) -> None:
+    """Mark the fastest score row of ``scheme`` as 'best'; re-measure it at each other thread count."""
+    import torch
+
+    candidates = [r for r in rows if r["mode"] == "score" and r["scheme"] == scheme]
+    if int8 and any(r["dtype"] == "int8 dynamic" for r in candidates):
+        candidates = [r for r in candidates if r["dtype"] == "int8 dynamic"]  # the model is quantized now
+    best = max(candidates, key=lambda r: r["items_per_second"])
+    rows.append({**best, "config": f"best ({best['config']})"})
+    if len(threads) > 1:
+        before = torch.get_num_threads()
+        for t in threads:
+            torch.set_num_threads(t)
+            rows.append({"config": f"best ({best['config']}, {t} threads)", "exact": best["exact"],
+                         "dtype": best["dtype"], **measure(clf, texts, scheme, "score", best["batch_size"])})
+        torch.set_num_threads(before)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"CPU {name}, {os.cpu_count()} cores"
+
+
+def format_table(result: dict) -> str:
+    """The Markdown table of a speed.json (printed by the CLI, written as speed.md)."""
+    floor = result["compute_floor"]
+    lines = [
+        f"Speed of `{result['model']}` ({result['params']:,} parameters) on {result['device']}, "
+        f"torch {result['torch']}, {result['threads']} threads; texts: {result['texts']}; "
+        f"tokenizer: {result['tokenizer']}.",
+        "",
+        "| config | scheme | mode | batch | threads | items/s | p50 ms | p95 ms | peak MiB | x card | of floor |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        of_floor = f"{100 * r['of_floor']:.0f} %" if "of_floor" in r else "-"
+        lines.append(
+            f"| {r['config']} | {r['scheme']} | {r['mode']} | {r['batch_size']} | {r['threads']} | "
+            f"{r['items_per_second']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['peak_memory_mb']:.0f} | "
+            f"{r['speedup_vs_card']:.1f} | {of_floor} |"
+        )
+    lines += ["", "Compute floor (same run): " + ", ".join(
+        f"{k} {v:.1f} GFLOP/s" for k, v in floor.items() if k.startswith("gemm_gflops")
+    ) + "; " + ", ".join(
+        f"{s}-class {floor['flops_per_item'][s] / 1e9:.2f} GFLOP/item ({floor['tokens_per_item'][s]:.1f} tokens)"
+        for s in floor["flops_per_item"]
+    ) + "."]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Horizontal bars of items/s per configuration (log scale), one colour per scheme."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
+    colours = {"3": "tab:blue", "7": "tab:orange"}
+    names = [f"{r['config']} [{r['scheme']}-class, {r['threads']}t]" for r in rows]
+    ax.barh(names, [r["items_per_second"] for r in rows], color=[colours.get(r["scheme"], "grey") for r in rows])
+    for i, r in enumerate(rows):
+        ax.text(r["items_per_second"], i, f" {r['items_per_second']:.2f} ({r['speedup_vs_card']:.0f}x)",
+                va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("items per second (log scale)")
+    ax.set_title(f"{result['shape']} on {result['device']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

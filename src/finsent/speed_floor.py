@@ -1,0 +1,103 @@
+"""The compute floor of label scoring: FLOPs per item over the GEMM throughput measured on this machine.
+
+Used by ``finsent bench`` (``speed.py``). Per scored item, every query token (news + cue + every
+label's answer tokens) goes through each decoder layer's matmuls, the LM head runs only at the answer
+positions, and attention costs 4 x heads x head_dim x keys per query token per layer (QK^T and AV):
+
+    flops = 2 * decoder_matmul_params * query_tokens + 2 * vocab * hidden * answer_tokens + attention
+
+The shared instruction prefix is computed once per run, so it is left out of the per-item count. The
+throughput is a torch GEMM with the model's own MLP shape ([32 x tokens, hidden] @ [hidden, intermediate]),
+in the model's dtype, or through a dynamic-int8 Linear for the quantized rows.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from .labels import labels_of
+from .prompts import instruction
+
+
+def matmul_params_per_token(config) -> int:
+    """Weights every token multiplies through the decoder: attention q/k/v/o and the GLU's gate/up/down."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    q_dim, kv_dim = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    attention = config.hidden_size * (2 * q_dim + 2 * kv_dim)
+    mlp = 3 * config.hidden_size * config.intermediate_size
+    return config.num_hidden_layers * (attention + mlp)
+
+
+def scoring_flops(config, prefix_len: int, body_lens: list[int], answer_lens: list[int]) -> tuple[float, float]:
+    """(mean FLOPs, mean query tokens) per item for label scoring."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    per_key = 4 * config.num_attention_heads * head_dim * config.num_hidden_layers  # QK^T + AV, all layers
+    linear = matmul_params_per_token(config)
+    head = config.vocab_size * config.hidden_size
+    n_answer = sum(answer_lens)
+    flops, tokens = [], []
+    for body in body_lens:
+        keys = sum(prefix_len + p + 1 for p in range(body))  # news + cue rows: causal over prefix + news
+        keys += sum(prefix_len + body + j + 1 for a in answer_lens for j in range(a))  # answer blocks
+        flops.append(2 * linear * (body + n_answer) + 2 * head * n_answer + per_key * keys)
+        tokens.append(body + n_answer)
+    return statistics.mean(flops), statistics.mean(tokens)
+
+
+def gemm_gflops(m: int, k: int, n: int, dtype, device, quantized: bool = False, seconds: float = 1.0) -> float:
+    """Sustained GFLOP/s of an [m, k] @ [k, n] product (float GEMM, or a dynamic-int8 Linear)."""
+    import torch
+
+    x = torch.randn(m, k, device=device, dtype=torch.float32 if quantized else dtype)
+    if quantized:
+        from torch.ao.quantization import quantize_dynamic
+
+        layer = quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)), {torch.nn.Linear},
+                                 dtype=torch.qint8)
+        fn = lambda: layer(x)  # noqa: E731
+    else:
+        w = torch.randn(k, n, device=device, dtype=dtype)
+        fn = lambda: x @ w  # noqa: E731
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        fn()
+        sync()
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or reps < 3:
+            fn()
+            reps += 1
+        sync()
+        elapsed = time.perf_counter() - start
+    return 2 * m * k * n * reps / elapsed / 1e9
+
+
+def compute_floor(clf, texts, schemes, quantized: bool = False) -> dict:
+    """The floor's parts for a classifier and the benchmark texts (FLOPs per item; GEMM GFLOP/s)."""
+    config = clf.model.config
+    per_item = {"flops_per_item": {}, "tokens_per_item": {}}
+    body_tokens = 0.0
+    for scheme in schemes:
+        labels = labels_of(scheme)
+        instr = instruction(scheme, "tweet")
+        encoded = [clf.encoder.encode(instr, t, reserve=clf.encoder.max_answer_len(labels)) for t in texts]
+        answer_lens = [len(clf.encoder.answer_ids(label)) for label in labels]
+        flops, tokens = scoring_flops(config, len(encoded[0].prefix), [len(e.body) for e in encoded], answer_lens)
+        per_item["flops_per_item"][scheme] = flops
+        per_item["tokens_per_item"][scheme] = tokens
+        body_tokens = max(body_tokens, tokens)
+    m = 32 * round(body_tokens)  # rows of a batch-32 forward
+    if quantized:
+        return {"gemm_gflops_int8": gemm_gflops(m, config.hidden_size, config.intermediate_size, None,
+                                                clf.device, quantized=True)}
+    return {
+        **per_item,
+        "gemm_shape": [m, config.hidden_size, config.intermediate_size],
+        "gemm_dtype": str(clf.dtype).replace("torch.", ""),
+        "gemm_gflops_float": gemm_gflops(m, config.hidden_size, config.intermediate_size, clf.dtype, clf.device),
+    }
+
+
+def floor_items_per_second(floor: dict, scheme: str, key: str = "float") -> float:
+    """Items/s if every FLOP ran at the measured GEMM speed: the ceiling a scorer can approach."""
+    return floor[f"gemm_gflops_{key}"] * 1e9 / floor["flops_per_item"][scheme]

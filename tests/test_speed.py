@@ -1,0 +1,83 @@
+"""``finsent bench`` on the tiny random Llama: a well-formed speed.json, table and plot (no timing assertions).
+
+Run: ``.venv/bin/pytest tests/test_speed.py``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finsent.bench_shape import published_shape_config
+from finsent.speed import format_table, run_bench
+from finsent.speed_floor import matmul_params_per_token, scoring_flops
+
+ROW_KEYS = {"config", "mode", "scheme", "batch_size", "items_per_second", "p50_ms", "p95_ms", "peak_memory_mb",
+            "speedup_vs_card", "threads", "exact", "dtype"}
+
+
+@pytest.fixture(scope="module")
+def bench(tiny_llama_dir, shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = run_bench(str(tiny_llama_dir), out, schemes=("3", "7"), batch_sizes=(1, 3), n=6, gen_n=2,
+                       threads=(1, 2), texts_file=shared_data / "tfns" / "sent_valid.csv")
+    return out, result
+
+
+def test_bench_writes_speed_json_with_every_row(bench, tiny_llama_dir):
+    out, result = bench
+    saved = json.loads((out / "speed.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert saved["model"] == str(tiny_llama_dir) and saved["params"] > 0
+    assert saved["bytes_on_disk"] == (tiny_llama_dir / "model.safetensors").stat().st_size
+    configs = {(r["config"], r["scheme"]) for r in saved["rows"]}
+    for scheme in ("3", "7"):
+        for config in ("card loop", "score b1", "score b3", "int8 b1", "int8 b3"):
+            assert (config, scheme) in configs
+        best = [c for c, s in configs if s == scheme and c.startswith("best (int8 b")]
+        assert len(best) == 3  # the best row, then re-measured at 1 and 2 threads
+    for row in saved["rows"]:
+        assert ROW_KEYS <= set(row)
+        assert row["items_per_second"] > 0 and row["p50_ms"] > 0 and row["p95_ms"] >= row["p50_ms"] * 0.999
+        assert row["peak_memory_mb"] > 0 and row["speedup_vs_card"] > 0
+        assert (row["mode"] == "generate") == (row["config"] == "card loop")
+        assert row["exact"] == (row["dtype"] == "float32")
+        if row["mode"] == "score":
+            assert row["of_floor"] > 0
+    card = [r for r in saved["rows"] if r["config"] == "card loop"]
+    assert all(r["speedup_vs_card"] == pytest.approx(1.0) and r["n"] == 2 for r in card)
+
+
+def test_bench_compute_floor_and_outputs(bench):
+    out, result = bench
+    floor = result["compute_floor"]
+    assert floor["gemm_gflops_float"] > 0 and floor["gemm_gflops_int8"] > 0
+    assert set(floor["flops_per_item"]) == {"3", "7"}
+    assert floor["flops_per_item"]["7"] > floor["flops_per_item"]["3"] > 0
+    table = (out / "speed.md").read_text()
+    assert table.strip() == format_table(result)
+    assert table.count("| card loop |") == 2 and "x card" in table
+    assert (out / "speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_matmul_params_of_the_published_shape():
+    config = published_shape_config()
+    embeddings = config.vocab_size * config.hidden_size
+    norms = (2 * config.num_hidden_layers + 1) * config.hidden_size
+    assert matmul_params_per_token(config) == 913_770_496 - embeddings - norms == 651_034_624
+
+
+def test_scoring_flops_by_hand():
+    config = published_shape_config()
+    linear, head = 651_034_624, 128_256 * 2048
+    per_key = 4 * 32 * 64 * 16
+    # prefix 2, body 3 (keys 3+4+5), two labels of 1 and 2 answer tokens (keys 6; 6+7)
+    flops, tokens = scoring_flops(config, 2, [3], [1, 2])
+    assert tokens == 6
+    assert flops == 2 * linear * 6 + 2 * head * 3 + per_key * (3 + 4 + 5 + 6 + 6 + 7)
+
+
+def test_bench_rejects_a_missing_text_file(tiny_llama_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="benchmark texts not found"):
+        run_bench(str(tiny_llama_dir), tmp_path, n=2, texts_file=tmp_path / "nope.csv")
