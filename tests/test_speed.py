@@ -10,6 +10,7 @@ import json
 import pytest
 
 from finsent.bench_shape import published_shape_config
+from finsent.cli import main
 from finsent.speed import format_table, run_bench
 from finsent.speed_floor import matmul_params_per_token, scoring_flops
 
@@ -23,6 +24,19 @@ def bench(tiny_llama_dir, shared_data, tmp_path_factory):
     result = run_bench(str(tiny_llama_dir), out, schemes=("3", "7"), batch_sizes=(1, 3), n=6, gen_n=2,
                        threads=(1, 2), texts_file=shared_data / "tfns" / "sent_valid.csv")
     return out, result
+
+
+def test_bench_command_prints_the_table_and_the_int8_cost(tiny_llama_dir, shared_data, tmp_path, capsys):
+    code = main(["bench", "--model", str(tiny_llama_dir), "--batch-sizes", "2", "--n", "4", "--gen-n", "1",
+                 "--texts", str(shared_data / "tfns" / "sent_valid.csv"), "--int8-accuracy", "6",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "speed.md").read_text().strip() in printed
+    cost = json.loads((tmp_path / "int8_accuracy.json").read_text())
+    assert cost["n"] == 6 and 0 <= cost["agreement"] <= 1 and 0 <= cost["int8"]["accuracy"] <= 1
+    assert cost["mean_abs_prob_diff"] <= cost["max_abs_prob_diff"] <= 1
+    assert (tmp_path / "int8_accuracy.md").read_text().strip() in printed
 
 
 def test_bench_writes_speed_json_with_every_row(bench, tiny_llama_dir):

@@ -12,7 +12,7 @@ plus the compute floor: FLOPs per item over the GEMM throughput measured in the 
 ``speed_floor.py``). Writes ``speed.json`` (the release contract), ``speed.md`` and ``speed.png``.
 
     finsent bench --shape llama-finsent-s --n 32 --out eval/bench/llama-finsent-s
-    finsent bench --model smollm2 --schemes 3 7 --out eval/bench/smollm2
+    finsent bench --model smollm2 --schemes 3 7 --int8-accuracy 256 --out eval/bench/smollm2
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--threads", nargs="+", type=int,
                    help="torch threads; several = the best configuration is re-measured at each")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 rows")
+    p.add_argument("--int8-accuracy", type=int, metavar="N",
+                   help="also score the first N labelled TFNS rows in float32 and int8 (real models only)")
     p.add_argument("--texts", type=Path, default=TFNS_VALID, help="CSV with a 'text' column (TFNS validation)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
     p.set_defaults(func=_bench)
@@ -60,6 +62,12 @@ def _bench(args) -> int:
                        threads=tuple(args.threads or ()), int8=not args.no_int8, texts_file=args.texts)
     print(format_table(result))
     print(f"\nwrote {args.out / 'speed.json'}, speed.md, speed.png")
+    if args.int8_accuracy:
+        if args.shape:
+            raise SystemExit("finsent bench: --int8-accuracy needs real weights (--model), not --shape")
+        from .speed_quality import format_int8, int8_accuracy
+
+        print("\n" + format_int8(int8_accuracy(result["model"], args.texts, args.int8_accuracy, args.out)))
     return 0
 
 
