@@ -55,6 +55,12 @@ def test_unparseable_answers_count_wrong_and_never_as_neutral(metric):
     assert as_neutral["macro_f1"] != pytest.approx(m["macro_f1"])
 
 
+def test_all_answers_unparseable(metric):
+    m = metric.compute(predictions=[""] * 3, references=[NEG, NEU, POS], labels=LABELS3)
+    assert (m["accuracy"], m["macro_f1"], m["weighted_f1"], m["unparseable"]) == (0.0, 0.0, 0.0, 3)
+    assert m["confusion_matrix"] == [[0, 0, 0]] * 3
+
+
 def test_averages_cover_the_classes_present_like_sklearn(metric):
     m = metric.compute(predictions=[POS, NEG, NEG, NEG], references=[POS, POS, NEG, NEG], labels=LABELS3)
     # positive F1 2/3, negative F1 4/5; neutral (absent everywhere) is left out of the averages.

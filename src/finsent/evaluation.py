@@ -72,7 +72,8 @@ def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequ
             start = time.perf_counter()
             preds = predict(classifier, data, mode, batch_size, progress)
             seconds = time.perf_counter() - start
-            metrics = metric.compute(predictions=[p.label for p in preds], references=data.labels,
+            # "" marks an unparseable answer (a column of only None would defeat Arrow's type check).
+            metrics = metric.compute(predictions=[p.label or "" for p in preds], references=data.labels,
                                      labels=list(labels_of(data.scheme)))
             stem = result_stem(data.name, data.scheme, mode)
             result = {

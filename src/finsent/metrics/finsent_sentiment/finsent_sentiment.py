@@ -3,7 +3,8 @@
 Hub metric scripts (``evaluate.load("accuracy")``) cannot load offline, so this module is loaded from
 its folder: ``evaluate.load(str(finsent.metrics.METRIC_DIR))`` (``finsent.metrics.load_metric()``).
 
-Inputs are label strings; a prediction of ``None`` (or ``""``) is an unparseable generated answer.
+Inputs are label strings; a prediction of ``""`` (or ``None``, unless every prediction is ``None``,
+which `evaluate`'s Arrow type check rejects) is an unparseable generated answer.
 It is counted wrong: it lowers accuracy and the recall of its true class, and is a false positive
 for no class. It is never mapped to neutral (FinGPT's parser does that silently).
 
@@ -21,7 +22,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (list of str | None): predicted labels; None or "" = unparseable answer.
+    predictions (list of str | None): predicted labels; "" (or None) = unparseable answer.
     references (list of str): gold labels.
     labels (list of str, optional): the label scheme in display order; default: sorted labels seen.
 Returns:
