@@ -170,6 +170,29 @@ def test_other_glu_architectures_prune_save_and_reload(model_type, tmp_path):
     assert torch.equal(logits(reloaded, IDS), logits(model, IDS))
 
 
+def test_composite_gemma3_prunes_its_language_model_only(tmp_path):
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    config = Gemma3Config(
+        text_config={"vocab_size": 300, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                     "max_position_embeddings": 128, "sliding_window": 16},
+        vision_config={"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 28, "patch_size": 14},
+        mm_tokens_per_image=4, image_token_index=299, boi_token_index=297, eoi_token_index=298,
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    report = prune_model(model, ratio=0.5, progress=False)
+    assert report["kept_per_layer"] == [64, 64] and model.config.text_config.intermediate_size == 64
+    assert model.config.vision_config.intermediate_size == 48  # the vision tower is not a GLU decoder: untouched
+    assert model.model.vision_tower.encoder.layers[0].mlp.fc1.out_features == 48
+    model.save_pretrained(tmp_path)
+    reloaded = Gemma3ForConditionalGeneration.from_pretrained(tmp_path).eval()
+    ids = torch.tensor([[2, 5, 9, 11]])
+    assert torch.equal(logits(reloaded, ids), logits(model, ids))
+
+
 def test_unsupported_architecture_is_a_clear_error():
     from transformers import GPT2Config, GPT2LMHeadModel, Phi3Config, Phi3ForCausalLM
 

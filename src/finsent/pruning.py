@@ -150,7 +150,8 @@ def prune_model(model, method: str = "ppm", ratio: float | None = None, expansio
             cut_scores.append(round(float(scores.index_select(0, keep).min()), 6))
         slice_mlp(mlp, keep)
         kept.append(int(keep.numel()))
-    model.config.intermediate_size = k
+    # Composite models (e.g. Gemma 3 with vision) keep the decoder's sizes in a nested text config.
+    model.config.get_text_config(decoder=True).intermediate_size = k
     return {
         "method": method,
         "ratio": ratio,
