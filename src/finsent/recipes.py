@@ -42,7 +42,7 @@ class DataSource:
     schema: str = "fingpt"  # fingpt | fpb | tfns | fiqa | nwgi | finsent
     split: str = "train"
     scheme: str | None = None  # "3" or "7" where the schema carries both
-    kind: str = "news"  # news | tweet: the word used in the instruction
+    kind: str | None = None  # news | tweet in the instruction; None = the schema's own (tfns tweet, fiqa by row)
     weight: float = 1.0  # rows are repeated/subsampled to this multiple
     limit: int | None = None
 
@@ -70,6 +70,10 @@ class FinetuneSection:
     seed: int = 42
     logging_steps: int = 10
     save_steps: int = 500
+    skip_bad_rows: bool = False  # skip malformed data rows (count logged) instead of stopping at the first
+    fast_loss: bool = True  # vocabulary projection only where a label is learned (same loss, less work)
+    group_by_length: bool = True  # batches of similar length: less padding
+    threads: int | None = None  # CPU threads for torch (None = torch's default, the physical cores)
 
 
 @dataclass

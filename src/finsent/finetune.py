@@ -1,0 +1,215 @@
+"""LoRA fine-tuning of a (pruned) causal LM on the FinGPT prompt, driven by a recipe's ``finetune`` section.
+
+    finsent finetune --recipe build/recipes/smollm2-135m.yaml --base runs/smollm2-135m/pruned \\
+        --out runs/smollm2-135m/adapter [--resume] [--max-steps N]
+
+peft LoRA under transformers' Trainer (progress bar, checkpoints in ``OUT/checkpoints``, ``--resume``),
+seeds fixed, CPU or GPU. The base weights are frozen (float32 on CPU; the autocast dtype on GPU),
+the LoRA weights stay float32. Loss on the answer tokens by default (``loss: full`` = every token, as
+the original notebook); with ``fast_loss`` the vocabulary projection runs only where a label is
+learned (see ``finsent.trainer``). Writes the adapter, the tokenizer, ``training.json`` (the shared
+contract) and ``loss.png`` into OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from functools import partial
+from pathlib import Path
+
+from .recipes import Recipe, load_recipe
+
+logger = logging.getLogger(__name__)
+
+
+def repo_root(recipe: Recipe) -> Path | None:
+    """The repository a recipe lives in (build/recipes/x.yaml -> .): data paths may be relative to it."""
+    if not recipe.source:
+        return None
+    parents = Path(recipe.source).resolve().parents
+    return parents[2] if len(parents) > 2 else None
+
+
+def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = False,
+                 max_steps: int | None = None) -> Path:
+    """Train a LoRA adapter on ``base_dir`` with the recipe's data; returns ``out_dir`` (the adapter folder)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
+
+    from .data import EncodedDataset, collate, load_mixture
+    from .prompts import PromptEncoder
+    from .trainer import FinSentTrainer, ThroughputCallback, autocast_dtype
+
+    f = recipe.finetune
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    if base_dir.exists() and not (base_dir / "config.json").is_file():
+        raise FileNotFoundError(f"base model folder {base_dir} has no config.json")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if f.threads:
+        torch.set_num_threads(f.threads)
+    amp = autocast_dtype(f.precision, device)
+    if amp is torch.float16 and device == "cpu":
+        raise ValueError("finetune.precision fp16 needs a GPU; use auto, bf16 or fp32 on a CPU")
+    set_seed(f.seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Frozen base: half precision on a GPU saves memory; on a CPU float32 (see trainer.autocast_dtype).
+    base_dtype = amp if (amp is not None and device == "cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=base_dtype)
+    context = getattr(model.config, "max_position_embeddings", None) or f.max_length
+
+    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, root=repo_root(recipe))
+    encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
+    dataset = EncodedDataset(encoder, data.examples, f.loss)
+    lengths = dataset.lengths()
+    logger.info("%d training rows, %.1f tokens a row on average (max %d)", len(dataset),
+                sum(lengths) / len(lengths), max(lengths))
+
+    lora = LoraConfig(r=f.lora_r, lora_alpha=f.lora_alpha, lora_dropout=f.lora_dropout,
+                      target_modules=list(f.target_modules), bias="none", task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    for p in model.parameters():  # adapters in float32 whatever the base dtype
+        if p.requires_grad:
+            p.data = p.data.float()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("LoRA: %d trainable parameters", trainable)
+
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=f.batch_size,
+        gradient_accumulation_steps=f.grad_accum,
+        num_train_epochs=f.epochs,
+        max_steps=max_steps if max_steps is not None else f.max_steps,
+        learning_rate=f.learning_rate,
+        weight_decay=f.weight_decay,
+        # warmup_steps >= 1 is a step count (the original's 1000); a float < 1 is a ratio of the run.
+        warmup_steps=f.warmup_steps if f.warmup_steps is not None else f.warmup_ratio,
+        lr_scheduler_type="linear",
+        logging_steps=f.logging_steps,
+        save_steps=f.save_steps,
+        save_total_limit=1,
+        seed=f.seed,
+        data_seed=f.seed,
+        bf16=amp is torch.bfloat16,
+        fp16=amp is torch.float16,
+        use_cpu=device == "cpu",
+        report_to="none",
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if f.group_by_length else "random",
+        dataloader_num_workers=0,
+    )
+    trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss)
+    trainer.add_callback(ThroughputCallback(trainer))
+    checkpoint = resume and any((out_dir / "checkpoints").glob("checkpoint-*"))
+    if resume and not checkpoint:
+        logger.warning("--resume: no checkpoint in %s, starting from scratch", out_dir / "checkpoints")
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if checkpoint else None)
+    seconds = time.perf_counter() - start
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    state = trainer.state
+    report = {
+        "base": str(base_dir),
+        "steps": state.global_step,
+        "epochs": round(float(state.epoch or 0), 4),
+        "learning_rate": f.learning_rate,
+        "warmup_steps": args.get_warmup_steps(state.max_steps),
+        "effective_batch": f.batch_size * f.grad_accum * max(1, args.world_size),
+        "loss": f.loss,
+        "fast_loss": f.fast_loss,
+        "train_loss": round(float(result.training_loss), 5),
+        "tokens_per_second": round(trainer.tokens_seen / seconds, 1) if seconds > 0 else None,
+        "seconds": round(seconds, 1),
+        "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "trainable_params": trainable,
+        "rows": len(dataset),
+        "tokens_per_row": round(sum(lengths) / len(lengths), 1),
+        "max_length": encoder.max_length,
+        "data": data.stats,
+        "lora": {"r": f.lora_r, "alpha": f.lora_alpha, "dropout": f.lora_dropout,
+                 "target_modules": list(f.target_modules)},
+        "precision": str(amp).replace("torch.", "") if amp is not None else "float32",
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "seed": f.seed,
+        "log": [{k: v for k, v in e.items() if k in ("step", "loss", "learning_rate", "tokens_per_second")}
+                for e in state.log_history if "loss" in e],
+    }
+    (out_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    _plot_loss(report["log"], out_dir / "loss.png", recipe.name)
+    logger.info("adapter saved to %s (%d steps, train loss %.4f, %.0f tokens/s)", out_dir, report["steps"],
+                report["train_loss"], report["tokens_per_second"] or 0)
+    return out_dir
+
+
+def _peak_memory_mb(device: str) -> float:
+    """GPU: peak allocated by torch; CPU: the process's peak resident set (ru_maxrss, KiB on Linux)."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _plot_loss(log: list[dict], path: Path, title: str) -> None:
+    """Training loss by step (a PNG beside training.json); skipped without matplotlib or with < 2 points."""
+    if len(log) < 2:
+        return
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.info("matplotlib not installed: no loss plot")
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([e["step"] for e in log], [e["loss"] for e in log], marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"{title}: training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def register(sub) -> None:
+    p = sub.add_parser("finetune", help="train a LoRA adapter (recipe's finetune section)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", required=True, help="recipe YAML (build/recipes/...)")
+    p.add_argument("--base", help="base model folder (default: the recipe's model.base, e.g. the embedded smollm2)")
+    p.add_argument("--out", help="adapter folder to write (default: runs/<recipe name>/adapter)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
+    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides epochs and max_steps)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows instead of stopping")
+    p.set_defaults(func=_finetune)
+
+
+def _finetune(args) -> int:
+    from .models import locate_model
+
+    overrides = {"finetune.skip_bad_rows": True} if args.skip_bad_rows else None
+    recipe = load_recipe(args.recipe, overrides)
+    base = Path(args.base) if args.base else Path(locate_model(recipe.model.base))
+    out = Path(args.out) if args.out else Path("runs") / recipe.name / "adapter"
+    adapter = run_finetune(recipe, base, out, resume=args.resume, max_steps=args.max_steps)
+    report = json.loads((adapter / "training.json").read_text())
+    print(f"adapter: {adapter}  steps {report['steps']}  train loss {report['train_loss']}  "
+          f"{report['tokens_per_second']} tokens/s  {report['seconds']} s")
+    return 0

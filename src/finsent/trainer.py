@@ -1,0 +1,126 @@
+"""The training loop's pieces: the fast label-position loss and the Trainer subclass that uses it.
+
+A causal LM's usual loss projects every position's hidden state onto the whole vocabulary
+([B, T, V] logits: for SmolLM2 at B=16, T=64 that is 50 M floats, and their softmax and backward)
+although an answer-only loss reads a handful of them. ``token_loss`` runs the decoder body, gathers
+the hidden states that predict a labelled token ([N, H], N = answer tokens in the batch) and applies
+the LM head there only. The value is the same as ``model(input_ids, labels=labels).loss`` (summed
+cross-entropy over shifted labels, in float32); ``tests/test_finetune.py`` checks it.
+
+Used by ``finsent finetune`` (``finsent.finetune``) and ``build/bench/finetune_speed.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback
+
+from .data import IGNORE
+
+logger = logging.getLogger(__name__)
+
+
+def unwrap(model):
+    """The plain ``*ForCausalLM`` under a peft wrapper (LoRA layers are injected in place, so they stay active)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def token_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, int]:
+    """(sum of cross-entropy over labelled next tokens, number of them), projecting only where needed.
+
+    Shapes: input_ids/attention_mask/labels [B, T]; hidden [B, T, H]; picked [N, H]; logits [N, V].
+    """
+    lm = unwrap(model)
+    body = getattr(lm, lm.base_model_prefix)  # LlamaModel etc.: the decoder without the LM head
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]  # position t predicts token t + 1
+    keep = targets != IGNORE  # [B, T-1]
+    picked = hidden[:, :-1][keep]  # [N, H]
+    logits = lm.get_output_embeddings()(picked).float()
+    cap = getattr(lm.config, "final_logit_softcapping", None)  # Gemma 2 style capping, if the model has it
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return F.cross_entropy(logits, targets[keep], reduction="sum"), int(keep.sum())
+
+
+def reference_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, int]:
+    """The plain path: full [B, T, V] logits and the model's own loss (for tests and the speed bench)."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    logits = out.logits.float()
+    targets = labels[:, 1:]
+    count = int((targets != IGNORE).sum())
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+    return loss, count
+
+
+class FinSentTrainer(Trainer):
+    """Trainer with the label-position loss (``fast_loss``) and a count of real tokens seen.
+
+    The returned loss is already normalised over the whole accumulated batch (the Trainer passes
+    ``num_items_in_batch``, the count of labelled tokens across the accumulation steps), so it
+    matches the model's own loss under gradient accumulation.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, fast_loss: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fast_loss = fast_loss
+        self.tokens_seen = 0  # non-pad tokens through forward+backward (tokens/s in training.json)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise NotImplementedError("FinSentTrainer computes the loss only (no evaluation loop)")
+        if model.training:
+            self.tokens_seen += int(inputs["attention_mask"].sum())
+        fn = token_loss if self.fast_loss else reference_loss
+        loss_sum, count = fn(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        if num_items_in_batch is None:
+            num_items_in_batch = max(count, 1) * self.current_gradient_accumulation_steps
+        return loss_sum / num_items_in_batch
+
+
+class ThroughputCallback(TrainerCallback):
+    """Logs tokens/s every logging step, so a long CPU run shows its speed while it runs."""
+
+    def __init__(self, trainer: FinSentTrainer):
+        self.trainer = trainer
+        self.start = time.perf_counter()
+        self.start_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.start_tokens = time.perf_counter(), self.trainer.tokens_seen
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        elapsed = time.perf_counter() - self.start
+        if logs is not None and elapsed > 0:
+            logs["tokens_per_second"] = round((self.trainer.tokens_seen - self.start_tokens) / elapsed, 1)
+
+
+def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """The mixed-precision dtype for ``precision`` on ``device`` (None = float32 throughout).
+
+    ``auto`` picks bf16 on GPUs that support it (else fp16), and on CPUs only when they have native
+    bf16 matrix instructions (AVX-512 BF16 or AMX): without them bf16 matmuls are emulated and
+    slower than float32 (measured by build/bench/finetune_speed.py).
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def cpu_has_native_bf16() -> bool:
+    cpu = getattr(torch._C, "_cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks) if cpu is not None else False

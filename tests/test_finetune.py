@@ -1,0 +1,190 @@
+"""Fine-tuning and merging: the fast loss equals the plain one, the stage runs and resumes, merges are checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from finsent.data import collate, encode_example, load_source
+from finsent.prompts import PromptEncoder
+from finsent.recipes import DataSource, Recipe, load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_CONTRACT = {"steps", "epochs", "learning_rate", "warmup_steps", "effective_batch", "loss", "train_loss",
+                  "tokens_per_second", "seconds", "peak_memory_mb", "trainable_params", "rows", "data", "lora",
+                  "precision"}
+HEADLINES = [
+    ("Orbit Air doubles its dividend after a record year", "strong positive"),
+    ("Talon Mining shares sink as the regulator halts its main mine", "strong negative"),
+    ("Cobalt Foods will publish results on 4 March", "neutral"),
+    ("Vega Retail trims costs slightly; outlook unchanged", "mildly positive"),
+    ("Harbor Bank warns of softer loan growth next quarter", "moderately negative"),
+    ("$PLMX up 3% as deliveries edge past forecasts", "moderately positive"),
+]
+
+
+def write_finsent(path: Path, repeat: int = 4) -> str:
+    from finsent.labels import to_coarse
+
+    rows = [{"id": f"t{i}-{j}", "text": text, "label": label, "coarse": to_coarse(label),
+             "kind": "tweet" if text.startswith("$") else "news", "topic": "test"}
+            for j in range(repeat) for i, (text, label) in enumerate(HEADLINES)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def tiny_recipe(data: str, **finetune) -> Recipe:
+    recipe = Recipe(name="tiny")
+    recipe.finetune.data = [DataSource(path=data, schema="finsent", scheme="3"),
+                            DataSource(path=data, schema="finsent", scheme="7")]
+    settings = dict(batch_size=4, grad_accum=2, max_steps=3, learning_rate=1e-3, logging_steps=1, save_steps=2,
+                    threads=2)
+    settings.update(finetune)
+    for key, value in settings.items():
+        setattr(recipe.finetune, key, value)
+    recipe.merge.dtype = "float32"
+    return recipe
+
+
+def lora_model(model_dir, seed=0):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                             target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"]))
+    torch.manual_seed(seed)
+    for name, p in model.named_parameters():  # non-zero B: the adapter changes the output
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def batch_of(model_dir, tmp_path, loss):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    examples = load_source(DataSource(path=write_finsent(tmp_path / "d.jsonl", 1), schema="finsent", scheme="7"))
+    encoder = PromptEncoder(tok, max_length=64)
+    return collate([encode_example(encoder, ex, loss) for ex in examples], tok.pad_token_id)
+
+
+@pytest.mark.parametrize("loss", ["answer", "full"])
+def test_fast_loss_equals_full_logits_loss_and_gradients(tiny_llama_dir, tmp_path, loss):
+    from finsent.trainer import reference_loss, token_loss
+
+    model = lora_model(tiny_llama_dir)
+    batch = batch_of(tiny_llama_dir, tmp_path, loss)
+    results = []
+    for fn in (reference_loss, token_loss):
+        model.zero_grad(set_to_none=True)
+        total, count = fn(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        (total / count).backward()
+        results.append((float(total), count, [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    (ref, ref_n, ref_g), (fast, fast_n, fast_g) = results
+    assert fast_n == ref_n == int((batch["labels"][:, 1:] != -100).sum())
+    assert fast == pytest.approx(ref, rel=1e-5)
+    # The model's own loss (mean over labelled tokens) is the same number.
+    own = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    assert float(own) == pytest.approx(ref / ref_n, rel=1e-5)
+    for a, b in zip(ref_g, fast_g):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path):
+    from finsent.finetune import run_finetune
+
+    recipe = tiny_recipe(write_finsent(tmp_path / "train.jsonl"))
+    out = run_finetune(recipe, tiny_llama_dir, tmp_path / "adapter", max_steps=2)
+    report = json.loads((out / "training.json").read_text())
+    assert TRAIN_CONTRACT <= set(report)
+    assert report["steps"] == 2 and report["rows"] == 48 and report["effective_batch"] == 8
+    assert report["loss"] == "answer" and report["precision"] == "float32"
+    # r=8 on q,k,v,o (64x64, 64x32 twice, 64x64) and gate/up/down (64x128) in 2 layers.
+    per_layer = 8 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
+    assert report["trainable_params"] == 2 * per_layer
+    assert [s["rows_used"] for s in report["data"]] == [24, 24]
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = run_finetune(recipe, tiny_llama_dir, tmp_path / "adapter", resume=True, max_steps=4)
+    again = json.loads((resumed / "training.json").read_text())
+    assert again["steps"] == 4
+    assert [e["step"] for e in again["log"]][-2:] == [3, 4]  # continued, not restarted
+
+
+def test_finetune_command_line(tiny_llama_dir, tmp_path, capsys):
+    from finsent.cli import main
+
+    data = write_finsent(tmp_path / "train.jsonl", 1)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nfinetune:\n  data:\n    - {{path: {data}, schema: finsent, scheme: 3}}\n"
+                      "  batch_size: 2\n  grad_accum: 1\n  logging_steps: 1\n")
+    assert main(["finetune", "--recipe", str(recipe), "--base", str(tiny_llama_dir), "--out",
+                 str(tmp_path / "a"), "--max-steps", "1"]) == 0
+    assert "steps 1" in capsys.readouterr().out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x", "label": "very good", "coarse": "positive", "kind": "news"}\n')
+    recipe.write_text(f"name: r\nfinetune:\n  data:\n    - {{path: {bad}, schema: finsent}}\n")
+    assert main(["finetune", "--recipe", str(recipe), "--base", str(tiny_llama_dir), "--out",
+                 str(tmp_path / "b")]) == 2
+    assert f"{bad}: line 1: unknown 7-class label 'very good'" in capsys.readouterr().err
+
+
+def test_merge_reproduces_adapter_and_rejects_a_corrupted_merge(tiny_llama_dir, tmp_path, monkeypatch):
+    from peft.tuners.lora import layer as lora_layer
+    from transformers import AutoModelForCausalLM
+
+    from finsent.merge import MergeError, probe_batch, probe_logits, run_merge
+
+    adapter = tmp_path / "adapter"
+    lora_model(tiny_llama_dir).save_pretrained(adapter)
+    recipe = Recipe(name="tiny")
+    recipe.merge.dtype, recipe.merge.tolerance = "float32", 1e-4
+    out = run_merge(recipe, tiny_llama_dir, adapter, tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    from transformers import AutoTokenizer
+
+    ids, mask = probe_batch(AutoTokenizer.from_pretrained(out))
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    assert float((probe_logits(merged, ids, mask) - probe_logits(base, ids, mask)).abs().max()) > 1e-3
+    assert json.loads((adapter / "merge.json").read_text())["max_abs_logit_diff"] <= 1e-4
+
+    # A merge that silently skips the adapter's weights must be caught, and nothing left behind.
+    monkeypatch.setattr(lora_layer.Linear, "merge", lambda self, *a, **k: None)
+    with pytest.raises(MergeError, match=r"max \|logit difference\| .* exceeds merge.tolerance"):
+        run_merge(recipe, tiny_llama_dir, adapter, tmp_path / "bad")
+    assert not list((tmp_path / "bad").glob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_prune_finetune_merge_reload_on_real_smollm2(smollm2_dir, tmp_path):
+    """The build stages chained on the real model: prune 40 %, a few LoRA steps, fp16 merge, classify."""
+    from finsent.classify import FinSentClassifier
+    from finsent.finetune import run_finetune
+    from finsent.merge import run_merge
+    from finsent.pruning import run_prune
+
+    recipe = load_recipe(REPO / "build" / "recipes" / "smollm2-135m.yaml")
+    pruned = run_prune(recipe.prune, str(smollm2_dir), tmp_path / "pruned", progress=False)
+    assert json.loads((pruned / "pruning.json").read_text())["intermediate_after"] == 922
+    for src in recipe.finetune.data:
+        src.limit = 32
+    recipe.finetune.batch_size, recipe.finetune.grad_accum, recipe.finetune.logging_steps = 8, 1, 1
+    adapter = run_finetune(recipe, pruned, tmp_path / "adapter", max_steps=3)
+    report = json.loads((adapter / "training.json").read_text())
+    # LoRA r8 on the pruned SmolLM2 (hidden 576, 3 KV heads x 64, GLU 922), 30 layers.
+    per_layer = 8 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 922) * 3)
+    assert report["trainable_params"] == 30 * per_layer == 2_000_160
+    assert report["steps"] == 3 and report["rows"] == 64 and report["loss"] == "answer"
+    merged = run_merge(recipe, pruned, adapter, tmp_path / "release")
+    assert json.loads((merged / "config.json").read_text())["intermediate_size"] == 922
+    merge_report = json.loads((adapter / "merge.json").read_text())
+    assert merge_report["dtype"] == "float16" and merge_report["max_abs_logit_diff"] <= recipe.merge.tolerance
+    clf = FinSentClassifier.from_pretrained(str(merged))
+    assert next(clf.model.parameters()).dtype == torch.float16
+    pred = clf.classify("Orbit Air doubles its dividend after a record year", "7")
+    assert pred.label in pred.probs and sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-4)
