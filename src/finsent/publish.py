@@ -6,10 +6,11 @@ Steps (``push_release``): check the folder and its eval results; find a token (`
 file, through huggingface_hub's own lookup) and check it with ``whoami`` before anything is uploaded;
 ``create_repo(exist_ok=True)``; read the branch head and the tags; the gate compares every headline
 weighted F1 with the previous tag's (read from the repo) and refuses a drop larger than
-``publish.max_regression`` unless ``allow_regression``; then one ``create_commit`` of every file with
-``parent_commit`` = the head read before (a concurrent change makes the commit fail instead of being
-overwritten) and ``create_tag`` on the new commit. ``create_pr`` opens a pull request instead, untagged.
-An interrupted upload leaves no commit and no tag; running the same command again completes it.
+``publish.max_regression`` unless ``allow_regression``; then one ``create_commit`` of every file (and
+the deletion of files an older release left) with ``parent_commit`` = the head read before (a
+concurrent change makes the commit fail instead of being overwritten) and ``create_tag`` on it.
+``create_pr`` opens a pull request instead, untagged. An interrupted upload leaves no commit and no
+tag; running the same command again completes it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
 EVAL_NAME = re.compile(r"^(?P<benchmark>[a-z0-9_]+)-(?P<scheme>[37])-(?P<mode>score|generate)\.json$")
 TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 DEFAULT_MAX_REGRESSION = 0.01
+KEEP_REMOTE = {".gitattributes"}  # files of the repo that a release never replaces or removes
 
 
 class PublishError(RuntimeError):
@@ -121,10 +123,10 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
     summary = {"repo_id": repo_id, "tag": None if create_pr else tag, "files": plan,
                "bytes": sum(size for _, size in plan), "scores": scores, "dry_run": dry_run}
     if dry_run:  # nothing leaves the machine: no token lookup, no request
-        summary.update(commit=None, url=None, pr_url=None, previous_tag=None, regressions=[])
+        summary.update(commit=None, url=None, pr_url=None, previous_tag=None, regressions=[], deleted=[])
         return summary
 
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
 
     token = token or get_token()
@@ -137,14 +139,21 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
         status = exc.response.status_code if exc.response is not None else "?"
         raise PublishError(f"the Hub at {api.endpoint} rejected the token (HTTP {status}); "
                            "nothing was uploaded") from None
+    except Exception as exc:
+        if not _is_transport_error(exc):
+            raise
+        raise PublishError(f"cannot reach the Hub at {api.endpoint} ({_short(exc)}); nothing was uploaded") from None
     logger.info("publishing %s to %s as %s", release_dir, repo_id, user)
 
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         refs = api.list_repo_refs(repo_id)
+        head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        # The tagged commit must hold exactly the release: files an older release left behind go.
+        stale = sorted(set(api.list_repo_files(repo_id, revision=head)) - {rel for rel, _ in plan} - KEEP_REMOTE
+                       ) if head else []
     except HfHubHTTPError as exc:
         raise PublishError(f"cannot create or read {repo_id}: {_short(exc)}") from None
-    head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
     tags = {t.name: t.target_commit for t in refs.tags}
     if tag in tags and not create_pr:
         raise PublishError(f"tag {tag} already exists on {repo_id} (commit {tags[tag][:12]}); "
@@ -167,6 +176,7 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
             logger.warning("publishing despite a regression against %s: %s", previous, line)
 
     operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(release_dir / rel)) for rel, _ in plan]
+    operations += [CommitOperationDelete(path_in_repo=rel) for rel in stale]
     message = f"Release {tag}" if not create_pr else f"Release candidate {tag}"
     try:
         commit = api.create_commit(repo_id, operations, commit_message=message, parent_commit=head,
@@ -176,7 +186,7 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
             api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=message)
     except HfHubHTTPError as exc:
         if exc.response is not None and exc.response.status_code == 412:
-            raise PublishError(f"{repo_id} changed while publishing (main is no longer {head[:12]}); "
+            raise PublishError(f"{repo_id} changed while publishing (main is no longer {str(head)[:12]}); "
                                "nothing was committed: run the push again") from None
         raise PublishError(f"publishing {repo_id} failed: {_short(exc)}") from None
     except Exception as exc:
@@ -186,7 +196,7 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
                            f"{tag} was not created: run the same push again (a commit that did land is "
                            "recognised as unchanged and only tagged)") from None
     summary.update(commit=commit.oid, url=commit.commit_url, pr_url=commit.pr_url, previous_tag=previous,
-                   regressions=regressions)
+                   regressions=regressions, deleted=stale)
     return summary
 
 
@@ -267,6 +277,8 @@ def _push(args) -> int:
     width = max(len(rel) for rel, _ in out["files"])
     for rel, size in out["files"]:
         print(f"  add {rel:<{width}}  {size:>14,d} B")
+    for rel in out["deleted"]:
+        print(f"  delete {rel} (left by an older release)")
     print(f"  {len(out['files'])} files, {out['bytes']:,d} bytes; headline weighted F1: "
           + ", ".join(f"{k} {v:.4f}" for k, v in out["scores"].items()))
     if out["dry_run"]:
