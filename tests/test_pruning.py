@@ -341,3 +341,11 @@ def test_unreachable_hub_base_is_a_clear_error_and_writes_nothing(monkeypatch, t
     with pytest.raises(ModelNotAvailableError, match="finsent-tests/no-such-model.*--model smollm2"):
         run_prune(PruneSection(), "finsent-tests/no-such-model", tmp_path / "pruned", revision="v1", progress=False)
     assert not (tmp_path / "pruned").exists()
+
+
+def test_run_prune_rejects_a_bad_amount_before_loading_anything(tmp_path):
+    bad = PruneSection(method="ppm", ratio=1.5)  # a Hub id that does not exist: loading would fail differently
+    with pytest.raises(PruningError, match=r"ratio is the fraction of neurons removed, in \[0, 1\); got 1.5"):
+        run_prune(bad, "finsent-tests/no-such-model", tmp_path / "pruned", progress=False)
+    with pytest.raises(PruningError, match="unknown importance method 'wanda'"):
+        run_prune(PruneSection(method="wanda"), "finsent-tests/no-such-model", tmp_path / "pruned", progress=False)

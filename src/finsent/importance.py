@@ -90,6 +90,18 @@ def _floor_snapped(x: float) -> int:
     return int(nearest) if abs(x - nearest) < 1e-6 else math.floor(x)
 
 
+def check_amount(ratio: float | None, expansion: float | None, round_to: int = 1) -> None:
+    """ValueError unless exactly one of ratio in [0, 1) or expansion > 0 is given, and round_to >= 1."""
+    if (ratio is None) == (expansion is None):
+        raise ValueError("give exactly one of ratio (fraction removed) or expansion (target I/H x 100)")
+    if ratio is not None and not 0 <= ratio < 1:
+        raise ValueError(f"ratio is the fraction of neurons removed, in [0, 1); got {ratio}")
+    if expansion is not None and not expansion > 0:
+        raise ValueError(f"expansion must be a positive percentage, got {expansion}")
+    if int(round_to) != round_to or round_to < 1:
+        raise ValueError(f"round_to must be a positive integer, got {round_to}")
+
+
 def kept_size(intermediate: int, hidden: int | None = None, ratio: float | None = None,
               expansion: float | None = None, round_to: int = 1) -> int:
     """How many GLU neurons a layer of ``intermediate`` keeps.
@@ -97,16 +109,11 @@ def kept_size(intermediate: int, hidden: int | None = None, ratio: float | None 
     ``n_prune = min(int(ratio * I), I - 1)``, ``k = I - n_prune`` (40 % of 8192 keeps 4916); then
     ``k`` is rounded down to a multiple of ``round_to`` (never below 1), so rounding never grows it.
     """
-    if (ratio is None) == (expansion is None):
-        raise ValueError("give exactly one of ratio (fraction removed) or expansion (target I/H x 100)")
+    check_amount(ratio, expansion, round_to)
     if expansion is not None:
         if hidden is None:
             raise ValueError("expansion needs the hidden size")
         ratio = ratio_for_expansion(expansion, intermediate, hidden)
-    if not 0 <= ratio < 1:
-        raise ValueError(f"ratio is the fraction of neurons removed, in [0, 1); got {ratio}")
-    if int(round_to) != round_to or round_to < 1:
-        raise ValueError(f"round_to must be a positive integer, got {round_to}")
     n_prune = min(_floor_snapped(ratio * intermediate), intermediate - 1)
     k = intermediate - n_prune
     return max(k // int(round_to) * int(round_to), 1)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .importance import METHODS, canonical_method, kept_size, neuron_scores
+from .importance import METHODS, canonical_method, check_amount, kept_size, neuron_scores
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     from .models import load_model_and_tokenizer
 
     out_dir = Path(out_dir)
+    _check_section(section)  # before a possibly long download
     start = time.perf_counter()
     model, tokenizer, source = load_model_and_tokenizer(base, dtype=_torch_dtype(dtype), revision=revision)
     loaded = time.perf_counter()
@@ -213,6 +214,15 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     logger.info("pruned %s: %d -> %d params, %d bytes in %s", base, report["params_before"],
                 report["params_after"], report["bytes_on_disk"], out_dir)
     return out_dir
+
+
+def _check_section(section) -> None:
+    """What can be checked before loading the model (expansion vs. the model's size comes later)."""
+    try:
+        canonical_method(section.method)
+        check_amount(section.ratio, section.expansion, section.round_to)
+    except ValueError as exc:
+        raise PruningError(str(exc)) from None
 
 
 def _torch_dtype(name: str):
