@@ -117,7 +117,8 @@ def fake_result(benchmark, mode, n, split, weighted, unparseable=0):
             "data_sha256": "f" * 64, "scheme": "3", "mode": mode, "n": n, "seconds": 10.0, "items_per_second": 2.5,
             "versions": {}, "created": "2026-01-01T00:00:00+00:00",
             "metrics": {"accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": weighted, "labels": labels,
-                        "per_class": {lab: cls for lab in labels}, "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                        "per_class": {lab: cls for lab in labels},
+                        "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
                         "unparseable": unparseable, "unparseable_by_label": {"negative": unparseable, "neutral": 0,
                                                                               "positive": 0}}}
 
@@ -189,3 +190,22 @@ def test_real_smollm2_on_a_tfns_slice_in_both_modes(tmp_path, smollm2_dir, share
         assert x["pred"] is None or x["answer"].splitlines()[0].strip().strip(".").lower() == x["pred"]
     summary = write_summary(out).read_text()
     assert "| TFNS | 3 | score | 40 |" in summary and "| TFNS | 3 | generate | 40 |" in summary
+
+
+def test_readme_commands_parse_and_name_real_inputs():
+    """Every `finsent eval` line of eval/README.md parses, names known benchmarks and existing paths."""
+    import shlex
+
+    from finsent.benchmarks import REPO_ROOT, parse_benchmark_arg
+    from finsent.cli import build_parser
+    from finsent.evaluation import _eval_command
+
+    lines = [x for x in (REPO_ROOT / "eval" / "README.md").read_text().splitlines() if x.startswith("finsent eval")]
+    assert len(lines) >= 3
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        assert args.func is _eval_command
+        for spec in args.benchmark or []:
+            bench = parse_benchmark_arg(spec)
+            assert bench.path is None or (REPO_ROOT / bench.path).exists(), line
+        assert args.recipe is None or (REPO_ROOT / args.recipe).is_file(), line
