@@ -81,6 +81,21 @@ def test_llama_3_2_1b_expansion_240_is_the_40_percent_prune():
     assert report["kept_per_layer"] == [4916] * 16
 
 
+@pytest.mark.parametrize("name", ["llama-finsent-s", "llama-finsent-s-original"])
+def test_llama_recipes_prune_to_the_published_shape(name):
+    """The recipes' prune sections (run with Hub access) give oopere/pruned40-llama-1b's shape."""
+    from pathlib import Path
+
+    from finsent.recipes import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "build" / "recipes" / f"{name}.yaml")
+    assert recipe.model.base == "meta-llama/Llama-3.2-1B"
+    p = recipe.prune
+    report = prune_model(meta_model(llama_3_2_1b_config()), method=p.method, ratio=p.ratio,
+                         expansion=p.expansion, round_to=p.round_to, progress=False)
+    assert (report["method"], report["params_after"]) == ("ppm", LLAMA_1B_PRUNED40_PARAMS)
+
+
 def test_llama_3_2_1b_kept_sizes_for_10_to_60_percent():
     kept = [kept_size(8192, 2048, ratio=r / 100) for r in (10, 20, 30, 40, 50, 60)]
     assert kept == [7373, 6554, 5735, 4916, 4096, 3277]
