@@ -11,7 +11,7 @@ metric and writes into the output folder:
     <benchmark>-<scheme>-<mode>.png                its confusion matrix
     <benchmark>-<scheme>-<mode>.predictions.jsonl  gold / predicted label per row (no texts)
 
-``write_summary`` (``finsent.eval_summary``) then tabulates every results JSON in the folder.
+``write_summary`` (defined in ``finsent.eval_summary``) then tabulates every results JSON in the folder.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, get_spec, load_eval_benchmark, parse_benchmark_arg
+from .eval_summary import plot_confusion, write_summary  # write_summary is part of this module's API
 from .labels import labels_of
 from .prompts import KINDS
 from .recipes import EvalBenchmark
@@ -48,7 +49,6 @@ def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequ
 
     ``classifier`` (a loaded ``FinSentClassifier`` of the same model) avoids loading it again.
     """
-    from .eval_summary import plot_confusion
     from .metrics import load_metric
 
     for mode in modes:
@@ -217,7 +217,6 @@ def register(sub) -> None:
 
 
 def _eval_command(args) -> int:
-    from .eval_summary import write_summary
     from .recipes import load_recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else None
@@ -274,3 +273,6 @@ def _benchmarks(args, recipe) -> list[EvalBenchmark]:
 def _slug(model: str) -> str:
     path = Path(model)
     return path.name if path.exists() else model.replace("/", "--")
+
+
+__all__ = ["run_eval", "write_summary", "predict", "model_identity", "weights_sha256", "library_versions"]
