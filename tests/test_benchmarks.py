@@ -15,6 +15,7 @@ from finsent.benchmarks import (
     load_benchmark,
     parse_benchmark_arg,
 )
+from finsent.labels import SCHEMES
 
 
 def write_jsonl(path, rows):
@@ -96,7 +97,8 @@ def test_finsent_uses_coarse_for_three_classes_and_row_kinds(tmp_path):
 
 def test_shipped_finsent_test_set_loads_by_default():
     data = load_benchmark("finsent", scheme="7")
-    assert data.n > 0 and data.dataset.endswith("data/finsent-headlines/test.jsonl")
+    assert data.n > 0 and data.dataset == "data/finsent-headlines/test.jsonl"
+    assert set(data.labels) <= set(SCHEMES["7"]) and {r.kind for r in data.rows} <= {"news", "tweet"}
 
 
 def test_hash_identifies_the_rows_and_limit_samples_reproducibly(shared_data):

@@ -126,11 +126,12 @@ def load_benchmark(name: str, path: str | Path | None = None, scheme: str = "3",
     if scheme not in spec.schemes:
         raise BenchmarkDataError(
             f"{spec.title} has no {scheme}-class labels: choose scheme {' or '.join(spec.schemes)}")
+    shown = path  # the dataset's name in results: as given, never this machine's absolute path
     if path is None and spec.hub_id is None:
-        path = _default_file(spec)
+        path, shown = _default_file(spec), spec.default_path
     if path is not None and Path(path).is_file():
         records = read_records(Path(path))
-        data = BenchmarkData(name, scheme, str(path), "file as given")
+        data = BenchmarkData(name, scheme, str(shown), "file as given")
     elif path is not None and not Path(path).is_dir():
         raise DataNotAvailableError(f"{spec.title}: no such file or folder: {path}")
     else:
