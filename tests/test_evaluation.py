@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from finsent.benchmarks import load_benchmark
 from finsent.eval_summary import load_references, plot_confusion, write_summary
 from finsent.evaluation import model_identity, run_eval
-from finsent.labels import SCHEMES
+from finsent.labels import SCHEMES, parse_answer
 from finsent.recipes import EvalBenchmark
 
 CONTRACT_KEYS = {"model", "model_hash", "benchmark", "dataset", "split", "data_sha256", "scheme", "mode", "n",
@@ -186,8 +186,7 @@ def test_real_smollm2_on_a_tfns_slice_in_both_modes(tmp_path, smollm2_dir, share
     generated = check_run(out, results[1], data, "generate")
     assert all(x["pred"] in SCHEMES["3"] for x in score)
     # Each generated answer is either a parsed label or counted unparseable, never coerced to neutral.
-    for x in generated:
-        assert x["pred"] is None or x["answer"].splitlines()[0].strip().strip(".").lower() == x["pred"]
+    assert all(x["pred"] == parse_answer(x["answer"], "3") for x in generated)
     summary = write_summary(out).read_text()
     assert "| TFNS | 3 | score | 40 |" in summary and "| TFNS | 3 | generate | 40 |" in summary
 
