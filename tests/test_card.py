@@ -140,7 +140,7 @@ def test_card_code_runs_and_agrees_with_the_classifier(release, smollm2_dir, cap
     exec(blocks[1], namespace)
     printed = capsys.readouterr().out
     assert printed.startswith("('") and "'negative':" in printed
-    clf = FinSentClassifier.from_pretrained(str(smollm2_dir))
+    clf = FinSentClassifier(namespace["model"], namespace["tokenizer"])  # the same weights, the library's path
     news = "Shares of Zenith Bank slump after regulator opens fraud probe"
     label, probs = namespace["classify"](news)
     pred = clf.classify(news, "3")
