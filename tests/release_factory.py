@@ -43,7 +43,8 @@ def training_report() -> dict:
     return {"steps": 897, "epochs": 3.0, "learning_rate": 3e-4, "warmup_steps": 45, "effective_batch": 256,
             "loss": "answer", "train_loss": 0.2134, "tokens_per_second": 5120.5, "seconds": 2160.0,
             "peak_memory_mb": 14336.0, "trainable_params": 4378112, "rows": 76772,
-            "data": ["FinGPT/fingpt-sentiment-train"],
+            "data": [{"path": "FinGPT/fingpt-sentiment-train", "schema": "fingpt", "split": "train", "scheme": "3/7",
+                      "weight": 1.0, "rows_read": 76772, "rows_used": 76772}],
             "lora": {"r": 8, "alpha": 32, "dropout": 0.1,
                      "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
             "precision": "bf16"}
@@ -74,15 +75,16 @@ def eval_result(benchmark: str, scheme: str, mode: str, weighted_f1: float, accu
 
 def speed_report() -> dict:
     rows = [
-        {"config": "float32, shared-prefix scoring", "mode": "score", "scheme": "3", "batch_size": 16,
+        {"config": "score b16", "dtype": "float32", "threads": 2, "mode": "score", "scheme": "3", "batch_size": 16,
          "items_per_second": 2.5, "p50_ms": 6400.0, "p95_ms": 6900.0, "peak_memory_mb": 4200.0,
          "speedup_vs_card": 10.4},
-        {"config": "float32, card generation loop", "mode": "generate", "scheme": "3", "batch_size": 1,
+        {"config": "card generate", "dtype": "float32", "threads": 2, "mode": "generate", "scheme": "3",
+         "batch_size": 1,
          "items_per_second": 0.24, "p50_ms": 4150.0, "p95_ms": 4400.0, "peak_memory_mb": 3900.0,
          "speedup_vs_card": 1.0},
     ]
-    return {"device": "cpu (2 cores)", "threads": 2, "model": "Llama-FinSent-S", "shape": "Llama-3.2-1B, GLU 4916",
-            "params": 913770496, "bytes_on_disk": 1827540992, "rows": rows,
+    return {"device": "AMD EPYC", "threads": 2, "model": "Llama-FinSent-S",
+            "shape": "Llama-3.2-1B, GLU 4916", "params": 913770496, "bytes_on_disk": 1827540992, "rows": rows,
             "compute_floor": {"items_per_second": 2.9, "note": "one 30-token forward pass"}}
 
 

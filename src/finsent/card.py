@@ -39,7 +39,7 @@ TRAINING_KEYS = ("steps", "epochs", "learning_rate", "warmup_steps", "effective_
                  "seconds", "trainable_params", "rows", "data", "lora", "precision")
 EVAL_KEYS = ("benchmark", "dataset", "split", "scheme", "mode", "n", "metrics")
 METRIC_KEYS = ("accuracy", "macro_f1", "weighted_f1", "unparseable")
-SPEED_KEYS = ("device", "threads", "params", "bytes_on_disk", "rows")
+SPEED_KEYS = ("device", "threads", "params", "rows")  # bytes_on_disk may be null (shape-only benchmarks)
 SPEED_ROW_KEYS = ("config", "mode", "scheme", "batch_size", "items_per_second", "p50_ms", "p95_ms",
                   "peak_memory_mb", "speedup_vs_card")
 
@@ -184,7 +184,16 @@ def _env():
     env.filters["f1"] = lambda x: f"{float(x):.1f}"
     env.filters["mb"] = lambda x: "–" if x is None else f"{x / 1e6:,.1f} MB"
     env.filters["bench"] = benchmark_title
+    env.filters["source"] = _source
     return env
+
+
+def _source(item) -> str:
+    """One training source of training.json's ``data``: a dict from ``finsent finetune``, or a plain name."""
+    if isinstance(item, dict):
+        used = item.get("rows_used")
+        return f"`{item['path']}`" + (f" ({used:,d} rows)" if used is not None else "")
+    return f"`{item}`"
 
 
 def render_card(recipe, release_dir, template: str | Path | None = None, repo_id: str | None = None) -> str:
