@@ -67,6 +67,8 @@ def test_bench_compute_floor_and_outputs(bench):
     out, result = bench
     floor = result["compute_floor"]
     assert floor["gemm_gflops_float"] > 0 and floor["gemm_gflops_int8"] > 0
+    assert set(floor["dtype_probe_gflops"]) == {"float32", "bfloat16"}
+    assert min(floor["dtype_probe_gflops"].values()) > 0
     assert set(floor["flops_per_item"]) == {"3", "7"}
     assert floor["flops_per_item"]["7"] > floor["flops_per_item"]["3"] > 0
     table = (out / "speed.md").read_text()

@@ -164,7 +164,8 @@ def _load(model, shape, device):
         from .bench_shape import llama3_tokenizer, random_shape_model
 
         tokenizer, note = llama3_tokenizer()
-        net = random_shape_model(shape).to(device)
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # the same choice as dtype="auto"
+        net = random_shape_model(shape, dtype=dtype).to(device)
         return FinSentClassifier(net, tokenizer, source=f"random {shape}"), shape, None, note
     dtype = "auto" if device.type == "cuda" else torch.float32
     clf = FinSentClassifier.from_pretrained(model, dtype=dtype, device=device)
@@ -223,7 +224,8 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name(),
         "threads": torch.get_num_threads(), "model": str(clf.source), "shape": shape or label,
-        "params": params, "bytes_on_disk": size, "tokenizer": note, "texts": f"{texts_file.name} first {n}",
+        "params": params, "bytes_on_disk": size, "bytes_fp16": 2 * params,  # fp16 safetensors, as published
+        "tokenizer": note, "texts": f"{texts_file.name} first {n}",
         "torch": torch.__version__, "rows": rows, "compute_floor": floor,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -284,6 +286,9 @@ def format_table(result: dict) -> str:
         f"{s}-class {floor['flops_per_item'][s] / 1e9:.2f} GFLOP/item ({floor['tokens_per_item'][s]:.1f} tokens)"
         for s in floor["flops_per_item"]
     ) + "."]
+    if "dtype_probe_gflops" in floor:
+        lines.append("dtype probe, [32 x hidden] @ [hidden x intermediate] GEMM: " + ", ".join(
+            f"{k} {v:.1f} GFLOP/s" for k, v in floor["dtype_probe_gflops"].items()) + ".")
     return "\n".join(lines)
 
 

@@ -74,6 +74,8 @@ def gemm_gflops(m: int, k: int, n: int, dtype, device, quantized: bool = False, 
 
 def compute_floor(clf, texts, schemes, quantized: bool = False) -> dict:
     """The floor's parts for a classifier and the benchmark texts (FLOPs per item; GEMM GFLOP/s)."""
+    import torch
+
     config = clf.model.config
     per_item = {"flops_per_item": {}, "tokens_per_item": {}}
     body_tokens = 0.0
@@ -95,6 +97,13 @@ def compute_floor(clf, texts, schemes, quantized: bool = False) -> dict:
         "gemm_shape": [m, config.hidden_size, config.intermediate_size],
         "gemm_dtype": str(clf.dtype).replace("torch.", ""),
         "gemm_gflops_float": gemm_gflops(m, config.hidden_size, config.intermediate_size, clf.dtype, clf.device),
+        # Why float32 on CPU: the same small GEMM (batch-1 rows) in each dtype; bfloat16 without AVX-512 BF16
+        # (or AMX) falls back to slow kernels.
+        "dtype_probe_gflops": {
+            str(dtype).replace("torch.", ""): gemm_gflops(32, config.hidden_size, config.intermediate_size, dtype,
+                                                          clf.device, seconds=0.5)
+            for dtype in (torch.float32, torch.bfloat16)
+        },
     }
 
 
