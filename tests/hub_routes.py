@@ -117,8 +117,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _readable(self, repo_type: str, repo_id: str) -> Repo:
         repo = self.server_state.repo(repo_id, repo_type)
-        if repo.private and self._user(required=False) is None:
-            raise HubError(401, "Repository Not Found (private)", "RepoNotFound")
+        if repo.private and repo_id.split("/")[0] not in {self._user(required=False), *self.server_state.orgs}:
+            raise HubError(401, f"Repository Not Found for {repo_id} (private)", "RepoNotFound")
         return repo
 
     def _url(self, repo: Repo) -> str:

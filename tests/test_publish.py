@@ -235,8 +235,11 @@ def test_create_pr_opens_a_pull_request_without_a_tag(hub, release):
 
 def test_private_repo_is_created_private(hub, release):
     push_release(release, REPO, "v1.0.0", private=True, token=hub.token, endpoint=hub.url)
+    from huggingface_hub.errors import RepositoryNotFoundError
+
     assert hub.repo(REPO).private
-    with pytest.raises(Exception, match="401"):
+    assert HfApi(endpoint=hub.url, token=hub.token).model_info(REPO).private
+    with pytest.raises(RepositoryNotFoundError):
         HfApi(endpoint=hub.url, token=False).model_info(REPO)
 
 
