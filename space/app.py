@@ -174,12 +174,12 @@ def classify_csv_file(classifier: FinSentClassifier, path: str | Path, scheme: s
     labels = SCHEMES[scheme]
     clipped = [clip(row[text_col].strip()) for row in rows]
     done, predictions = 0, []
-    if progress:
+    if progress is not None:
         progress((0, len(rows)), desc="Classifying", unit="rows")
     for chunk in iter_chunks([text for text, _ in clipped], CSV_CHUNK):
         predictions += classifier.classify(chunk, scheme, batch_size=CSV_CHUNK)
         done += len(chunk)
-        if progress:
+        if progress is not None:  # not truthiness: gr.Progress has a __len__ (0 when idle)
             progress((done, len(rows)), desc="Classifying", unit="rows")
     out = Path(tempfile.mkdtemp(prefix="finsent-csv-")) / f"{Path(path).stem}-finsent.csv"
     with open(out, "w", encoding="utf-8", newline="") as handle:
@@ -210,9 +210,10 @@ def build_demo(classifier: FinSentClassifier) -> gr.Blocks:
     with gr.Blocks(title="Llama-FinSent-S") as demo:
         gr.Markdown(
             "# Llama-FinSent-S: financial news sentiment\n"
-            "A Llama-3.2-1B with 40 % of its MLP neurons pruned, fine-tuned on FinGPT's sentiment data. "
-            "It scores every label after the FinGPT prompt and shows each label's probability.\n\n"
-            f"Model: `{classifier.source}` · finsent {finsent.__version__}"
+            "Llama-FinSent-S is Llama-3.2-1B with 40 % of every MLP's neurons pruned, fine-tuned on FinGPT's "
+            "sentiment data. The app scores every label as the answer to the FinGPT prompt and shows each "
+            "label's probability.\n\n"
+            f"Model loaded here: `{classifier.source}` · finsent {finsent.__version__}"
         )
         with gr.Row():
             with gr.Column(scale=3):
