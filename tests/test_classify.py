@@ -151,6 +151,14 @@ def test_int8_quantization_replaces_linears_and_still_classifies(tiny_llama_dir,
     assert (got - tiny.label_logprobs(mixed_texts, "3")).abs().mean() < 0.5
 
 
+def test_quantize_after_use_equals_quantize_at_load(tiny_llama_dir, mixed_texts):
+    used = FinSentClassifier.from_pretrained(str(tiny_llama_dir))
+    used.label_logprobs(mixed_texts[:2], "3")  # fills the float32 prefix cache
+    used.quantize("int8")
+    fresh = FinSentClassifier.from_pretrained(str(tiny_llama_dir), quantize="int8")
+    assert torch.equal(used.label_logprobs(mixed_texts[:3], "3"), fresh.label_logprobs(mixed_texts[:3], "3"))
+
+
 def test_unknown_quantize_is_an_error(tiny_llama_dir):
     with pytest.raises(ValueError, match="quantize"):
         FinSentClassifier.from_pretrained(str(tiny_llama_dir), quantize="int4")

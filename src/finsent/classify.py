@@ -94,9 +94,18 @@ class FinSentClassifier:
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         net, tokenizer, source = load_model_and_tokenizer(model, dtype=dtype, device=device)
+        clf = cls(net, tokenizer, source=source, **kwargs)
         if quantize:
-            net = quantize_int8(net)
-        return cls(net, tokenizer, source=source, **kwargs)
+            clf.quantize(quantize)
+        return clf
+
+    def quantize(self, kind: str = "int8") -> FinSentClassifier:
+        """Quantize the model in place (``"int8"``: dynamic, CPU only) and drop caches computed before."""
+        if kind != "int8":
+            raise ValueError(f"unknown quantize {kind!r}: choose one of {QUANTIZE}")
+        self.model = quantize_int8(self.model)
+        self._prefix_cache.clear()
+        return self
 
     @property
     def device(self):
@@ -220,7 +229,8 @@ class FinSentClassifier:
 
         kwargs = {}
         if n_prefix:
-            # Expanded views, no copy: the cache's first concatenation materialises [B, kv, P, d] once.
+            # Expanded views of the batch-1 prefix (no deepcopy, no repeat_interleave): the cache's
+            # concatenations materialise [B, kv_heads, P (+ Q), head_dim] only as attention needs them.
             kv = [(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) for k, v in self._prefix_kv(prefix)]
             kwargs[_cache_kwarg(self._decoder())] = DynamicCache(ddp_cache_data=kv)
         with torch.inference_mode():

@@ -204,9 +204,7 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
                      **measure(clf, items, scheme, mode, bs)})
         logger.info("%s %s-class: %.2f items/s", config, scheme, rows[-1]["items_per_second"])
     if int8 and device.type == "cpu":
-        from .classify import quantize_int8
-
-        clf.model = quantize_int8(clf.model)  # in place: the float32 Linear weights are freed
+        clf.quantize("int8")  # in place: the float32 Linear weights are freed
         floor.update(compute_floor(clf, texts, schemes, quantized=True))
         for scheme in schemes:
             for bs in tqdm(batch_sizes, desc="bench int8", unit="config"):

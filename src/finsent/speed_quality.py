@@ -40,14 +40,14 @@ def int8_accuracy(model: str | Path, texts_file: Path, n: int, out_dir: Path, *,
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from .classify import FinSentClassifier, quantize_int8
+    from .classify import FinSentClassifier
 
     texts, gold = load_tfns(texts_file, n)
     clf = FinSentClassifier.from_pretrained(str(model), dtype=torch.float32, device="cpu")
     runs = {}
     for name in ("float32", "int8"):
         if name == "int8":
-            clf.model = quantize_int8(clf.model)
+            clf.quantize("int8")
         start = time.perf_counter()
         preds = clf.classify(texts, scheme, kind="tweet", batch_size=batch_size, progress=True)
         seconds = time.perf_counter() - start
