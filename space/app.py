@@ -192,7 +192,7 @@ def classify_csv_file(classifier: FinSentClassifier, path: str | Path, scheme: s
     return out
 
 
-def build_demo(classifier: FinSentClassifier) -> gr.Blocks:
+def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     """The page and its API around one loaded classifier (queue configured; not launched)."""
 
     def on_classify(text: list[str], scheme: list[str]):  # batch=True: one item per queued request
@@ -238,7 +238,7 @@ def build_demo(classifier: FinSentClassifier) -> gr.Blocks:
             csv_button = gr.Button("Classify CSV", elem_id="finsent-csv-button")
         csv_button.click(on_csv, inputs=[upload, scheme], outputs=result, api_name="classify_csv",
                          concurrency_limit=1, concurrency_id="model")
-    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    return demo.queue(max_size=queue_size, default_concurrency_limit=1)
 
 
 def launch(demo: gr.Blocks, **kwargs):

@@ -167,6 +167,40 @@ def test_csv_round_trip_keeps_every_input_column_and_reports_progress(tiny_clf, 
     assert calls == [(0, 20), (16, 20), (20, 20)]
 
 
+def test_a_full_queue_refuses_new_requests_and_finishes_the_queued_ones(tiny_clf, monkeypatch):
+    from gradio_client import Client
+    from gradio_client.utils import QueueError
+
+    gate, real = threading.Event(), tiny_clf.classify
+
+    def held(*args, **kwargs):  # keeps the worker busy until the queue has been tested
+        assert gate.wait(60), "the test never released the model"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_clf, "classify", held)
+    demo = app.build_demo(tiny_clf, queue_size=1)
+    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                           quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        running = client.submit("Acme beats estimates", "3", api_name="/classify")
+        deadline = time.monotonic() + 60
+        while running.status().code.name != "PROCESSING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waiting = client.submit("Zenith slumps", "3", api_name="/classify")
+        while waiting.status().code.name != "IN_QUEUE" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = client.submit("Orion swings to a loss", "3", api_name="/classify")
+        with pytest.raises(QueueError, match="Queue is full"):
+            refused.result(timeout=60)
+        gate.set()
+        assert running.result(timeout=60)[0]["label"] == real("Acme beats estimates", "3").label
+        assert waiting.result(timeout=60)[0]["label"] == real("Zenith slumps", "3").label
+    finally:
+        gate.set()
+        demo.close()
+
+
 # --- assembly and deploy -------------------------------------------------------------------------------
 
 
