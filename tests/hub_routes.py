@@ -50,8 +50,7 @@ class Handler(BaseHTTPRequestHandler):
         hub = self.server_state
         parts = urlsplit(self.path)
         self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        # Segments are split before unquoting: a revision like refs%2Fpr%2F1 is one segment.
-        self.segments = [unquote(s) for s in parts.path.strip("/").split("/")]
+        self.body_read = False
         with hub.lock:
             hub.requests.append((method, parts.path))
         for hook in list(hub.hooks):
@@ -65,12 +64,17 @@ class Handler(BaseHTTPRequestHandler):
             headers = {"X-Error-Message": exc.message, **exc.headers}
             if exc.code:
                 headers["X-Error-Code"] = exc.code
+            # An unread request body would be taken for the next request on this kept-alive connection.
+            if not self.body_read and method in ("POST", "PUT"):
+                self.close_connection = True
+                headers["Connection"] = "close"
             self._json({"error": exc.message, **exc.extra}, exc.status, headers)
         except _DropConnection:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _body(self) -> bytes:
+        self.body_read = True
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             out = bytearray()
             while True:
