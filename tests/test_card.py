@@ -77,7 +77,7 @@ def test_usage_code_loads_the_given_repo_or_else_the_folder(release):
 @pytest.mark.parametrize("remove, message", [
     ("reports/pruning.json", r"reports/pruning.json is missing \(it is written by `finsent prune`\)"),
     ("reports/training.json", r"reports/training.json is missing"),
-    ("eval/speed.json", r"eval/speed.json is missing \(it is written by `finsent speed`\)"),
+    ("eval/speed.json", r"eval/speed.json is missing \(it is written by `finsent bench`\)"),
     ("eval/*-*-*.json", r"no eval results in .*eval"),
 ])
 def test_missing_report_stops_the_render(release, remove, message):

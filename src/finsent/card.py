@@ -143,7 +143,7 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
     _require(training["lora"], ("r", "alpha", "dropout", "target_modules"), "reports/training.json: lora")
     speed = None
     if recipe.eval.speed:
-        speed = _read_json(release_dir / "eval" / "speed.json", SPEED_KEYS, "finsent speed")
+        speed = _read_json(release_dir / "eval" / "speed.json", SPEED_KEYS, "finsent bench")
         for i, row in enumerate(speed["rows"]):
             _require(row, SPEED_ROW_KEYS, f"{release_dir / 'eval' / 'speed.json'}: rows[{i}]")
     refs = read_references(release_dir)
