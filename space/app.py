@@ -265,7 +265,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model = model_choice()
     logger.info("finsent code from %s; loading model %s", Path(finsent.__file__).resolve().parent, model)
-    classifier = FinSentClassifier.from_pretrained(model)
+    try:
+        classifier = FinSentClassifier.from_pretrained(model)
+    except finsent.ModelNotAvailableError as exc:  # say what to do, not a traceback
+        raise SystemExit(f"app.py: {exc}") from None
     launch(build_demo(classifier))
 
 
