@@ -67,13 +67,13 @@ def test_push_makes_one_commit_and_tags_it(hub, release):
 
 def test_tagged_commit_holds_exactly_the_release(hub, release, tmp_path):
     first = copy_release(release, tmp_path / "r1")
-    (first / "eval" / "fpb-3-score.json").write_text((first / "eval" / "tfns-3-score.json").read_text())
+    (first / "eval" / "nwgi-3-score.json").write_text((first / "eval" / "tfns-3-score.json").read_text())
     push_release(first, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
     out = push_release(release, REPO, "v1.1.0", token=hub.token, endpoint=hub.url)
-    assert out["deleted"] == ["eval/fpb-3-score.json"]
+    assert out["deleted"] == ["eval/nwgi-3-score.json"]
     files = set(hub.repo(REPO).commits[out["commit"]].files)
     assert files == {rel for rel, _ in out["files"]} | {".gitattributes"}
-    assert "eval/fpb-3-score.json" in hub.repo(REPO).resolve("v1.0.0").files
+    assert "eval/nwgi-3-score.json" in hub.repo(REPO).resolve("v1.0.0").files
 
 
 def test_dry_run_sends_nothing(hub, release, capsys):

@@ -150,6 +150,10 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
     ours = {r["benchmark"]: r["metrics"]["weighted_f1"] for r in results if r["scheme"] == "3" and r["mode"] == "score"}
     from .benchmarks import BENCHMARKS
 
+    # Our scores that do not cover a benchmark's full published test set are flagged in the comparison.
+    partial = sorted(r["benchmark"] for r in results if r["scheme"] == "3" and r["mode"] == "score"
+                     and (r["benchmark"] not in BENCHMARKS or r["n"] != BENCHMARKS[r["benchmark"]].size))
+
     # Reference columns: the known benchmarks in their usual order, where we or a reference have a score.
     quoted = {b for m in (refs or {}).get("models", []) for b, v in m["weighted_f1"].items() if v is not None}
     benchmarks = [b for b in [*BENCHMARKS, *sorted(ours)] if b in ours or b in quoted]
@@ -164,7 +168,7 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
         "card_data": data.to_yaml(), "model_name": recipe.card.model_name, "repo_id": repo_id,
         "description": recipe.description, "base": recipe.model.base, "base_id": data.base_model,
         "license": recipe.model.license, "pruning": pruning, "training": training, "results": results,
-        "speed": speed, "references": refs, "ref_benchmarks": benchmarks, "ours": ours,
+        "speed": speed, "references": refs, "ref_benchmarks": benchmarks, "ours": ours, "partial": partial,
         "instr3": instr3, "instr7": instr7, "instr_tweet": instruction("3", "tweet"),
         "example_prompt": prompt_text(instr7, "Shares of Acme fell 12 % after the company cut its outlook."),
         "prefix3": repr(prefix_piece(instr3)), "prefix7": repr(prefix_piece(instr7)),
