@@ -226,7 +226,8 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE) -
             with gr.Column(scale=2):
                 notice = gr.Markdown(label="Notice", elem_id="finsent-notice")
                 label = gr.Label(label="Sentiment", num_top_classes=7, elem_id="finsent-label")
-        table = gr.Dataframe(label="Results", interactive=False, wrap=True, elem_id="finsent-table")
+        table = gr.Dataframe(table_of([], "3"), label="Results", interactive=False, wrap=True,
+                             elem_id="finsent-table")
         gr.Examples(EXAMPLES, inputs=[text, scheme], label="Examples (click one, then Classify)")
         gr.on([button.click, text.submit], on_classify, inputs=[text, scheme], outputs=[label, table, notice],
               api_name="classify", batch=True, max_batch_size=MAX_BATCH, concurrency_limit=1,
