@@ -266,6 +266,7 @@ def test_deploy_creates_a_gradio_space_in_one_commit_and_replaces_stale_files(hu
                                                          repo_id="alice/finsent-demo", repo_type="space")
     second = deploy_space("alice/finsent-demo", "alice/model-b", token=hub.token, endpoint=hub.url)
     assert second.deleted == ["finsent/old.py"] and len(repo.commits) == 4
+    assert second.to_dict()["commit"] == repo.resolve("main").oid
     assert sorted(repo.resolve("main").files) == sorted([".gitattributes", *second.files])
     card = hub.read_file("alice/finsent-demo", "README.md", repo_type="space").decode()
     assert front_matter(card)["models"] == ["alice/model-b"]

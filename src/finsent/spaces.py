@@ -15,7 +15,7 @@ import ast
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .models import PUBLISHED_MODEL
@@ -41,6 +41,9 @@ class Deployment:
     commit: str | None = None  # commit id on the Hub (None for a dry run)
     url: str | None = None
     deleted: list[str] = field(default_factory=list)  # stale files the commit removed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def space_source(source: str | Path | None = None) -> Path:
