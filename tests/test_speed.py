@@ -97,3 +97,21 @@ def test_scoring_flops_by_hand():
 def test_bench_rejects_a_missing_text_file(tiny_llama_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="benchmark texts not found"):
         run_bench(str(tiny_llama_dir), tmp_path, n=2, texts_file=tmp_path / "nope.csv")
+
+
+def test_readme_bench_commands_parse():
+    """Every `finsent bench` line of eval/bench/README.md and eval/README.md is a valid command of this CLI."""
+    import shlex
+    from pathlib import Path
+
+    from finsent import speed
+    from finsent.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [line for doc in ("eval/bench/README.md", "eval/README.md") if (root / doc).is_file()
+             for line in (root / doc).read_text().splitlines() if line.startswith("finsent bench")]
+    assert len(lines) >= 2
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        assert args.func is speed._bench, line
+        assert args.texts.is_file() and args.n > 0, line

@@ -11,7 +11,7 @@ One run, one machine, the same real TFNS validation headlines for every configur
 plus the compute floor: FLOPs per item over the GEMM throughput measured in the same run (see
 ``speed_floor.py``). Writes ``speed.json`` (the release contract), ``speed.md`` and ``speed.png``.
 
-    finsent bench --shape llama-finsent-s --n 32 --out eval/bench/llama-finsent-s
+    finsent bench --shape llama-finsent-s --n 32 --gen-n 16 --threads 1 2 --out eval/bench/llama-finsent-s
     finsent bench --model smollm2 --schemes 3 7 --int8-accuracy 256 --out eval/bench/smollm2
 """
 
