@@ -160,6 +160,8 @@ def run(args) -> dict:
                 start = time.perf_counter()
                 step(model, optim, token_loss if cfg["fast"] else reference_loss, batch, cfg["bf16"])
                 took = time.perf_counter() - start
+            print(f"round {rnd} {n}: {took:.2f} s, {int(batch['attention_mask'].sum())} real tokens, "
+                  f"+{mem.extra_mb:.0f} MB", flush=True)
             if rnd:  # round 0 is the warm-up (allocator, kernels)
                 s = stats[n]
                 s["times"].append(took)

@@ -34,8 +34,11 @@ def repo_root(recipe: Recipe) -> Path | None:
 
 
 def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = False,
-                 max_steps: int | None = None) -> Path:
-    """Train a LoRA adapter on ``base_dir`` with the recipe's data; returns ``out_dir`` (the adapter folder)."""
+                 max_steps: int | None = None, callbacks: list | None = None) -> Path:
+    """Train a LoRA adapter on ``base_dir`` with the recipe's data; returns ``out_dir`` (the adapter folder).
+
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (e.g. a benchmark's periodic eval).
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
@@ -107,6 +110,8 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss)
     trainer.add_callback(ThroughputCallback(trainer))
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
     checkpoint = resume and any((out_dir / "checkpoints").glob("checkpoint-*"))
     if resume and not checkpoint:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", out_dir / "checkpoints")

@@ -1,0 +1,169 @@
+"""Accuracy benchmark of the build stage: prune -> fine-tune -> merge SmolLM2 on real data, score TFNS validation.
+
+    .venv/bin/python build/bench/tfns_accuracy.py --recipe build/recipes/smollm2-135m-fingpt.yaml \\
+        [--max-steps N] [--eval-every 200 --probe-rows 500] [--eval-limit N] [--no-prune]
+
+Trains the recipe's pipeline (TFNS train + FPB train from ../shared/data for smollm2-135m-fingpt.yaml),
+optionally scores a fixed ``--probe-rows`` sample of the TFNS validation set every ``--eval-every``
+steps while training (accuracy against steps, one learning-rate schedule), then merges and scores
+the merged model on the TFNS validation set (all 2,388 rows unless ``--eval-limit``) with the one
+classification path (``FinSentClassifier``, label scoring). Prints accuracy, macro-F1, wall time per
+stage, peak memory and training tokens/s; writes build/bench/results/tfns_accuracy[-TAG].json and a
+plot of accuracy against steps. A shared machine makes the timings noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "build" / "bench" / "results"
+TFNS_VALID = ROOT.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
+
+
+def score(model, tokenizer, bench, batch_size: int = 32) -> dict:
+    """Accuracy and macro-F1 of label scoring on the benchmark rows (grouped by instruction kind)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from finsent.classify import FinSentClassifier
+
+    clf = FinSentClassifier(model, tokenizer, batch_size=batch_size)
+    gold, pred = [], []
+    for kind in sorted({r.kind for r in bench.rows}):
+        rows = [r for r in bench.rows if r.kind == kind]
+        preds = clf.classify([r.text for r in rows], bench.scheme, kind=kind, batch_size=batch_size, progress=True)
+        gold += [r.label for r in rows]
+        pred += [p.label for p in preds]
+    return {"n": len(gold), "accuracy": round(accuracy_score(gold, pred), 4),
+            "macro_f1": round(f1_score(gold, pred, average="macro"), 4),
+            "weighted_f1": round(f1_score(gold, pred, average="weighted"), 4)}
+
+
+class ProbeEval(TrainerCallback):
+    """Scores the probe sample every ``every`` optimizer steps with the adapter model as it is."""
+
+    def __init__(self, tokenizer, bench, every: int):
+        self.tokenizer, self.bench, self.every, self.curve = tokenizer, bench, every, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every:
+            return
+        from finsent.trainer import unwrap
+
+        model.eval()
+        start = time.perf_counter()
+        result = score(unwrap(model), self.tokenizer, self.bench)
+        model.train()
+        self.curve.append({"step": state.global_step, **result, "seconds": round(time.perf_counter() - start, 1)})
+        print(f"step {state.global_step}: probe accuracy {result['accuracy']} macro-F1 {result['macro_f1']}",
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", default=str(ROOT / "build" / "recipes" / "smollm2-135m-fingpt.yaml"))
+    parser.add_argument("--max-steps", type=int, help="override finetune.max_steps")
+    parser.add_argument("--learning-rate", type=float, help="override finetune.learning_rate")
+    parser.add_argument("--eval-every", type=int, default=0, help="score the probe sample every N steps (0: never)")
+    parser.add_argument("--probe-rows", type=int, default=500, help="rows of TFNS validation in the probe sample")
+    parser.add_argument("--eval-limit", type=int, help="score only N rows of TFNS validation at the end")
+    parser.add_argument("--no-prune", action="store_true", help="fine-tune the unpruned model (does pruning hurt?)")
+    parser.add_argument("--work", help="working folder (default runs/bench-<recipe name>[-TAG])")
+    parser.add_argument("--tag", default="", help="suffix for the work folder and the results file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finsent.benchmarks import load_benchmark
+    from finsent.finetune import run_finetune
+    from finsent.merge import run_merge
+    from finsent.models import locate_model
+    from finsent.pruning import run_prune
+    from finsent.recipes import load_recipe
+
+    overrides = {}
+    if args.max_steps:
+        overrides["finetune.max_steps"] = args.max_steps
+    if args.learning_rate:
+        overrides["finetune.learning_rate"] = args.learning_rate
+    recipe = load_recipe(args.recipe, overrides)
+    suffix = f"-{args.tag}" if args.tag else ""
+    work = Path(args.work or ROOT / "runs" / f"bench-{recipe.name}{suffix}")
+    stages: dict[str, dict] = {}
+
+    def mark(name, start):
+        stages[name] = {"seconds": round(time.perf_counter() - start, 1),
+                        "peak_memory_mb_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        print(f"== {name}: {stages[name]['seconds']} s, process peak memory {stages[name]['peak_memory_mb_so_far']} MB",
+              flush=True)
+
+    t = time.perf_counter()
+    base = Path(locate_model(recipe.model.base))
+    if not args.no_prune:
+        base = run_prune(recipe.prune, str(base), work / "pruned", progress=False)
+    mark("prune", t)
+
+    callbacks = []
+    if args.eval_every:
+        probe = load_benchmark("tfns", TFNS_VALID, "3", limit=args.probe_rows)
+        callbacks.append(ProbeEval(AutoTokenizer.from_pretrained(base), probe, args.eval_every))
+    t = time.perf_counter()
+    adapter = run_finetune(recipe, base, work / "adapter", callbacks=callbacks)
+    mark("finetune", t)
+    training = json.loads((adapter / "training.json").read_text())
+
+    t = time.perf_counter()
+    merged = run_merge(recipe, base, adapter, work / "merged")
+    mark("merge", t)
+
+    t = time.perf_counter()
+    bench = load_benchmark("tfns", TFNS_VALID, "3", limit=args.eval_limit)
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    final = score(model, AutoTokenizer.from_pretrained(merged), bench)
+    mark("eval", t)
+
+    result = {"recipe": recipe.source, "pruned": not args.no_prune, "max_steps": recipe.finetune.max_steps,
+              "learning_rate": recipe.finetune.learning_rate, "tfns_validation": final, "stages": stages,
+              "training": {k: training[k] for k in ("steps", "epochs", "train_loss", "tokens_per_second", "seconds",
+                                                    "peak_memory_mb", "rows", "tokens_per_row", "precision")},
+              "probe_curve": callbacks[0].curve if callbacks else [],
+              "threads": torch.get_num_threads()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"tfns_accuracy{suffix}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    curve = result["probe_curve"]
+    if curve:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([c["step"] for c in curve], [c["accuracy"] for c in curve], marker="o", label="accuracy")
+        ax.plot([c["step"] for c in curve], [c["macro_f1"] for c in curve], marker="s", label="macro-F1")
+        ax.set_xlabel("optimizer step (batch 16)")
+        ax.set_ylabel(f"TFNS validation, {curve[0]['n']}-row sample")
+        ax.set_title(f"{recipe.name}{suffix}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out.with_suffix(".png"), dpi=100)
+    print(f"TFNS validation ({final['n']} rows): accuracy {final['accuracy']}  macro-F1 {final['macro_f1']}  "
+          f"weighted-F1 {final['weighted_f1']}")
+    timings = ", ".join(f"{k} {v['seconds']} s" for k, v in stages.items())
+    print(f"training: {training['steps']} steps, {training['tokens_per_second']} tokens/s, "
+          f"peak {training['peak_memory_mb']} MB; stages: {timings}")
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
