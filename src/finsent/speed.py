@@ -8,7 +8,9 @@ One run, one machine, the same real TFNS validation headlines for every configur
     int8 bN     the scorer after dynamic int8 quantization of every Linear (CPU only; approximate)
     best        the fastest row, repeated at every thread count of ``--threads`` when several are given
 
-plus the compute floor: FLOPs per item over the GEMM throughput measured in the same run (see
+Requests of all configurations run interleaved (``measure_interleaved``), so on a shared machine every
+row sees the same drifting load; float32 and int8 run on two resident copies of the model. Plus the
+compute floor: FLOPs per item over the GEMM throughput measured in the same run (see
 ``speed_floor.py``). Writes ``speed.json`` (the release contract), ``speed.md`` and ``speed.png``.
 
     finsent bench --shape llama-finsent-s --n 32 --gen-n 16 --threads 1 2 --out eval/bench/llama-finsent-s
@@ -25,6 +27,7 @@ import platform
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .speed_floor import compute_floor, floor_items_per_second
@@ -124,27 +127,74 @@ class PeakMemory:
             self._thread.join()
 
 
-def measure(clf, texts, scheme: str, mode: str, batch_size: int, kind: str = "tweet") -> dict:
-    """Time ``classify`` over ``texts`` in requests of ``batch_size``; latency = one request, in ms."""
-    import torch
+@dataclass
+class Job:
+    """One configuration: its classifier, texts split into requests of ``batch_size``, and what was timed."""
 
-    sync = torch.cuda.synchronize if clf.device.type == "cuda" else (lambda: None)
-    clf.classify(texts[:batch_size], scheme, kind=kind, mode=mode, batch_size=batch_size)  # warm-up
-    latencies = []
-    with PeakMemory(clf.device) as mem:
-        start = time.perf_counter()
-        for i in range(0, len(texts), batch_size):
-            t0 = time.perf_counter()
-            clf.classify(texts[i : i + batch_size], scheme, kind=kind, mode=mode, batch_size=batch_size)
-            sync()
-            latencies.append((time.perf_counter() - t0) * 1000)
-        seconds = time.perf_counter() - start
-    return {
-        "mode": mode, "scheme": scheme, "batch_size": batch_size, "n": len(texts),
-        "items_per_second": len(texts) / seconds, "p50_ms": statistics.median(latencies),
-        "p95_ms": _percentile(latencies, 95), "peak_memory_mb": mem.peak_mb, "seconds": seconds,
-        "threads": torch.get_num_threads(),
-    }
+    config: str
+    clf: object
+    texts: list[str]
+    scheme: str
+    mode: str
+    batch_size: int
+    threads: int
+    latencies: list = field(default_factory=list)  # seconds per request
+    peak_mb: float = 0.0
+
+    def requests(self) -> list[list[str]]:
+        return [self.texts[i : i + self.batch_size] for i in range(0, len(self.texts), self.batch_size)]
+
+    def run(self, chunk: list[str], kind: str = "tweet") -> None:
+        self.clf.classify(chunk, self.scheme, kind=kind, mode=self.mode, batch_size=self.batch_size)
+
+    def row(self) -> dict:
+        import torch
+
+        seconds = sum(self.latencies)
+        ms = [1000 * t for t in self.latencies]
+        dtype = str(self.clf.dtype).replace("torch.", "")
+        quantized = any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in self.clf.model.modules())
+        return {
+            "config": self.config, "exact": not quantized, "dtype": "int8 dynamic" if quantized else dtype,
+            "mode": self.mode, "scheme": self.scheme, "batch_size": self.batch_size, "n": len(self.texts),
+            "items_per_second": len(self.texts) / seconds, "p50_ms": statistics.median(ms),
+            "p95_ms": _percentile(ms, 95), "peak_memory_mb": self.peak_mb, "seconds": seconds,
+            "threads": self.threads or torch.get_num_threads(),
+        }
+
+
+def measure_interleaved(jobs: list[Job]) -> list[dict]:
+    """Time every job's requests, interleaved so that all jobs sample the same stretch of time.
+
+    On a machine shared with other work the load drifts; running configurations one after another
+    would compare them under different loads. Here the next request always goes to the job with the
+    smallest fraction done, so every configuration progresses through the run together.
+    Latency = one request (``batch_size`` texts), in ms; peak memory over that job's requests.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    queues = [job.requests() for job in jobs]
+    for job, queue in zip(jobs, queues):  # warm-up: first-call allocations and caches
+        torch.set_num_threads(job.threads or torch.get_num_threads())
+        job.run(queue[0])
+    total = sum(len(q) for q in queues)
+    with tqdm(total=total, desc="bench", unit="request") as bar:
+        done = [0] * len(jobs)
+        while sum(done) < total:
+            i = min((k for k in range(len(jobs)) if done[k] < len(queues[k])), key=lambda k: done[k] / len(queues[k]))
+            job = jobs[i]
+            torch.set_num_threads(job.threads or torch.get_num_threads())
+            sync = torch.cuda.synchronize if job.clf.device.type == "cuda" else (lambda: None)
+            with PeakMemory(job.clf.device) as mem:
+                start = time.perf_counter()
+                job.run(queues[i][done[i]])
+                sync()
+                job.latencies.append(time.perf_counter() - start)
+            job.peak_mb = max(job.peak_mb, mem.peak_mb)
+            done[i] += 1
+            bar.update()
+    return [job.row() for job in jobs]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -179,12 +229,14 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
               threads: tuple[int, ...] = (), int8: bool = True, texts_file: Path = TFNS_VALID) -> dict:
     """Measure every configuration side by side; write speed.json / speed.md / speed.png; return the dict."""
     import torch
-    from tqdm.auto import tqdm
+
+    from .classify import FinSentClassifier
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads[0])
+    base_threads = torch.get_num_threads()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if classifier is not None:
         clf, label, size, note = classifier, Path(str(classifier.source)).name, None, "the model's own tokenizer"
@@ -198,20 +250,25 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
     plan += [(f"score b{b}", "score", s, b, texts) for s in schemes for b in batch_sizes]
     floor = compute_floor(clf, texts, schemes, quantized=False)
 
-    rows = []
-    for config, mode, scheme, bs, items in tqdm(plan, desc="bench", unit="config"):
-        rows.append({"config": config, "exact": True, "dtype": str(clf.dtype).replace("torch.", ""),
-                     **measure(clf, items, scheme, mode, bs)})
-        logger.info("%s %s-class: %.2f items/s", config, scheme, rows[-1]["items_per_second"])
+    jobs = [Job(config, clf, items, scheme, mode, bs, base_threads) for config, mode, scheme, bs, items in plan]
     if int8 and device.type == "cpu":
-        clf.quantize("int8")  # in place: the float32 Linear weights are freed
-        floor.update(compute_floor(clf, texts, schemes, quantized=True))
-        for scheme in schemes:
-            for bs in tqdm(batch_sizes, desc="bench int8", unit="config"):
-                rows.append({"config": f"int8 b{bs}", "exact": False, "dtype": "int8 dynamic",
-                             **measure(clf, texts, scheme, "score", bs)})
-    for scheme in schemes:
-        _add_best(clf, rows, scheme, texts, threads, int8=int8 and device.type == "cpu")
+        import copy
+
+        # A second, quantized copy, so float32 and int8 rows run interleaved under the same load.
+        clf8 = FinSentClassifier(copy.deepcopy(clf.model), clf.tokenizer, source=clf.source).quantize("int8")
+        floor.update(compute_floor(clf8, texts, schemes, quantized=True))
+        jobs += [Job(f"int8 b{b}", clf8, texts, s, "score", b, base_threads) for s in schemes for b in batch_sizes]
+    rows = measure_interleaved(jobs)
+    for scheme in schemes:  # the fastest score row, re-measured at every thread count (interleaved again)
+        best = max((r for r in rows if r["mode"] == "score" and r["scheme"] == scheme),
+                   key=lambda r: r["items_per_second"])
+        rows.append({**best, "config": f"best ({best['config']})"})
+        if len(threads) > 1:
+            job_of = next(j for j in jobs if j.config == best["config"] and j.scheme == scheme)
+            sweep = [Job(f"best ({best['config']}, {t} threads)", job_of.clf, texts, scheme, "score",
+                         best["batch_size"], t) for t in threads]
+            rows += measure_interleaved(sweep)
+    torch.set_num_threads(base_threads)
     for row in rows:
         card = next(r for r in rows if r["config"] == CARD and r["scheme"] == row["scheme"])
         row["speedup_vs_card"] = row["items_per_second"] / card["items_per_second"]
@@ -231,24 +288,6 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
     (out_dir / "speed.md").write_text(format_table(result) + "\n")
     plot(result, out_dir / "speed.png")
     return result
-
-
-def _add_best(clf, rows, scheme, texts, threads, int8: bool) -> None:
-    """Mark the fastest score row of ``scheme`` as 'best'; re-measure it at each other thread count."""
-    import torch
-
-    candidates = [r for r in rows if r["mode"] == "score" and r["scheme"] == scheme]
-    if int8 and any(r["dtype"] == "int8 dynamic" for r in candidates):
-        candidates = [r for r in candidates if r["dtype"] == "int8 dynamic"]  # the model is quantized now
-    best = max(candidates, key=lambda r: r["items_per_second"])
-    rows.append({**best, "config": f"best ({best['config']})"})
-    if len(threads) > 1:
-        before = torch.get_num_threads()
-        for t in threads:
-            torch.set_num_threads(t)
-            rows.append({"config": f"best ({best['config']}, {t} threads)", "exact": best["exact"],
-                         "dtype": best["dtype"], **measure(clf, texts, scheme, "score", best["batch_size"])})
-        torch.set_num_threads(before)
 
 
 def _cpu_name() -> str:
