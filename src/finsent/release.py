@@ -157,10 +157,11 @@ class Release:
         write_summary(out)
         return out
 
-    def card(self) -> Path:
+    def card(self, repo_id: str | None = None) -> Path:
         from .card import render_card
 
-        render_card(self.recipe, self.release_dir)
+        # The card's usage code loads the repo it will be pushed to; without one, the local folder.
+        render_card(self.recipe, self.release_dir, repo_id=repo_id)
         return self.release_dir / "README.md"
 
     def push(self, *, dry_run: bool, repo_id: str | None, tag: str | None, **kwargs) -> dict:
@@ -204,7 +205,9 @@ class Release:
                 continue
             logger.info("%s ...", label)
             t0 = time.perf_counter()
-            if stage == "push":
+            if stage == "card":
+                self.card(repo_id)
+            elif stage == "push":
                 result["push"] = self.push(dry_run=not push, repo_id=repo_id, tag=tag, **(push_kwargs or {}))
             elif stage == "space":
                 result["space"] = self.space(space_id, result["push"]["repo_id"])
