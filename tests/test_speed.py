@@ -115,3 +115,11 @@ def test_readme_bench_commands_parse():
         args = build_parser().parse_args(shlex.split(line)[1:])
         assert args.func is speed._bench, line
         assert args.texts.is_file() and args.n > 0, line
+
+
+def test_int8_cost_rows_are_spread_over_the_label_sorted_file(shared_data):
+    from finsent.speed_quality import load_tfns
+
+    texts, gold = load_tfns(shared_data / "tfns" / "sent_valid.csv", 9)
+    assert len(texts) == len(gold) == 9
+    assert set(gold) == {"negative", "neutral", "positive"}  # the first 9 rows alone are all negative

@@ -175,9 +175,9 @@ def measure_interleaved(jobs: list[Job]) -> list[dict]:
     from tqdm.auto import tqdm
 
     queues = [job.requests() for job in jobs]
-    for job, queue in zip(jobs, queues):  # warm-up: first-call allocations and caches
+    for job, queue in zip(jobs, queues):  # warm-up (prefix KV cache, first-call allocations): two texts
         torch.set_num_threads(job.threads or torch.get_num_threads())
-        job.run(queue[0])
+        job.run(queue[0][:2])
     total = sum(len(q) for q in queues)
     with tqdm(total=total, desc="bench", unit="request") as bar:
         done = [0] * len(jobs)

@@ -19,18 +19,23 @@ logger = logging.getLogger(__name__)
 
 
 def load_tfns(path: Path, n: int) -> tuple[list[str], list[str]]:
-    """The first ``n`` (text, gold label) rows of a TFNS CSV (label 0 negative, 1 positive, 2 neutral)."""
+    """``n`` (text, gold label) rows spread evenly over a TFNS CSV (0 negative, 1 positive, 2 neutral).
+
+    The file is sorted by label, so its first rows are all negative: take every (len / n)-th row.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"TFNS file not found: {path}")
-    texts, gold = [], []
     with path.open(newline="", encoding="utf-8") as fh:
-        for i, row in zip(range(n), csv.DictReader(fh)):
-            try:
-                gold.append(tfns_label(row["label"]))
-            except (LabelError, KeyError) as exc:
-                raise LabelError(f"{path}, data row {i + 1}: bad or missing label ({exc})") from None
-            texts.append(row["text"])
+        rows = list(csv.DictReader(fh))
+    picked = sorted({i * len(rows) // n for i in range(min(n, len(rows)))})
+    texts, gold = [], []
+    for i in picked:
+        try:
+            gold.append(tfns_label(rows[i]["label"]))
+        except (LabelError, KeyError) as exc:
+            raise LabelError(f"{path}, data row {i + 1}: bad or missing label ({exc})") from None
+        texts.append(rows[i]["text"])
     return texts, gold
 
 
@@ -60,7 +65,7 @@ def int8_accuracy(model: str | Path, texts_file: Path, n: int, out_dir: Path, *,
         }
     diff = (runs["int8"]["probs"] - runs["float32"]["probs"]).abs()
     result = {
-        "model": str(clf.source), "data": f"{Path(texts_file).name} first {len(texts)} rows", "n": len(texts),
+        "model": str(clf.source), "data": f"{Path(texts_file).name}, {len(texts)} rows evenly spaced", "n": len(texts),
         "scheme": scheme, "batch_size": batch_size,
         **{name: {k: v for k, v in run.items() if k not in ("labels", "probs")} for name, run in runs.items()},
         "agreement": sum(a == b for a, b in zip(runs["float32"]["labels"], runs["int8"]["labels"])) / len(texts),
