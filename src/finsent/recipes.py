@@ -79,7 +79,9 @@ class FinetuneSection:
 @dataclass
 class MergeSection:
     dtype: str = "float16"  # dtype of the saved merged weights
-    tolerance: float = 0.05  # max |logit difference| between merged and adapter model (in the merge dtype)
+    # max |log-prob difference| merged (saved dtype) vs adapter model (float32) on the top-10 next tokens
+    # of a few probe prompts (finsent.merge); SmolLM2 measured 0.09 in float16, 0.51 in bfloat16
+    tolerance: float = 0.25
 
 
 @dataclass
