@@ -151,11 +151,12 @@ def test_merge_reproduces_adapter_and_rejects_a_corrupted_merge(tiny_llama_dir, 
     ids, mask = probe_batch(AutoTokenizer.from_pretrained(out))
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     assert float((probe_logits(merged, ids, mask) - probe_logits(base, ids, mask)).abs().max()) > 1e-3
-    assert json.loads((adapter / "merge.json").read_text())["max_abs_logit_diff"] <= 1e-4
+    checked = json.loads((adapter / "merge.json").read_text())
+    assert checked["max_abs_logprob_diff_top10"] <= 1e-4 and checked["argmax_agreement"] == 1.0
 
     # A merge that silently skips the adapter's weights must be caught, and nothing left behind.
     monkeypatch.setattr(lora_layer.Linear, "merge", lambda self, *a, **k: None)
-    with pytest.raises(MergeError, match=r"max \|logit difference\| .* exceeds merge.tolerance"):
+    with pytest.raises(MergeError, match=r"max \|log-prob difference\| .* exceeds merge.tolerance"):
         run_merge(recipe, tiny_llama_dir, adapter, tmp_path / "bad")
     assert not list((tmp_path / "bad").glob("*.safetensors"))
 
@@ -183,7 +184,7 @@ def test_prune_finetune_merge_reload_on_real_smollm2(smollm2_dir, tmp_path):
     merged = run_merge(recipe, pruned, adapter, tmp_path / "release")
     assert json.loads((merged / "config.json").read_text())["intermediate_size"] == 922
     merge_report = json.loads((adapter / "merge.json").read_text())
-    assert merge_report["dtype"] == "float16" and merge_report["max_abs_logit_diff"] <= recipe.merge.tolerance
+    assert merge_report["dtype"] == "float16" and merge_report["max_abs_logprob_diff_top10"] <= recipe.merge.tolerance
     clf = FinSentClassifier.from_pretrained(str(merged))
     assert next(clf.model.parameters()).dtype == torch.float16
     pred = clf.classify("Orbit Air doubles its dividend after a record year", "7")
