@@ -185,7 +185,11 @@ def test_prune_finetune_merge_reload_on_real_smollm2(smollm2_dir, tmp_path):
     assert json.loads((merged / "config.json").read_text())["intermediate_size"] == 922
     merge_report = json.loads((adapter / "merge.json").read_text())
     assert merge_report["dtype"] == "float16" and merge_report["max_abs_logprob_diff_top10"] <= recipe.merge.tolerance
+    from safetensors import safe_open
+
+    with safe_open(merged / "model.safetensors", "pt") as weights:
+        assert {weights.get_slice(k).get_dtype() for k in weights.keys()} == {"F16"}
+        assert not any("lora" in k for k in weights.keys())
     clf = FinSentClassifier.from_pretrained(str(merged))
-    assert next(clf.model.parameters()).dtype == torch.float16
     pred = clf.classify("Orbit Air doubles its dividend after a record year", "7")
     assert pred.label in pred.probs and sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-4)
