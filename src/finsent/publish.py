@@ -117,7 +117,7 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
     scores = check_release(release_dir)
     files = release_files(release_dir)
     plan = [(p.relative_to(release_dir).as_posix(), p.stat().st_size) for p in files]
-    if f'"{repo_id}"' not in (release_dir / "README.md").read_text(errors="replace"):
+    if not dry_run and f'"{repo_id}"' not in (release_dir / "README.md").read_text(errors="replace"):
         logger.warning("README.md does not name %s in its usage code: render the card with "
                        "`finsent card %s --repo-id %s` first", repo_id, release_dir, repo_id)
     summary = {"repo_id": repo_id, "tag": None if create_pr else tag, "files": plan,
@@ -274,18 +274,23 @@ def _push(args) -> int:
     except PublishError as exc:
         print(f"finsent push: error: {exc}", file=sys.stderr)
         return 2
-    width = max(len(rel) for rel, _ in out["files"])
-    for rel, size in out["files"]:
-        print(f"  add {rel:<{width}}  {size:>14,d} B")
-    for rel in out["deleted"]:
-        print(f"  delete {rel} (left by an older release)")
-    print(f"  {len(out['files'])} files, {out['bytes']:,d} bytes; headline weighted F1: "
-          + ", ".join(f"{k} {v:.4f}" for k, v in out["scores"].items()))
-    if out["dry_run"]:
-        print(f"dry run: nothing sent (would commit to {repo_id} and tag {tag}; the gate against the "
-              "previous tag runs only on a real push)")
-    elif out["pr_url"]:
-        print(f"opened pull request {out['pr_url']} (commit {out['commit']}); no tag: tag after merging")
-    else:
-        print(f"published {repo_id} {tag} = commit {out['commit']}")
+    print(format_push(out))
     return 0
+
+
+def format_push(out: dict) -> str:
+    """The push (or dry run) as lines a person reads: files, sizes, scores, and what happened."""
+    repo_id, tag = out["repo_id"], out["tag"] or "nothing (a pull request is tagged after merging)"
+    width = max(len(rel) for rel, _ in out["files"])
+    lines = [f"  add {rel:<{width}}  {size:>14,d} B" for rel, size in out["files"]]
+    lines += [f"  delete {rel} (left by an older release)" for rel in out["deleted"]]
+    lines.append(f"  {len(out['files'])} files, {out['bytes']:,d} bytes; headline weighted F1: "
+                 + ", ".join(f"{k} {v:.4f}" for k, v in out["scores"].items()))
+    if out["dry_run"]:
+        lines.append(f"dry run: nothing sent (would commit to {repo_id} and tag {tag}; the gate against the "
+                     "previous tag runs only on a real push)")
+    elif out["pr_url"]:
+        lines.append(f"opened pull request {out['pr_url']} (commit {out['commit']}); no tag: tag after merging")
+    else:
+        lines.append(f"published {repo_id} {tag} = commit {out['commit']}")
+    return "\n".join(lines)

@@ -167,7 +167,8 @@ class Release:
     def push(self, *, dry_run: bool, repo_id: str | None, tag: str | None, **kwargs) -> dict:
         from .publish import push_release
 
-        repo_id = repo_id or self.recipe.publish.repo_id or f"your-username/{self.recipe.card.model_name}"
+        # A dry run needs no real target: name an obviously local one rather than guess a user's namespace.
+        repo_id = repo_id or self.recipe.publish.repo_id or f"dry-run/{self.recipe.card.model_name}"
         tag = tag or self.recipe.publish.tag or "v0.1.0"
         return push_release(self.release_dir, repo_id, tag, dry_run=dry_run, **kwargs)
 
@@ -210,7 +211,9 @@ class Release:
             elif stage == "push":
                 result["push"] = self.push(dry_run=not push, repo_id=repo_id, tag=tag, **(push_kwargs or {}))
             elif stage == "space":
-                result["space"] = self.space(space_id, result["push"]["repo_id"])
+                # The Space goes to the same Hub (endpoint, token) as the model it serves.
+                hub = {k: v for k, v in (push_kwargs or {}).items() if k in ("token", "endpoint")}
+                result["space"] = self.space(space_id, result["push"]["repo_id"], **hub).to_dict()
             else:
                 getattr(self, "evaluate" if stage == "eval" else stage)()
             self.timings[stage] = time.perf_counter() - t0
@@ -308,5 +311,10 @@ def _release_cmd(args) -> int:
         print(f"finsent release: error: {exc}")
         return 2
     print()
+    if "push" in result:
+        from .publish import format_push
+
+        print(format_push(result["push"]))
+        print()
     print(format_summary(result["summary"], result["seconds"]))
     return 0
