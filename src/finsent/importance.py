@@ -16,29 +16,31 @@ Used by ``finsent.pruning`` (``finsent prune``).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the callers; `finsent --help` stays fast without it
+    import torch
 
 # Scores are computed on float32 copies: bf16/fp16 ranges would round ties differently than the
 # reference notebook, which casts with .float() first.
 
 
 def _ppm(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    gate_range = torch.max(gate, dim=1).values + torch.abs(torch.min(gate, dim=1).values)
-    up_range = torch.max(up, dim=1).values + torch.abs(torch.min(up, dim=1).values)
+    gate_range = gate.max(dim=1).values + gate.min(dim=1).values.abs()
+    up_range = up.max(dim=1).values + up.min(dim=1).values.abs()
     return gate_range + up_range
 
 
 def _vow(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return torch.var(gate, dim=1) + torch.var(up, dim=1)
+    return gate.var(dim=1) + up.var(dim=1)
 
 
 def _l2(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return torch.norm(gate, p=2, dim=1) + torch.norm(up, p=2, dim=1)
+    return gate.norm(p=2, dim=1) + up.norm(p=2, dim=1)
 
 
 def _pon(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return torch.norm(gate, p=1, dim=1) * torch.norm(up, p=1, dim=1)
+    return gate.norm(p=1, dim=1) * up.norm(p=1, dim=1)
 
 
 SCORES = {"ppm": _ppm, "vow": _vow, "l2": _l2, "pon": _pon}

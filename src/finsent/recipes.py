@@ -97,7 +97,10 @@ class EvalSection:
     benchmarks: list[EvalBenchmark] = field(default_factory=list)
     modes: list[str] = field(default_factory=lambda: ["score"])
     batch_size: int = 16
-    speed: bool = True
+    speed: bool = True  # run `finsent bench` on the release (card's loop vs label scoring)
+    speed_n: int = 32  # texts per configuration (the card's loop gets at most 16 of them)
+    speed_batch_sizes: list[int] = field(default_factory=lambda: [1, 16])
+    speed_texts: str | None = None  # csv/jsonl with text; None = the first local eval benchmark file
 
 
 @dataclass

@@ -151,9 +151,13 @@ class Release:
         run_eval(self.release_dir, self.recipe.eval.benchmarks, self.recipe.eval.modes, out,
                  batch_size=self.recipe.eval.batch_size, classifier=clf)
         if self.recipe.eval.speed:
-            from .speed import run_bench
+            from .speed import TFNS_VALID, run_bench
 
-            run_bench(self.release_dir, out, classifier=clf)
+            e = self.recipe.eval
+            local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
+            texts = Path(e.speed_texts or (local[0] if local else TFNS_VALID))
+            run_bench(self.release_dir, out, classifier=clf, n=e.speed_n, gen_n=min(e.speed_n, 16),
+                      batch_sizes=tuple(e.speed_batch_sizes), texts_file=texts)
         write_summary(out)
         return out
 

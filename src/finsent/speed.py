@@ -75,15 +75,18 @@ def _bench(args) -> int:
 
 
 def load_texts(path: Path, n: int) -> list[str]:
-    """The first ``n`` texts of a CSV with a ``text`` column, read in place."""
+    """The first ``n`` texts of a CSV with a ``text`` column or a JSON-lines file with a ``text`` field."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"benchmark texts not found: {path} (TFNS validation CSV, see shared/data/README.md)")
     with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if "text" not in (reader.fieldnames or []):
-            raise ValueError(f"{path}: no 'text' column (columns: {reader.fieldnames})")
-        texts = [row["text"] for _, row in zip(range(n), reader)]
+        if path.suffix == ".jsonl":
+            texts = [json.loads(line)["text"] for _, line in zip(range(n), filter(str.strip, fh))]
+        else:
+            reader = csv.DictReader(fh)
+            if "text" not in (reader.fieldnames or []):
+                raise ValueError(f"{path}: no 'text' column (columns: {reader.fieldnames})")
+            texts = [row["text"] for _, row in zip(range(n), reader)]
     if len(texts) < n:
         logger.warning("%s has only %d texts (asked for %d)", path, len(texts), n)
     return texts

@@ -1,0 +1,66 @@
+"""finsent release end to end on the real SmolLM2 with a reduced recipe (a few steps, a small eval)."""
+
+import json
+
+import pytest
+from huggingface_hub import ModelCard
+
+from finsent.cli import main
+from finsent.classify import FinSentClassifier
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TEST_SET = "data/finsent-headlines/test.jsonl"
+REDUCED = [
+    "--set", "finetune.max_steps=2",
+    "--set", "finetune.batch_size=4",
+    "--set", f'eval.benchmarks=[{{name: finsent, path: {TEST_SET}, scheme: "3", limit: 12}}, '
+             f'{{name: finsent, path: {TEST_SET}, scheme: "7", limit: 12}}]',
+    "--set", "eval.speed_n=4",
+    "--set", "eval.speed_batch_sizes=[4]",
+]
+
+
+def test_reduced_release_builds_a_complete_release_folder(tmp_path, monkeypatch, capsys, smollm2_dir):
+    monkeypatch.chdir(REPO)  # recipe data paths are relative to the repository root
+    dirs = ["--runs-dir", str(tmp_path / "runs"), "--releases-dir", str(tmp_path / "releases")]
+    assert main(["release", "build/recipes/smollm2-135m.yaml", *REDUCED, *dirs]) == 0
+    out = capsys.readouterr().out
+    release = tmp_path / "releases" / "smollm2-135m"
+
+    # Loadable weights, through plain transformers and through the one classifier.
+    clf = FinSentClassifier.from_pretrained(str(release))
+    assert clf.model.config.intermediate_size == 922  # 40 % of 1536 pruned
+    pred = clf.classify("Acme Corp cuts its dividend and warns on profit", scheme="7")
+    assert pred.label in pred.probs and abs(sum(pred.probs.values()) - 1) < 1e-5
+
+    # Results JSON per run, speed figures, reports, and a card whose model-index carries the same numbers.
+    results = {p.stem: json.loads(p.read_text()) for p in (release / "eval").glob("finsent-*.json")}
+    assert set(results) == {"finsent-3-score", "finsent-7-score"}
+    assert all(r["n"] == 12 for r in results.values())
+    speed = json.loads((release / "eval" / "speed.json").read_text())
+    assert {r["mode"] for r in speed["rows"]} == {"generate", "score"}
+    assert {p.name for p in (release / "reports").iterdir()} == {"pruning.json", "training.json", "recipe.yaml"}
+    assert json.loads((release / "reports" / "training.json").read_text())["steps"] == 2
+    card = ModelCard.load(release / "README.md")
+    index = card.data.eval_results
+    wf1 = {(e.dataset_name, e.metric_type): e.metric_value for e in index}
+    assert any(v == pytest.approx(results["finsent-3-score"]["metrics"]["weighted_f1"]) for v in wf1.values())
+
+    # The push was a dry run listing every file of the folder, and nothing else.
+    published = sorted(p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file())
+    for rel in published:
+        assert f"add {rel}" in out
+    assert "dry run: nothing sent" in out and "Serve the Space on it" in out
+
+    # A second run finds every model stage up to date: it rewrites neither the pruned model, the adapter,
+    # the merged weights nor the eval results, and only re-renders the card and repeats the dry run.
+    outputs = [tmp_path / "runs/smollm2-135m/pruned/model.safetensors",
+               tmp_path / "runs/smollm2-135m/adapter/training.json",
+               release / "model.safetensors", release / "eval" / "finsent-3-score.json"]
+    before = [p.stat().st_mtime_ns for p in outputs]
+    assert main(["release", "build/recipes/smollm2-135m.yaml", *REDUCED, *dirs]) == 0
+    assert [p.stat().st_mtime_ns for p in outputs] == before
+    assert "dry run: nothing sent" in capsys.readouterr().out
