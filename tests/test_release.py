@@ -1,16 +1,17 @@
 """finsent release end to end on the real SmolLM2 with a reduced recipe (a few steps, a small eval)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 
-from finsent.cli import main
 from finsent.classify import FinSentClassifier
-
-from .conftest import REPO
+from finsent.cli import main
 
 pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
 
 TEST_SET = "data/finsent-headlines/test.jsonl"
 REDUCED = [
