@@ -149,3 +149,13 @@ def test_card_code_runs_and_agrees_with_the_classifier(release, smollm2_dir, cap
     assert label == pred.label
     assert probs == pytest.approx(pred.probs, abs=1e-4)
     assert namespace["generate"](news) == clf.classify(news, "3", mode="generate").answer.split("\n")[0].strip()
+
+
+def test_card_without_hub_datasets_names_the_training_files(release):
+    """A recipe trained on local files only (the embedded default) names them instead of a Hub dataset."""
+    text = render_card(recipe_of(release, **{"card.datasets": []}), release)
+    training = json.loads((release / "reports" / "training.json").read_text())
+    sentence = re.search(r"LoRA fine-tuning on\n(.*?), and merging", text, re.S).group(1)
+    assert sentence.strip() == "`FinGPT/fingpt-sentiment-train` (76,772 rows)"  # the fixture's training.json
+    assert training["data"][0]["path"] == "FinGPT/fingpt-sentiment-train"
+    assert "datasets: []" in text.split("---")[1]
