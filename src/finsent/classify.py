@@ -143,20 +143,14 @@ class FinSentClassifier:
     def label_logprobs(self, texts: Sequence[str], scheme: str | int = "3", *, kind: str = "news",
                        batch_size: int | None = None):
         """Sum of log-probabilities of each label's answer tokens: a float tensor [len(texts), n_labels]."""
-        import torch
 
-        scheme = check_scheme(scheme)
-        instr = instruction(scheme, kind)
-        labels = labels_of(scheme)
-        encoded = [self.encoder.encode(instr, t, reserve=self.encoder.max_answer_len(labels)) for t in texts]
-        out = torch.empty(len(texts), len(labels))
-        for idx in _length_batches(encoded, batch_size or self.batch_size):
-            out[idx] = self._score_batch([encoded[i] for i in idx], labels)
-        return out
+        scores, _ = self._scores(texts, check_scheme(scheme), kind, batch_size or self.batch_size, False)
+        return scores
 
     # --- label scoring ----------------------------------------------------------------------------
 
-    def _score_all(self, texts, scheme, kind, batch_size, progress):
+    def _scores(self, texts, scheme, kind, batch_size, progress):
+        """Encode every text and score every label: ([N, L] log-prob sums, the encoded prompts)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -165,9 +159,15 @@ class FinSentClassifier:
         reserve = self.encoder.max_answer_len(labels)
         encoded = [self.encoder.encode(instr, t, reserve=reserve) for t in texts]
         scores = torch.empty(len(texts), len(labels))
-        batches = _length_batches(encoded, batch_size)
-        for idx in tqdm(batches, desc="classify", unit="batch", disable=not progress):
+        for idx in tqdm(_length_batches(encoded, batch_size), desc="classify", unit="batch", disable=not progress):
             scores[idx] = self._score_batch([encoded[i] for i in idx], labels)
+        return scores, encoded
+
+    def _score_all(self, texts, scheme, kind, batch_size, progress):
+        import torch
+
+        labels = labels_of(scheme)
+        scores, encoded = self._scores(texts, scheme, kind, batch_size, progress)
         probs = torch.softmax(scores, dim=-1)
         results = []
         for text, enc, row in zip(texts, encoded, probs.tolist()):
