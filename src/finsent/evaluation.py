@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, get_spec, load_eval_benchmark, parse_benchmark_arg
+from .classify import MODES as RESULT_MODES  # the classifier's modes, defined once
 from .eval_summary import plot_confusion, write_summary  # write_summary is part of this module's API
 from .labels import labels_of
 from .prompts import KINDS
@@ -34,7 +35,6 @@ from .recipes import EvalBenchmark
 
 logger = logging.getLogger(__name__)
 
-RESULT_MODES = ("score", "generate")
 VERSION_PACKAGES = ("llama-finsent", "torch", "transformers", "datasets", "evaluate", "scikit-learn", "numpy")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
