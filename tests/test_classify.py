@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from finsent.classify import FinSentClassifier, Prediction
+from finsent.classify import FinSentClassifier, Prediction, answer_nodes
 from finsent.labels import labels_of, parse_answer
 from finsent.models import PUBLISHED_MODEL, ModelNotAvailableError, locate_model, resolve_model
 from finsent.prompts import CUE, InputError, instruction
@@ -81,6 +81,26 @@ def test_batch_composition_does_not_change_scores(tiny, mixed_texts):
     for companions in (mixed_texts[1:4], mixed_texts[5:], ["Up."] * 6):
         together = tiny.label_logprobs([mixed_texts[0], *companions], "3", batch_size=len(companions) + 1)
         torch.testing.assert_close(together[:1], alone, atol=2e-5, rtol=1e-5)
+
+
+def test_answer_nodes_share_label_prefixes(tiny):
+    # SmolLM2's tokenizer: " positive\n" = [" positive", "\n"]; 7-class shares " strong", " mildly", ...
+    answers = {s: [tiny.encoder.answer_ids(label) for label in labels_of(s)] for s in ("3", "7")}
+    assert [len(n) for n in answer_nodes(answers["3"])] == [1, 1, 1]
+    nodes7 = answer_nodes(answers["7"])
+    assert sorted(len(n) for n in nodes7) == [1, 1, 1, 1] + [2] * 6  # strong/moderately/mildly/neutral + 6 pairs
+    assert all(n[:-1] in nodes7 for n in nodes7 if len(n) > 1)  # every parent is itself a node
+    assert answer_nodes([(5, 7, 9), (5, 8, 9), (6,)]) == [(5,), (5, 7), (5, 8)]
+
+
+@pytest.mark.parametrize("scheme", ["3", "7"])
+def test_scores_equal_naive_for_single_token_and_shared_answers(tiny, mixed_texts, scheme, monkeypatch):
+    # Without the "\n", 3-class answers are single tokens (no node: the cue predicts all of them) and
+    # 7-class answers are 2-token paths through shared first tokens.
+    full = tiny.encoder.answer_ids
+    monkeypatch.setattr(tiny.encoder, "answer_ids", lambda label: full(label)[:-1])
+    got = tiny.label_logprobs(mixed_texts, scheme, batch_size=4)
+    torch.testing.assert_close(got.double(), naive_logprobs(tiny, mixed_texts, scheme), atol=2e-4, rtol=1e-5)
 
 
 def test_tweet_kind_scores_equal_naive(tiny, mixed_texts):

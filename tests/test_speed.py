@@ -88,10 +88,14 @@ def test_scoring_flops_by_hand():
     config = published_shape_config()
     linear, head = 651_034_624, 128_256 * 2048
     per_key = 4 * 32 * 64 * 16
-    # prefix 2, body 3 (keys 3+4+5), two labels of 1 and 2 answer tokens (keys 6; 6+7)
-    flops, tokens = scoring_flops(config, 2, [3], [1, 2])
-    assert tokens == 6
-    assert flops == 2 * linear * 6 + 2 * head * 3 + per_key * (3 + 4 + 5 + 6 + 6 + 7)
+    # prefix 2, body 3 (keys 3+4+5); answers (5, 7, 9), (5, 8, 9), (6, 9) have the nodes (5,), (5, 7), (5, 8)
+    # and (6,) at depths 1, 2, 2, 1 (keys 2+3+depth each); the LM head runs at the cue and the 4 nodes.
+    flops, tokens = scoring_flops(config, 2, [3], [(5, 7, 9), (5, 8, 9), (6, 9)])
+    assert tokens == 3 + 4
+    assert flops == 2 * linear * 7 + 2 * head * 5 + per_key * (3 + 4 + 5 + 6 + 7 + 7 + 6)
+    # single-token answers need no node: the cue predicts them all
+    flops, tokens = scoring_flops(config, 2, [3], [(5,), (6,)])
+    assert (tokens, flops) == (3, 2 * linear * 3 + 2 * head * 1 + per_key * (3 + 4 + 5))
 
 
 def test_bench_rejects_a_missing_text_file(tiny_llama_dir, tmp_path):

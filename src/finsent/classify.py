@@ -4,13 +4,16 @@ Label scoring (the default, ``mode="score"``) asks the model how likely each lab
 after the FinGPT prompt and returns a probability for every label. One forward pass per batch:
 
     cache : prefix KV (``Instruction: ...\\nInput:``), computed once per instruction, shared by all rows
-    row i : [news_i + cue_i | pad ... | answer_1 | answer_2 | ... | answer_L]          (Q tokens)
+    row i : [news_i + cue_i | pad ... | node_1 ... node_N]                    (Q = body + N tokens)
 
-A custom attention mask lets each answer block see the prefix, its own row's news and its own
-earlier tokens only, and position ids restart every answer block right after the row's cue, so
-each block is scored exactly as if it followed the prompt alone. The vocabulary projection runs
-only at the positions that predict an answer token (sum over labels of len(answer) per row), not
-at every position.
+The nodes are the distinct proper prefixes of the labels' answer tokens (a trie without its root and
+leaves): ``" positive\\n"`` is ``[" positive", "\\n"]``, so 3-class needs 3 nodes, not 6 tokens; 7-class
+shares ``" strong"``, ``" mildly"``... between labels. An answer's last token is a target only, never
+an input, and its first token is predicted by the cue, once for every label. A custom attention mask
+lets each node see the prefix, its own row's news and its own ancestors only, with position ids
+restarting right after the row's cue, so each answer is scored exactly as if it followed the prompt
+alone. The vocabulary projection runs at the cue and at the nodes (1 + N positions a row), not at
+every position.
 
 ``mode="generate"`` is the published card's usage (greedy decoding, up to 15 new tokens), parsed
 strictly: an answer that is not a label of the scheme gives ``label=None``.
@@ -211,21 +214,20 @@ class FinSentClassifier:
             ids[i, : len(body)] = torch.tensor(body)
         lengths = torch.tensor([len(b) for b in bodies])  # [B] news + cue tokens per row
 
-        # allowed[b, q, k]: causal within the news part and within each answer block; answer rows also
-        # see their row's real (unpadded) news. Shape [B, Q, P + Q], additive float mask for SDPA.
+        # allowed[b, q, k]: causal within the news part; node rows see their ancestors and their row's
+        # real (unpadded) news. Shape [B, Q, P + Q], additive float mask for SDPA.
         sees_news = layout.is_answer[None, :, None] & (torch.arange(n_query)[None, None, :] < lengths[:, None, None])
         allowed = layout.in_block[None] | sees_news
         if n_prefix:
             allowed = torch.cat([torch.ones(n_rows, n_query, n_prefix, dtype=torch.bool), allowed], dim=2)
         mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
 
-        # Positions: news continues the prefix; each answer block restarts right after its row's cue.
+        # Positions: news continues the prefix; each node sits at its depth right after its row's cue.
         positions = torch.where(layout.is_answer, lengths[:, None] + layout.pos_in_block, layout.pos_in_block)
         positions += n_prefix
 
-        # Which query row predicts which answer token: [B, A]; a block's first token is predicted by
-        # the row's last cue token (index length - 1), the others by the previous answer token.
-        gather = torch.where(layout.first_of_block[None], lengths[:, None] - 1, layout.predictor[None])
+        # The query rows whose outputs predict answer tokens, [B, 1 + N]: the row's last cue token, then the nodes.
+        heads = torch.cat([lengths[:, None] - 1, layout.node_rows[None].expand(n_rows, -1)], dim=1)
 
         kwargs = {}
         if n_prefix:
@@ -238,10 +240,11 @@ class FinSentClassifier:
                 input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
                 position_ids=positions.to(dev), use_cache=bool(n_prefix), **kwargs,
             ).last_hidden_state  # [B, Q, H]
-            picked = hidden.gather(1, gather.to(dev)[..., None].expand(-1, -1, hidden.shape[-1]))  # [B, A, H]
-            logits = self.model.get_output_embeddings()(picked).float()  # [B, A, V]
-            token_lp = logits.gather(2, layout.targets.to(dev)[None, :, None].expand(n_rows, -1, 1))[..., 0]
-            token_lp = token_lp - torch.logsumexp(logits, dim=-1)  # log-softmax at the targets only, [B, A]
+            picked = hidden.gather(1, heads.to(dev)[..., None].expand(-1, -1, hidden.shape[-1]))  # [B, 1+N, H]
+            logits = self.model.get_output_embeddings()(picked).float()  # [B, 1+N, V]
+            lse = torch.logsumexp(logits, dim=-1)  # [B, 1+N]
+            source = layout.source.to(dev)  # [A]: which head position predicts answer token a
+            token_lp = logits[:, source, layout.targets.to(dev)] - lse[:, source]  # log-softmax at the targets, [B, A]
         # Sum each label's tokens: [B, A] @ [A, L] with a 0/1 membership matrix.
         return token_lp.cpu() @ layout.membership
 
@@ -297,20 +300,29 @@ def quantize_int8(model):
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where the answer blocks sit in the query rows, shared by every row of a batch.
+    """Where the answer-prefix nodes sit in the query rows, shared by every row of a batch.
 
-    Q = n_query (padded news + cue, then every label's answer block), A = answer tokens of all labels.
+    Q = n_query (padded news + cue, then N nodes), A = answer tokens of all labels (the targets).
     """
 
     n_query: int
-    answer_ids: object  # [Q - n_body] long: all labels' answer tokens, block after block
-    is_answer: object  # [Q] bool
-    pos_in_block: object  # [Q] long: 0.. inside each answer block, the column index for news rows
-    in_block: object  # [Q, Q] bool: causal, restricted to the query's own block for answer rows
-    first_of_block: object  # [A] bool
-    predictor: object  # [A] long: the query row whose output predicts answer token a (unused if first)
+    answer_ids: object  # [N] long: each node's own (last) token
+    is_answer: object  # [Q] bool: the node rows
+    pos_in_block: object  # [Q] long: a node's depth - 1, the column index for news rows
+    in_block: object  # [Q, Q] bool: causal for news rows, ancestors-or-self for node rows
+    node_rows: object  # [N] long: the query rows of the nodes (n_body + 0..N-1)
+    source: object  # [A] long: 0 = the cue predicts answer token a, 1 + i = node i does
     targets: object  # [A] long: the answer token ids
     membership: object  # [A, L] float: 1 where answer token a belongs to label l
+
+
+def answer_nodes(answers: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """The distinct non-empty proper prefixes of the answers, parents before children."""
+    nodes: dict[tuple[int, ...], None] = {}
+    for ans in answers:
+        for depth in range(1, len(ans)):
+            nodes.setdefault(tuple(ans[:depth]))
+    return list(nodes)
 
 
 @functools.lru_cache(maxsize=256)
@@ -318,31 +330,33 @@ def _answer_layout(n_body: int, answers: tuple[tuple[int, ...], ...]) -> _Layout
     """The batch-independent part of the scoring mask and gathers, cached per (padded body length, labels)."""
     import torch
 
-    n_answer = sum(len(a) for a in answers)
-    n_query = n_body + n_answer
-    block_start = torch.zeros(n_query, dtype=torch.long)
+    nodes = answer_nodes(answers)
+    index = {node: i for i, node in enumerate(nodes)}
+    n_query = n_body + len(nodes)
     pos_in_block = torch.arange(n_query)
-    first, predictor, membership = [], [], torch.zeros(n_answer, len(answers))
-    start = n_body
-    for label, ans in enumerate(answers):
-        block_start[start : start + len(ans)] = start
-        pos_in_block[start : start + len(ans)] = torch.arange(len(ans))
-        for j in range(len(ans)):
-            first.append(j == 0)
-            predictor.append(start + j - 1)
-            membership[start - n_body + j, label] = 1.0
-        start += len(ans)
+    pos_in_block[n_body:] = torch.tensor([len(node) - 1 for node in nodes], dtype=torch.long)
     q = torch.arange(n_query)[:, None]
     k = torch.arange(n_query)[None, :]
+    in_block = (k <= q) & (q < n_body)
+    for i, node in enumerate(nodes):  # a node sees itself and its ancestors (its own shorter prefixes)
+        for depth in range(1, len(node) + 1):
+            in_block[n_body + i, n_body + index[node[:depth]]] = True
+    source, targets = [], []
+    membership = torch.zeros(sum(len(a) for a in answers), len(answers))
+    for label, ans in enumerate(answers):
+        for j, token in enumerate(ans):
+            membership[len(targets), label] = 1.0
+            source.append(0 if j == 0 else 1 + index[tuple(ans[:j])])
+            targets.append(token)
     return _Layout(
         n_query=n_query,
-        answer_ids=torch.tensor([t for a in answers for t in a], dtype=torch.long),
+        answer_ids=torch.tensor([node[-1] for node in nodes], dtype=torch.long),
         is_answer=torch.arange(n_query) >= n_body,
         pos_in_block=pos_in_block,
-        in_block=(k <= q) & (k >= block_start[:, None]),
-        first_of_block=torch.tensor(first),
-        predictor=torch.tensor(predictor, dtype=torch.long),
-        targets=torch.tensor([t for a in answers for t in a], dtype=torch.long),
+        in_block=in_block,
+        node_rows=torch.arange(n_body, n_query),
+        source=torch.tensor(source, dtype=torch.long),
+        targets=torch.tensor(targets, dtype=torch.long),
         membership=membership,
     )
 

@@ -1,10 +1,11 @@
 """The compute floor of label scoring: FLOPs per item over the GEMM throughput measured on this machine.
 
-Used by ``finsent bench`` (``speed.py``). Per scored item, every query token (news + cue + every
-label's answer tokens) goes through each decoder layer's matmuls, the LM head runs only at the answer
-positions, and attention costs 4 x heads x head_dim x keys per query token per layer (QK^T and AV):
+Used by ``finsent bench`` (``speed.py``). Per scored item, every query token (news + cue + the N
+answer-prefix nodes of ``classify.answer_nodes``) goes through each decoder layer's matmuls, the LM
+head runs only at the cue and the nodes, and attention costs 4 x heads x head_dim x keys per query
+token per layer (QK^T and AV), counting only the keys the mask lets it see:
 
-    flops = 2 * decoder_matmul_params * query_tokens + 2 * vocab * hidden * answer_tokens + attention
+    flops = 2 * decoder_matmul_params * (body + N) + 2 * vocab * hidden * (1 + N) + attention
 
 The shared instruction prefix is computed once per run, so it is left out of the per-item count. The
 throughput is a torch GEMM with the model's own MLP shape ([32 x tokens, hidden] @ [hidden, intermediate]),
@@ -29,19 +30,21 @@ def matmul_params_per_token(config) -> int:
     return config.num_hidden_layers * (attention + mlp)
 
 
-def scoring_flops(config, prefix_len: int, body_lens: list[int], answer_lens: list[int]) -> tuple[float, float]:
-    """(mean FLOPs, mean query tokens) per item for label scoring."""
+def scoring_flops(config, prefix_len: int, body_lens: list[int], answers) -> tuple[float, float]:
+    """(mean FLOPs, mean query tokens) per item for label scoring; ``answers``: each label's token ids."""
+    from .classify import answer_nodes
+
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     per_key = 4 * config.num_attention_heads * head_dim * config.num_hidden_layers  # QK^T + AV, all layers
     linear = matmul_params_per_token(config)
     head = config.vocab_size * config.hidden_size
-    n_answer = sum(answer_lens)
+    depths = [len(node) for node in answer_nodes(answers)]
     flops, tokens = [], []
     for body in body_lens:
         keys = sum(prefix_len + p + 1 for p in range(body))  # news + cue rows: causal over prefix + news
-        keys += sum(prefix_len + body + j + 1 for a in answer_lens for j in range(a))  # answer blocks
-        flops.append(2 * linear * (body + n_answer) + 2 * head * n_answer + per_key * keys)
-        tokens.append(body + n_answer)
+        keys += sum(prefix_len + body + d for d in depths)  # a node sees prefix, news, itself and its ancestors
+        flops.append(2 * linear * (body + len(depths)) + 2 * head * (1 + len(depths)) + per_key * keys)
+        tokens.append(body + len(depths))
     return statistics.mean(flops), statistics.mean(tokens)
 
 
@@ -83,8 +86,8 @@ def compute_floor(clf, texts, schemes, quantized: bool = False) -> dict:
         labels = labels_of(scheme)
         instr = instruction(scheme, "tweet")
         encoded = [clf.encoder.encode(instr, t, reserve=clf.encoder.max_answer_len(labels)) for t in texts]
-        answer_lens = [len(clf.encoder.answer_ids(label)) for label in labels]
-        flops, tokens = scoring_flops(config, len(encoded[0].prefix), [len(e.body) for e in encoded], answer_lens)
+        answers = [clf.encoder.answer_ids(label) for label in labels]
+        flops, tokens = scoring_flops(config, len(encoded[0].prefix), [len(e.body) for e in encoded], answers)
         per_item["flops_per_item"][scheme] = flops
         per_item["tokens_per_item"][scheme] = tokens
         body_tokens = max(body_tokens, tokens)
