@@ -112,6 +112,26 @@ def test_unpruned_release_needs_no_pruning_report(release):
     assert "### Pruning" not in text and "### Fine-tuning" in text
 
 
+def test_card_shows_the_shape_speed_table_and_refuses_a_missing_one(release, tmp_path):
+    shape = json.loads((release / "eval" / "speed.json").read_text())
+    shape.update(shape="llama-finsent-s", device="CPU AMD EPYC 7B13, 2 cores")
+    shape["rows"][0].update(config="int8 b1", dtype="int8 dynamic", items_per_second=3.125, speedup_vs_card=21.7)
+    path = tmp_path / "shape-speed.json"
+    path.write_text(json.dumps(shape))
+    text = render_card(recipe_of(release, **{"card.shape_speed": str(path)}), release)
+    own, shaped = text.split("### This model's shape on a small CPU")
+    assert "## Speed and size" in own and "| score b16 | float32 | score | 3 | 16 | 2 | 2.500 |" in own
+    assert "`finsent bench --shape llama-finsent-s`" in shaped and "on CPU AMD EPYC 7B13, 2 cores" in shaped
+    assert "| int8 b1 | int8 dynamic | score | 3 | 16 | 2 | 3.125 | 6400.0 ms | 6900.0 ms | 4200.0 MB | 21.7x |" \
+        in shaped
+    # without a release speed.json (eval.speed off), the section still opens with its heading
+    text = render_card(recipe_of(release, **{"card.shape_speed": str(path), "eval.speed": False}), release)
+    assert "## Speed and size\n\n### This model's shape on a small CPU" in text and "| score b16 |" not in text
+    path.unlink()
+    with pytest.raises(CardError, match=r"shape-speed.json is missing \(it is written by `finsent bench --shape`\)"):
+        render_card(recipe_of(release, **{"card.shape_speed": str(path)}), release)
+
+
 def test_template_using_an_unknown_value_fails(release, tmp_path):
     bad = tmp_path / "card.md"
     bad.write_text("---\n{{ card_data }}\n---\n{{ pruning.no_such_field }}\n")

@@ -81,6 +81,14 @@ def read_results(release_dir: Path) -> list[dict]:
     return sorted(results, key=lambda r: (r["benchmark"], r["scheme"], order[r["mode"]]))
 
 
+def read_speed(path: Path, made_by: str) -> dict:
+    """A ``finsent bench`` speed.json with every key the card's speed table shows."""
+    speed = _read_json(path, SPEED_KEYS, made_by)
+    for i, row in enumerate(speed["rows"]):
+        _require(row, SPEED_ROW_KEYS, f"{path}: rows[{i}]")
+    return speed
+
+
 def read_references(release_dir: Path) -> dict | None:
     """Published reference scores: the release's eval/references.yaml, else the project's; None if neither."""
     from .eval_summary import REFERENCES_FILE, load_references
@@ -143,9 +151,10 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
     _require(training["lora"], ("r", "alpha", "dropout", "target_modules"), "reports/training.json: lora")
     speed = None
     if recipe.eval.speed:
-        speed = _read_json(release_dir / "eval" / "speed.json", SPEED_KEYS, "finsent bench")
-        for i, row in enumerate(speed["rows"]):
-            _require(row, SPEED_ROW_KEYS, f"{release_dir / 'eval' / 'speed.json'}: rows[{i}]")
+        speed = read_speed(release_dir / "eval" / "speed.json", "finsent bench")
+    shape_speed = None
+    if recipe.card.shape_speed:
+        shape_speed = read_speed(TEMPLATE.parent / recipe.card.shape_speed, "finsent bench --shape")
     refs = read_references(release_dir)
     ours = {r["benchmark"]: r["metrics"]["weighted_f1"] for r in results if r["scheme"] == "3" and r["mode"] == "score"}
     from .benchmarks import BENCHMARKS
@@ -168,7 +177,8 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
         "card_data": data.to_yaml(), "model_name": recipe.card.model_name, "repo_id": repo_id,
         "description": recipe.description, "base": recipe.model.base, "base_id": data.base_model,
         "license": recipe.model.license, "pruning": pruning, "training": training, "results": results,
-        "speed": speed, "references": refs, "ref_benchmarks": benchmarks, "ours": ours, "partial": partial,
+        "speed": speed, "shape_speed": shape_speed, "references": refs, "ref_benchmarks": benchmarks,
+        "ours": ours, "partial": partial,
         "instr3": instr3, "instr7": instr7, "instr_tweet": instruction("3", "tweet"),
         "example_prompt": prompt_text(instr7, "Shares of Acme fell 12 % after the company cut its outlook."),
         "prefix3": repr(prefix_piece(instr3)), "prefix7": repr(prefix_piece(instr7)),

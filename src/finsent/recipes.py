@@ -109,6 +109,9 @@ class CardSection:
     language: list[str] = field(default_factory=lambda: ["en"])
     tags: list[str] = field(default_factory=lambda: ["finance", "sentiment-analysis", "pruning", "llama"])
     datasets: list[str] = field(default_factory=lambda: ["FinGPT/fingpt-sentiment-train"])
+    # A speed.json of `finsent bench --shape ...` (random weights of this model's exact shape), relative to
+    # the repository: CPU figures the card can state without the real weights, beside the release's own.
+    shape_speed: str | None = None
 
 
 @dataclass
