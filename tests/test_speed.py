@@ -112,9 +112,9 @@ def test_readme_bench_commands_parse():
     from finsent.cli import build_parser
 
     root = Path(__file__).resolve().parents[1]
-    lines = [line for doc in ("eval/bench/README.md", "eval/README.md") if (root / doc).is_file()
-             for line in (root / doc).read_text().splitlines() if line.startswith("finsent bench")]
-    assert len(lines) >= 2
+    docs = [(root / doc).read_text().replace("\\\n", " ") for doc in ("eval/bench/README.md", "eval/README.md")]
+    lines = [line for text in docs for line in text.splitlines() if line.startswith("finsent bench")]
+    assert len(lines) >= 3 and all("\\" not in line for line in lines)
     for line in lines:
         args = build_parser().parse_args(shlex.split(line)[1:])
         assert args.func is speed._bench, line
