@@ -43,11 +43,13 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests space
 
+# PASSIVE: idle OpenMP threads sleep instead of spinning, so the in-process Space server and Chromium
+# get the 2 cores they share with torch (spinning threads made browser tests time out under load).
 test: setup browser lint
-	$(VENV)/bin/pytest
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest
 
 test-fast: setup
-	$(VENV)/bin/pytest -m "not slow and not browser"
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -m "not slow and not browser"
 
 format: setup
 	$(VENV)/bin/ruff format src tests space
