@@ -87,7 +87,7 @@ def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequ
                 "mode": mode,
                 "n": data.n,
                 "metrics": metrics,
-                "seconds": round(seconds, 3),
+                "seconds": round(seconds, 6),  # fine enough that n / seconds gives items_per_second back
                 "items_per_second": round(data.n / seconds, 3) if seconds > 0 else None,
                 "batch_size": batch_size,
                 "truncated": sum(p.truncated for p in preds),
