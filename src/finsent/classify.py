@@ -209,21 +209,21 @@ class FinSentClassifier:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
         ids = torch.full((n_rows, n_query), pad, dtype=torch.long)
-        ids[:, n_body:] = layout.answer_ids
+        ids[:, n_body:] = layout.node_ids
         for i, body in enumerate(bodies):
             ids[i, : len(body)] = torch.tensor(body)
         lengths = torch.tensor([len(b) for b in bodies])  # [B] news + cue tokens per row
 
         # allowed[b, q, k]: causal within the news part; node rows see their ancestors and their row's
         # real (unpadded) news. Shape [B, Q, P + Q], additive float mask for SDPA.
-        sees_news = layout.is_answer[None, :, None] & (torch.arange(n_query)[None, None, :] < lengths[:, None, None])
-        allowed = layout.in_block[None] | sees_news
+        sees_news = layout.is_node[None, :, None] & (torch.arange(n_query)[None, None, :] < lengths[:, None, None])
+        allowed = layout.visible[None] | sees_news
         if n_prefix:
             allowed = torch.cat([torch.ones(n_rows, n_query, n_prefix, dtype=torch.bool), allowed], dim=2)
         mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
 
         # Positions: news continues the prefix; each node sits at its depth right after its row's cue.
-        positions = torch.where(layout.is_answer, lengths[:, None] + layout.pos_in_block, layout.pos_in_block)
+        positions = torch.where(layout.is_node, lengths[:, None] + layout.pos, layout.pos)
         positions += n_prefix
 
         # The query rows whose outputs predict answer tokens, [B, 1 + N]: the row's last cue token, then the nodes.
@@ -306,10 +306,10 @@ class _Layout:
     """
 
     n_query: int
-    answer_ids: object  # [N] long: each node's own (last) token
-    is_answer: object  # [Q] bool: the node rows
-    pos_in_block: object  # [Q] long: a node's depth - 1, the column index for news rows
-    in_block: object  # [Q, Q] bool: causal for news rows, ancestors-or-self for node rows
+    node_ids: object  # [N] long: each node's own (last) token
+    is_node: object  # [Q] bool: the node rows
+    pos: object  # [Q] long: a node's depth - 1, the column index for news rows
+    visible: object  # [Q, Q] bool: causal for news rows, ancestors-or-self for node rows
     node_rows: object  # [N] long: the query rows of the nodes (n_body + 0..N-1)
     source: object  # [A] long: 0 = the cue predicts answer token a, 1 + i = node i does
     targets: object  # [A] long: the answer token ids
@@ -333,14 +333,14 @@ def _answer_layout(n_body: int, answers: tuple[tuple[int, ...], ...]) -> _Layout
     nodes = answer_nodes(answers)
     index = {node: i for i, node in enumerate(nodes)}
     n_query = n_body + len(nodes)
-    pos_in_block = torch.arange(n_query)
-    pos_in_block[n_body:] = torch.tensor([len(node) - 1 for node in nodes], dtype=torch.long)
+    pos = torch.arange(n_query)
+    pos[n_body:] = torch.tensor([len(node) - 1 for node in nodes], dtype=torch.long)
     q = torch.arange(n_query)[:, None]
     k = torch.arange(n_query)[None, :]
-    in_block = (k <= q) & (q < n_body)
+    visible = (k <= q) & (q < n_body)
     for i, node in enumerate(nodes):  # a node sees itself and its ancestors (its own shorter prefixes)
         for depth in range(1, len(node) + 1):
-            in_block[n_body + i, n_body + index[node[:depth]]] = True
+            visible[n_body + i, n_body + index[node[:depth]]] = True
     source, targets = [], []
     membership = torch.zeros(sum(len(a) for a in answers), len(answers))
     for label, ans in enumerate(answers):
@@ -350,10 +350,10 @@ def _answer_layout(n_body: int, answers: tuple[tuple[int, ...], ...]) -> _Layout
             targets.append(token)
     return _Layout(
         n_query=n_query,
-        answer_ids=torch.tensor([node[-1] for node in nodes], dtype=torch.long),
-        is_answer=torch.arange(n_query) >= n_body,
-        pos_in_block=pos_in_block,
-        in_block=in_block,
+        node_ids=torch.tensor([node[-1] for node in nodes], dtype=torch.long),
+        is_node=torch.arange(n_query) >= n_body,
+        pos=pos,
+        visible=visible,
         node_rows=torch.arange(n_body, n_query),
         source=torch.tensor(source, dtype=torch.long),
         targets=torch.tensor(targets, dtype=torch.long),
