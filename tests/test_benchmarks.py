@@ -113,6 +113,19 @@ def test_hash_identifies_the_rows_and_limit_samples_reproducibly(shared_data):
     assert positions == sorted(positions)
 
 
+def test_even_limit_takes_every_nth_row_of_a_label_clustered_file(shared_data):
+    path = shared_data / "tfns" / "sent_valid.csv"
+    full = load_benchmark("tfns", path)
+    even = load_benchmark("tfns", path, limit=9, sample="even")
+    assert even.rows == [full.rows[i * full.n // 9] for i in range(9)]
+    assert full.labels[:29] == ["negative"] * 29  # why an even spread: the file comes in runs of one label
+    assert even.labels == ["negative", "neutral", "neutral", "positive", "neutral", "neutral", "negative",
+                           "neutral", "neutral"]
+    assert "9 evenly spaced rows" in even.split
+    with pytest.raises(ValueError, match="sample must be 'random' or 'even'"):
+        load_benchmark("tfns", path, limit=9, sample="first")
+
+
 def test_fingpt_split_matches_datasets_train_test_split():
     import datasets
 

@@ -121,7 +121,7 @@ def test_readme_bench_commands_parse():
         assert args.texts.is_file() and args.n > 0, line
 
 
-def test_int8_cost_rows_are_spread_over_the_label_sorted_file(shared_data):
+def test_int8_cost_rows_are_spread_over_the_label_clustered_file(shared_data):
     from finsent.speed_quality import load_tfns
 
     texts, gold = load_tfns(shared_data / "tfns" / "sent_valid.csv", 9)

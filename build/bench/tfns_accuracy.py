@@ -1,7 +1,7 @@
 """Accuracy benchmark of the build stage: prune -> fine-tune -> merge SmolLM2 on real data, score TFNS validation.
 
     .venv/bin/python build/bench/tfns_accuracy.py --recipe build/recipes/smollm2-135m-fingpt.yaml \\
-        [--max-steps N] [--eval-every 200 --probe-rows 500] [--eval-limit N] [--no-prune]
+        [--max-steps N] [--eval-every 200 --probe-rows 500] [--eval-limit N] [--no-prune] [--resume]
 
 Trains the recipe's pipeline (TFNS train + FPB train from ../shared/data for smollm2-135m-fingpt.yaml),
 optionally scores a fixed ``--probe-rows`` sample of the TFNS validation set every ``--eval-every``
@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--probe-rows", type=int, default=500, help="rows of TFNS validation in the probe sample")
     parser.add_argument("--eval-limit", type=int, help="score only N rows of TFNS validation at the end")
     parser.add_argument("--no-prune", action="store_true", help="fine-tune the unpruned model (does pruning hurt?)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in WORK/adapter/checkpoints (e.g. a copy of an "
+                             "earlier run's folder, to train it for more steps)")
     parser.add_argument("--work", help="working folder (default runs/bench-<recipe name>[-TAG])")
     parser.add_argument("--tag", default="", help="suffix for the work folder and the results file")
     args = parser.parse_args()
@@ -117,7 +120,10 @@ def main() -> None:
         probe = load_benchmark("tfns", TFNS_VALID, "3", limit=args.probe_rows)
         callbacks.append(ProbeEval(AutoTokenizer.from_pretrained(base), probe, args.eval_every))
     t = time.perf_counter()
-    adapter = run_finetune(recipe, base, work / "adapter", callbacks=callbacks)
+    checkpoints = sorted((work / "adapter" / "checkpoints").glob("checkpoint-*"),
+                         key=lambda p: int(p.name.split("-")[1]))
+    resumed_from = int(checkpoints[-1].name.split("-")[1]) if args.resume and checkpoints else 0
+    adapter = run_finetune(recipe, base, work / "adapter", resume=args.resume, callbacks=callbacks)
     mark("finetune", t)
     training = json.loads((adapter / "training.json").read_text())
 
@@ -132,6 +138,8 @@ def main() -> None:
     mark("eval", t)
 
     result = {"recipe": recipe.source, "pruned": not args.no_prune, "max_steps": recipe.finetune.max_steps,
+              # A resumed run's training time, tokens/s and probe curve cover only the steps after this one.
+              "resumed_from_step": resumed_from,
               "learning_rate": recipe.finetune.learning_rate, "tfns_validation": final, "stages": stages,
               "training": {k: training[k] for k in ("steps", "epochs", "train_loss", "tokens_per_second", "seconds",
                                                     "peak_memory_mb", "rows", "tokens_per_row", "precision")},

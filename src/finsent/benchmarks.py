@@ -119,8 +119,15 @@ def parse_benchmark_arg(text: str, scheme: str = "3", limit: int | None = None) 
 
 
 def load_benchmark(name: str, path: str | Path | None = None, scheme: str = "3",
-                   limit: int | None = None) -> BenchmarkData:
-    """Load a benchmark's rows: from ``path`` if given, else from its Hub id with FinGPT's split."""
+                   limit: int | None = None, sample: str = "random") -> BenchmarkData:
+    """Load a benchmark's rows: from ``path`` if given, else from its Hub id with FinGPT's split.
+
+    ``limit`` keeps that many rows, in file order: a seeded random sample, or with ``sample="even"``
+    every (n / limit)-th row, which spreads a handful of rows over a file that comes in runs of one label
+    (TFNS validation starts with 29 negative tweets).
+    """
+    if sample not in ("random", "even"):
+        raise ValueError(f"sample must be 'random' or 'even', got {sample!r}")
     spec = get_spec(name)
     scheme = str(scheme)
     if scheme not in spec.schemes:
@@ -145,9 +152,13 @@ def load_benchmark(name: str, path: str | Path | None = None, scheme: str = "3",
     if limit is not None and limit < data.n:
         if limit < 1:
             raise BenchmarkDataError(f"limit must be >= 1, got {limit}")
-        keep = sorted(random.Random(SEED).sample(range(data.n), limit))
+        if sample == "even":
+            keep = [i * data.n // limit for i in range(limit)]
+            data.split += f", {limit} evenly spaced rows"
+        else:
+            keep = sorted(random.Random(SEED).sample(range(data.n), limit))
+            data.split += f", sample of {limit} rows (seed {SEED})"
         data.rows = [data.rows[i] for i in keep]
-        data.split += f", sample of {limit} rows (seed {SEED})"
     logger.info("%s: %d rows from %s [%s]", spec.title, data.n, data.dataset, data.split)
     return data
 

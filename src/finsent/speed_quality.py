@@ -7,36 +7,21 @@ how far their probabilities move. Dynamic int8 is never exact, so this is the pr
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
 from pathlib import Path
 
-from .labels import LabelError, labels_of, tfns_label
+from .benchmarks import load_benchmark
+from .labels import labels_of
 
 logger = logging.getLogger(__name__)
 
 
 def load_tfns(path: Path, n: int) -> tuple[list[str], list[str]]:
-    """``n`` (text, gold label) rows spread evenly over a TFNS CSV (0 negative, 1 positive, 2 neutral).
-
-    The file is sorted by label, so its first rows are all negative: take every (len / n)-th row.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"TFNS file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    picked = sorted({i * len(rows) // n for i in range(min(n, len(rows)))})
-    texts, gold = [], []
-    for i in picked:
-        try:
-            gold.append(tfns_label(rows[i]["label"]))
-        except (LabelError, KeyError) as exc:
-            raise LabelError(f"{path}, data row {i + 1}: bad or missing label ({exc})") from None
-        texts.append(rows[i]["text"])
-    return texts, gold
+    """``n`` (text, gold label) rows spread evenly over a TFNS CSV, whose rows come in runs of one label."""
+    data = load_benchmark("tfns", path, "3", limit=n, sample="even")
+    return [r.text for r in data.rows], [r.label for r in data.rows]
 
 
 def int8_accuracy(model: str | Path, texts_file: Path, n: int, out_dir: Path, *, scheme: str = "3",
