@@ -169,6 +169,7 @@ def test_answer_loss_masks_exactly_the_answer_tokens(tokenizer):
     answer = list(encoder.answer_ids("moderately negative"))
     n_prompt = len(item["input_ids"]) - len(answer)
     assert item["labels"] == [IGNORE] * n_prompt + answer
+    assert item["input_ids"][:item["prefix_len"]] == list(encoder.prefix_ids(INSTR7))
     assert item["input_ids"][:n_prompt] == encoder.encode(INSTR7, ex.text).ids  # what the classifier scores
     assert tokenizer.decode([t for t in item["labels"] if t != IGNORE]) == " moderately negative\n"
     assert tokenizer.decode(item["input_ids"], skip_special_tokens=True) == training_text(
@@ -189,9 +190,13 @@ def test_long_text_is_cut_in_the_news_and_keeps_the_answer(tokenizer):
 def test_collate_right_pads_with_ignored_labels():
     batch = collate([{"input_ids": [5, 6, 7], "labels": [IGNORE, IGNORE, 7]},
                      {"input_ids": [8], "labels": [8]}], pad_id=0)
+    assert "prefix_len" not in batch
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[IGNORE, IGNORE, 7], [8, IGNORE, IGNORE]]
+    with_prefix = collate([{"input_ids": [5, 6, 7], "labels": [5, 6, 7], "prefix_len": 2},
+                           {"input_ids": [5, 6], "labels": [5, 6], "prefix_len": 2}], pad_id=0)
+    assert with_prefix["prefix_len"].tolist() == [2, 2]
 
 
 def test_real_tfns_and_fpb_files_load(shared_data):

@@ -94,6 +94,27 @@ def test_fast_loss_equals_full_logits_loss_and_gradients(tiny_llama_dir, tmp_pat
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["answer", "full"])
+def test_shared_prefix_loss_equals_the_full_pass(tiny_llama_dir, tmp_path, loss):
+    from finsent.trainer import reference_loss, token_loss
+
+    model = lora_model(tiny_llama_dir).eval()  # no dropout: the shared prefix draws one mask per prefix
+    batch = batch_of(tiny_llama_dir, tmp_path, loss)
+    # Tweets and news: two distinct instruction prefixes of equal length in one batch.
+    heads = {tuple(row[: int(n)]) for row, n in zip(batch["input_ids"].tolist(), batch["prefix_len"])}
+    assert len(heads) == 2 and len(batch["input_ids"]) > 2
+    results = []
+    for fn, extra in ((reference_loss, {}), (token_loss, {"prefix_len": batch["prefix_len"]})):
+        model.zero_grad(set_to_none=True)
+        total, count = fn(model, batch["input_ids"], batch["attention_mask"], batch["labels"], **extra)
+        (total / count).backward()
+        results.append((float(total), count, [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    (ref, ref_n, ref_g), (shared, shared_n, shared_g) = results
+    assert shared_n == ref_n and shared == pytest.approx(ref, rel=1e-5)
+    for a, b in zip(ref_g, shared_g):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path):
     from finsent.finetune import run_finetune
 
@@ -113,6 +134,27 @@ def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path
     again = json.loads((resumed / "training.json").read_text())
     assert again["steps"] == 4
     assert [e["step"] for e in again["log"]][-2:] == [3, 4]  # continued, not restarted
+
+
+def test_finetune_with_a_shared_prefix_learns_the_same_adapter(tiny_llama_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from finsent.finetune import run_finetune
+
+    data = write_finsent(tmp_path / "train.jsonl")
+    weights = []
+    for share in (False, True):  # no dropout, so both runs see exactly the same loss and gradients
+        # Batches of 8 rows hold at most 4 distinct instructions (3/7 classes x tweet/news): always shared.
+        recipe = tiny_recipe(data, share_prefix=share, lora_dropout=0.0, batch_size=8, grad_accum=1)
+        out = run_finetune(recipe, tiny_llama_dir, tmp_path / f"adapter-{share}", max_steps=3)
+        assert json.loads((out / "training.json").read_text())["share_prefix"] is share
+        weights.append(load_file(out / "adapter_model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=1e-3, atol=1e-5)
+    assert any(float(w.abs().max()) > 0 for name, w in weights[1].items() if "lora_B" in name)  # it did learn
+    with pytest.raises(ValueError, match="share_prefix needs finetune.fast_loss"):
+        run_finetune(tiny_recipe(data, share_prefix=True, fast_loss=False), tiny_llama_dir, tmp_path / "x")
 
 
 def test_finetune_command_line(tiny_llama_dir, tmp_path, capsys):

@@ -9,7 +9,8 @@ one change at a time:
     plain        float32, every row padded to max_length 128, random batches, full [B, T, V] logits
     grouped      + batches of similar length, padded to their longest row only
     fast-loss    + vocabulary projection only at the answer positions (finsent.trainer.token_loss)
-    fast-bf16    + bf16 autocast (only fast where the CPU has native bf16: AVX-512 BF16 or AMX)
+    shared       + each distinct instruction prefix run once per batch (finsent.trainer.shared_prefix_hidden)
+    fast-bf16    fast-loss + bf16 autocast (only fast where the CPU has native bf16: AVX-512 BF16 or AMX)
 
 The configurations take turns step by step in one process (after one warm-up round), so a machine
 shared with other jobs slows them all alike and the ratios stay meaningful. Memory is the resident
@@ -31,10 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 CONFIGS = {
-    "plain": dict(pad_to=128, grouped=False, fast=False, bf16=False),
-    "grouped": dict(pad_to=None, grouped=True, fast=False, bf16=False),
-    "fast-loss": dict(pad_to=None, grouped=True, fast=True, bf16=False),
-    "fast-bf16": dict(pad_to=None, grouped=True, fast=True, bf16=True),
+    "plain": dict(pad_to=128, grouped=False, fast=False, bf16=False, share=False),
+    "grouped": dict(pad_to=None, grouped=True, fast=False, bf16=False, share=False),
+    "fast-loss": dict(pad_to=None, grouped=True, fast=True, bf16=False, share=False),
+    "shared": dict(pad_to=None, grouped=True, fast=True, bf16=False, share=True),
+    "fast-bf16": dict(pad_to=None, grouped=True, fast=True, bf16=True, share=False),
 }
 
 
@@ -80,11 +82,12 @@ class RssPeak:
         self.extra_mb = (self.peak - self.before) / 2**20
 
 
-def step(model, optim, loss_fn, batch, bf16: bool) -> float:
+def step(model, optim, loss_fn, batch, bf16: bool, share: bool) -> float:
     import torch
 
+    extra = {"prefix_len": batch["prefix_len"]} if share else {}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss_sum, count = loss_fn(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        loss_sum, count = loss_fn(model, batch["input_ids"], batch["attention_mask"], batch["labels"], **extra)
     (loss_sum / count).backward()
     optim.step()
     optim.zero_grad(set_to_none=True)
@@ -92,18 +95,23 @@ def step(model, optim, loss_fn, batch, bf16: bool) -> float:
 
 
 def compare_losses(model, batch) -> dict:
-    """Fast and plain loss on one batch: the values and the LoRA gradients must agree."""
+    """Plain, fast and shared-prefix loss on one batch: the values and the LoRA gradients must agree."""
+    from functools import partial
+
     from finsent.trainer import reference_loss, token_loss
 
     out = {}
-    for name, fn in (("plain", reference_loss), ("fast", token_loss)):
+    for name, fn in (("plain", reference_loss), ("fast", token_loss),
+                     ("shared", partial(token_loss, prefix_len=batch["prefix_len"]))):
         model.zero_grad(set_to_none=True)
         loss_sum, count = fn(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
         (loss_sum / count).backward()
         out[name] = (float(loss_sum / count), [p.grad.clone() for p in model.parameters() if p.requires_grad])
     model.zero_grad(set_to_none=True)
-    grad_diff = max(float((a - b).abs().max()) for a, b in zip(out["plain"][1], out["fast"][1]))
-    return {"plain_loss": out["plain"][0], "fast_loss": out["fast"][0], "max_grad_diff": grad_diff}
+    check = {f"{name}_loss": loss for name, (loss, _) in out.items()}
+    for name in ("fast", "shared"):
+        check[f"{name}_max_grad_diff"] = max(float((a - b).abs().max()) for a, b in zip(out["plain"][1], out[name][1]))
+    return check
 
 
 def run(args) -> dict:
@@ -141,7 +149,7 @@ def run(args) -> dict:
             pad = torch.nn.functional.pad
             batch = {"input_ids": pad(batch["input_ids"], (0, width), value=tok.pad_token_id),
                      "attention_mask": pad(batch["attention_mask"], (0, width), value=0),
-                     "labels": pad(batch["labels"], (0, width), value=-100)}
+                     "labels": pad(batch["labels"], (0, width), value=-100), "prefix_len": batch["prefix_len"]}
         return batch
 
     names = args.configs.split(",")
@@ -151,14 +159,15 @@ def run(args) -> dict:
     check = compare_losses(model, plans[names[-1]][0])
     model.train()
     print(f"loss check on one batch: plain {check['plain_loss']:.6f} fast {check['fast_loss']:.6f} "
-          f"max |grad diff| {check['max_grad_diff']:.2e}", flush=True)
+          f"shared {check['shared_loss']:.6f}; max |grad diff| vs plain: fast {check['fast_max_grad_diff']:.2e} "
+          f"shared {check['shared_max_grad_diff']:.2e}", flush=True)
     stats = {n: {"times": [], "tokens": 0, "padded": 0, "extra_mb": 0.0} for n in names}
     for rnd in range(args.steps + 1):
         for n in names:
             cfg, batch = CONFIGS[n], plans[n][rnd]
             with RssPeak() as mem:
                 start = time.perf_counter()
-                step(model, optim, token_loss if cfg["fast"] else reference_loss, batch, cfg["bf16"])
+                step(model, optim, token_loss if cfg["fast"] else reference_loss, batch, cfg["bf16"], cfg["share"])
                 took = time.perf_counter() - start
             print(f"round {rnd} {n}: {took:.2f} s, {int(batch['attention_mask'].sum())} real tokens, "
                   f"+{mem.extra_mb:.0f} MB", flush=True)

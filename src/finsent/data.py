@@ -269,9 +269,10 @@ def encode_example(encoder: PromptEncoder, example: Example, loss: str = "answer
     """
     answer = list(encoder.answer_ids(example.answer))
     try:
-        prompt = encoder.encode(example.instruction, example.text, reserve=len(answer)).ids
+        encoded = encoder.encode(example.instruction, example.text, reserve=len(answer))
     except InputError as exc:
         raise DataError(f"{example.where}: {exc}") from None
+    prompt = encoded.ids
     ids = prompt + answer
     if loss == "answer":
         labels = [IGNORE] * len(prompt) + answer
@@ -279,7 +280,7 @@ def encode_example(encoder: PromptEncoder, example: Example, loss: str = "answer
         labels = list(ids)
     else:
         raise ValueError(f"loss must be 'answer' or 'full', got {loss!r}")
-    return {"input_ids": ids, "labels": labels}
+    return {"input_ids": ids, "labels": labels, "prefix_len": len(encoded.prefix)}
 
 
 class EncodedDataset:
@@ -299,7 +300,7 @@ class EncodedDataset:
 
 
 def collate(items: list[dict], pad_id: int) -> dict:
-    """Right-pad a batch to its longest row: input_ids/attention_mask/labels as [B, T] long tensors."""
+    """Right-pad a batch to its longest row: input_ids/attention_mask/labels [B, T] long (+ prefix_len [B])."""
     import torch
 
     width = max(len(it["input_ids"]) for it in items)
@@ -311,4 +312,7 @@ def collate(items: list[dict], pad_id: int) -> dict:
         ids[i, :n] = torch.tensor(it["input_ids"])
         mask[i, :n] = 1
         labels[i, :n] = torch.tensor(it["labels"])
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if all("prefix_len" in it for it in items):  # the instruction's length: see trainer.shared_prefix_hidden
+        batch["prefix_len"] = torch.tensor([it["prefix_len"] for it in items])
+    return batch

@@ -51,6 +51,8 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     if base_dir.exists() and not (base_dir / "config.json").is_file():
         raise FileNotFoundError(f"base model folder {base_dir} has no config.json")
+    if f.share_prefix and not f.fast_loss:
+        raise ValueError("finetune.share_prefix needs finetune.fast_loss (it feeds the label-position loss)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if f.threads:
         torch.set_num_threads(f.threads)
@@ -108,7 +110,8 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         dataloader_num_workers=0,
     )
     trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss)
+                             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss,
+                             share_prefix=f.share_prefix)
     trainer.add_callback(ThroughputCallback(trainer))
     for callback in callbacks or []:
         trainer.add_callback(callback)
@@ -134,6 +137,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         "effective_batch": f.batch_size * f.grad_accum * max(1, args.world_size),
         "loss": f.loss,
         "fast_loss": f.fast_loss,
+        "share_prefix": f.share_prefix,
         "train_loss": round(float(result.training_loss), 5),
         "tokens_per_second": round(trainer.tokens_seen / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 1),

@@ -29,14 +29,15 @@ def unwrap(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def token_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, int]:
+def token_loss(model, input_ids, attention_mask, labels, prefix_len=None) -> tuple[torch.Tensor, int]:
     """(sum of cross-entropy over labelled next tokens, number of them), projecting only where needed.
 
     Shapes: input_ids/attention_mask/labels [B, T]; hidden [B, T, H]; picked [N, H]; logits [N, V].
+    ``prefix_len`` [B] (each row's instruction prefix length) turns on ``shared_prefix_hidden``.
     """
     lm = unwrap(model)
     body = getattr(lm, lm.base_model_prefix)  # LlamaModel etc.: the decoder without the LM head
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    hidden = shared_prefix_hidden(body, input_ids, attention_mask, prefix_len)
     targets = labels[:, 1:]  # position t predicts token t + 1
     keep = targets != IGNORE  # [B, T-1]
     picked = hidden[:, :-1][keep]  # [N, H]
@@ -45,6 +46,34 @@ def token_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, 
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return F.cross_entropy(logits, targets[keep], reduction="sum"), int(keep.sum())
+
+
+def shared_prefix_hidden(body, input_ids, attention_mask, prefix_len=None) -> torch.Tensor:
+    """The decoder's last hidden states [B, T, H], running each distinct instruction prefix once.
+
+    Every row starts with its instruction (25 of a TFNS row's ~58 tokens for SmolLM2) and a batch
+    holds one or two distinct ones (tweet, news). The first P = min(prefix_len) tokens run once per
+    distinct prefix ([K, P], K <= 2), their keys/values are indexed out to the B rows (autograd adds
+    the rows' gradients back into the shared computation) and the rest [B, T - P] attends to them,
+    as the classifier does at inference. Same values as one full pass, ~40 % fewer tokens through
+    the layers. One difference in training: LoRA dropout draws one mask per prefix, not per row.
+    """
+    from transformers import DynamicCache
+
+    from .classify import _cache_kwarg, _cache_of
+
+    n_rows, width = input_ids.shape
+    shared = int(prefix_len.min()) if prefix_len is not None else 0
+    heads, row_of = (torch.unique(input_ids[:, :shared], dim=0, return_inverse=True) if 0 < shared < width
+                     else (input_ids, None))
+    if row_of is None or len(heads) == n_rows:  # nothing to share
+        return body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    head = body(input_ids=heads, use_cache=True)
+    kv = [(k[row_of], v[row_of]) for k, v, *_ in _cache_of(head)]  # [B, kv_heads, P, head_dim] each
+    positions = torch.arange(shared, width, device=input_ids.device).expand(n_rows, -1)
+    rest = body(input_ids=input_ids[:, shared:], attention_mask=attention_mask, position_ids=positions,
+                use_cache=True, **{_cache_kwarg(body): DynamicCache(ddp_cache_data=kv)})
+    return torch.cat([head.last_hidden_state[row_of], rest.last_hidden_state], dim=1)
 
 
 def reference_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, int]:
@@ -68,9 +97,9 @@ class FinSentTrainer(Trainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, fast_loss: bool = True, **kwargs):
+    def __init__(self, *args, fast_loss: bool = True, share_prefix: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fast_loss = fast_loss
+        self.fast_loss, self.share_prefix = fast_loss, share_prefix
         self.tokens_seen = 0  # non-pad tokens through forward+backward (tokens/s in training.json)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -78,8 +107,11 @@ class FinSentTrainer(Trainer):
             raise NotImplementedError("FinSentTrainer computes the loss only (no evaluation loop)")
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
-        fn = token_loss if self.fast_loss else reference_loss
-        loss_sum, count = fn(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        args = (model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        if self.fast_loss:
+            loss_sum, count = token_loss(*args, prefix_len=inputs.get("prefix_len") if self.share_prefix else None)
+        else:
+            loss_sum, count = reference_loss(*args)
         if num_items_in_batch is None:
             num_items_in_batch = max(count, 1) * self.current_gradient_accumulation_steps
         return loss_sum / num_items_in_batch
