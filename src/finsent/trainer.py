@@ -7,6 +7,8 @@ the hidden states that predict a labelled token ([N, H], N = answer tokens in th
 the LM head there only. The value is the same as ``model(input_ids, labels=labels).loss`` (summed
 cross-entropy over shifted labels, in float32); ``tests/test_finetune.py`` checks it.
 
+``shared_prefix_hidden`` also runs each batch's instruction prefix once instead of once per row.
+
 Used by ``finsent finetune`` (``finsent.finetune``) and ``build/bench/finetune_speed.py``.
 """
 
@@ -52,8 +54,8 @@ def shared_prefix_hidden(body, input_ids, attention_mask, prefix_len=None) -> to
     """The decoder's last hidden states [B, T, H], running each distinct instruction prefix once.
 
     Every row starts with its instruction (25 of a TFNS row's ~58 tokens for SmolLM2) and a batch
-    holds one or two distinct ones (tweet, news). The first P = min(prefix_len) tokens run once per
-    distinct prefix ([K, P], K <= 2), their keys/values are indexed out to the B rows (autograd adds
+    holds few distinct ones (tweet and news, 3 or 7 classes). The first P = min(prefix_len) tokens run
+    once per distinct prefix ([K, P]), their keys/values are indexed out to the B rows (autograd adds
     the rows' gradients back into the shared computation) and the rest [B, T - P] attends to them,
     as the classifier does at inference. Same values as one full pass, ~40 % fewer tokens through
     the layers. One difference in training: LoRA dropout draws one mask per prefix, not per row.
