@@ -40,8 +40,9 @@ def tiny_recipe(data: str, **finetune) -> Recipe:
     recipe = Recipe(name="tiny")
     recipe.finetune.data = [DataSource(path=data, schema="finsent", scheme="3"),
                             DataSource(path=data, schema="finsent", scheme="7")]
+    # fp32: exact comparisons between runs; precision auto would pick bf16 on a CPU with AMX.
     settings = dict(batch_size=4, grad_accum=2, max_steps=3, learning_rate=1e-3, logging_steps=1, save_steps=2,
-                    threads=2)
+                    threads=2, precision="fp32")
     settings.update(finetune)
     for key, value in settings.items():
         setattr(recipe.finetune, key, value)
@@ -155,6 +156,41 @@ def test_finetune_with_a_shared_prefix_learns_the_same_adapter(tiny_llama_dir, t
     assert any(float(w.abs().max()) > 0 for name, w in weights[1].items() if "lora_B" in name)  # it did learn
     with pytest.raises(ValueError, match="share_prefix needs finetune.fast_loss"):
         run_finetune(tiny_recipe(data, share_prefix=True, fast_loss=False), tiny_llama_dir, tmp_path / "x")
+
+
+def test_cpu_has_native_bf16_matches_the_cpu_flags():
+    """torch's answer agrees with the kernel's CPU flags (an earlier check looked in the wrong module: always False)."""
+    from finsent.trainer import autocast_dtype, cpu_has_native_bf16
+
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    expected = bool(flags & {"avx512_bf16", "amx_tile"})
+    assert cpu_has_native_bf16() is expected
+    assert autocast_dtype("auto", "cpu") is (torch.bfloat16 if expected else None)
+    assert autocast_dtype("fp32", "cpu") is None and autocast_dtype("bf16", "cpu") is torch.bfloat16
+
+
+def test_finetune_in_bf16_with_eager_attention(tiny_llama_dir, tmp_path):
+    """bf16 autocast over a bf16 frozen base, eager attention: runs, reports both, keeps float32 adapters."""
+    from safetensors.torch import load_file
+
+    from finsent.finetune import run_finetune
+
+    recipe = tiny_recipe(write_finsent(tmp_path / "train.jsonl"), precision="bf16", attn_implementation="eager",
+                         share_prefix=True, lora_dropout=0.0)
+    out = run_finetune(recipe, tiny_llama_dir, tmp_path / "adapter", max_steps=3)
+    report = json.loads((out / "training.json").read_text())
+    assert report["precision"] == "bfloat16" and report["attn_implementation"] == "eager"
+    assert report["steps"] == 3 and all(e["loss"] > 0 for e in report["log"])
+    weights = load_file(out / "adapter_model.safetensors")
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+    assert any(float(w.abs().max()) > 0 for name, w in weights.items() if "lora_B" in name)  # it did learn
+    recipe.finetune.attn_implementation = "no-such-kernel"
+    with pytest.raises(ValueError, match="no-such-kernel"):
+        run_finetune(recipe, tiny_llama_dir, tmp_path / "bad", max_steps=1)
 
 
 def test_finetune_command_line(tiny_llama_dir, tmp_path, capsys):

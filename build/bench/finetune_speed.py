@@ -1,22 +1,26 @@
 """Fine-tuning speed on this machine: the plain peft loop against the optimized one, side by side, one run.
 
-    .venv/bin/python build/bench/finetune_speed.py --base runs/smollm2-135m/pruned --steps 6
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python build/bench/finetune_speed.py --base runs/smollm2-135m/pruned --steps 4
 
-Every configuration trains the same LoRA (r8, alpha 32, dropout 0.1 on q,k,v,o,gate,up,down) on the same
-real rows (TFNS train + FPB train from ../shared/data, answer-only labels, batch 16). Configurations add
-one change at a time:
+Every configuration trains a LoRA (r8, alpha 32 on q,k,v,o,gate,up,down) on the same real rows (TFNS
+train + FPB train from ../shared/data, answer-only labels). Each adds one change to the one before,
+ending at what ``build/recipes/smollm2-135m-fingpt.yaml`` trains with:
 
-    plain        float32, every row padded to max_length 128, random batches, full [B, T, V] logits
+    plain        float32, LoRA dropout 0.1, batch 16, every row padded to 128, random batches, [B, T, V] logits
     grouped      + batches of similar length, padded to their longest row only
     fast-loss    + vocabulary projection only at the answer positions (finsent.trainer.token_loss)
     shared       + each distinct instruction prefix run once per batch (finsent.trainer.shared_prefix_hidden)
-    fast-bf16    fast-loss + bf16 autocast (only fast where the CPU has native bf16: AVX-512 BF16 or AMX)
+    no-dropout   + LoRA dropout 0 (its Bernoulli masks are a sixth of a CPU step)
+    bf16         + frozen base in bfloat16 under bf16 autocast (fast only on CPUs with AMX or AVX-512 BF16)
+    eager        + transformers' eager attention instead of sdpa (sdpa's bf16 backward is slow on a CPU)
+    batch32      + 32 rows a step instead of 16 (a CPU step is mostly per-operation overhead)
 
 The configurations take turns step by step in one process (after one warm-up round), so a machine
-shared with other jobs slows them all alike and the ratios stay meaningful. Memory is the resident
-set sampled every 5 ms during a configuration's steps (after ``malloc_trim``), above the resident
-set before them. Real tokens/s counts non-pad tokens. First, the two loss paths are compared on one
-batch (value and LoRA gradients). Writes build/bench/results/finetune_speed.json.
+shared with other jobs slows them all alike and the ratios stay meaningful. Configurations with the
+same model settings share one model. Memory is the resident set sampled every 5 ms during a
+configuration's steps (after ``malloc_trim``), above the resident set before them. Real tokens/s
+counts non-pad tokens. First, the plain, fast and shared-prefix losses are compared on one batch
+(value and LoRA gradients). Writes build/bench/results/finetune_speed.json.
 """
 
 from __future__ import annotations
@@ -31,13 +35,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
-CONFIGS = {
-    "plain": dict(pad_to=128, grouped=False, fast=False, bf16=False, share=False),
-    "grouped": dict(pad_to=None, grouped=True, fast=False, bf16=False, share=False),
-    "fast-loss": dict(pad_to=None, grouped=True, fast=True, bf16=False, share=False),
-    "shared": dict(pad_to=None, grouped=True, fast=True, bf16=False, share=True),
-    "fast-bf16": dict(pad_to=None, grouped=True, fast=True, bf16=True, share=False),
-}
+PLAIN = dict(pad_to=128, grouped=False, fast=False, share=False, dropout=0.1, bf16=False, attn="sdpa", batch=16)
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+STEPS = [  # (name, what it changes): each configuration is the one before plus its change
+    ("plain", {}),
+    ("grouped", dict(pad_to=None, grouped=True)),
+    ("fast-loss", dict(fast=True)),
+    ("shared", dict(share=True)),
+    ("no-dropout", dict(dropout=0.0)),
+    ("bf16", dict(bf16=True)),
+    ("eager", dict(attn="eager")),
+    ("batch32", dict(batch=32)),
+]
+CONFIGS: dict[str, dict] = {}
+for _name, _change in STEPS:
+    CONFIGS[_name] = {**(list(CONFIGS.values())[-1] if CONFIGS else PLAIN), **_change}
 
 
 def batches(encoded: list[dict], batch_size: int, grouped: bool, count: int, seed: int) -> list[list[int]]:
@@ -122,25 +134,35 @@ def run(args) -> dict:
     from finsent.data import collate, encode_example, load_mixture
     from finsent.prompts import PromptEncoder
     from finsent.recipes import DataSource
-    from finsent.trainer import reference_loss, token_loss
+    from finsent.trainer import cpu_has_native_bf16, reference_loss, token_loss
 
-    torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.base)
-    model = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.1, task_type="CAUSAL_LM",
-                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
-                                                             "gate_proj", "up_proj", "down_proj"]))
-    for name, p in model.named_parameters():  # non-zero B, so gradients reach every LoRA matrix
-        if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.01)
-    model.train()
+    names = args.configs.split(",")
+    models = {}  # (dropout, bf16, attn) -> (peft model, optimizer): configurations that differ only in data share one
+
+    def model_for(cfg: dict):
+        key = (cfg["dropout"], cfg["bf16"], cfg["attn"])
+        if key not in models:
+            torch.manual_seed(0)  # the same LoRA start for every model
+            base = AutoModelForCausalLM.from_pretrained(args.base, attn_implementation=cfg["attn"],
+                                                        dtype=torch.bfloat16 if cfg["bf16"] else torch.float32)
+            model = get_peft_model(base, LoraConfig(r=8, lora_alpha=32, lora_dropout=cfg["dropout"],
+                                                    task_type="CAUSAL_LM", target_modules=TARGETS))
+            for name, p in model.named_parameters():  # float32 LoRA; non-zero B, so every LoRA matrix gets gradients
+                if p.requires_grad:
+                    p.data = p.data.float()
+                    if "lora_B" in name:
+                        torch.nn.init.normal_(p, std=0.01)
+            model.train()
+            models[key] = (model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5))
+        return models[key]
+
     sources = [DataSource(path=str(DATA / "tfns" / "sent_train.csv"), schema="tfns", limit=3000),
                DataSource(path=str(DATA / "fpb" / "train.jsonl"), schema="fpb", limit=1000)]
     examples = load_mixture(sources, seed=0).examples
     encoder = PromptEncoder(tok, max_length=128)
     encoded = [encode_example(encoder, ex, "answer") for ex in examples]
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
     def make(idx, pad_to):
         batch = collate([encoded[i] for i in idx], tok.pad_token_id)
@@ -152,19 +174,20 @@ def run(args) -> dict:
                      "labels": pad(batch["labels"], (0, width), value=-100), "prefix_len": batch["prefix_len"]}
         return batch
 
-    names = args.configs.split(",")
     plans = {n: [make(idx, CONFIGS[n]["pad_to"]) for idx in
-                 batches(encoded, args.batch_size, CONFIGS[n]["grouped"], args.steps + 1, seed=0)] for n in names}
-    model.eval()  # no dropout for the equality check
-    check = compare_losses(model, plans[names[-1]][0])
-    model.train()
+                 batches(encoded, CONFIGS[n]["batch"], CONFIGS[n]["grouped"], args.steps + 1, seed=0)] for n in names}
+    first, _ = model_for(CONFIGS[names[0]])
+    first.eval()  # no dropout for the equality check
+    check = compare_losses(first, plans[names[-1]][0])
+    first.train()
     print(f"loss check on one batch: plain {check['plain_loss']:.6f} fast {check['fast_loss']:.6f} "
           f"shared {check['shared_loss']:.6f}; max |grad diff| vs plain: fast {check['fast_max_grad_diff']:.2e} "
           f"shared {check['shared_max_grad_diff']:.2e}", flush=True)
-    stats = {n: {"times": [], "tokens": 0, "padded": 0, "extra_mb": 0.0} for n in names}
+    stats = {n: {"times": [], "tokens": 0, "padded": 0, "rows": 0, "extra_mb": 0.0} for n in names}
     for rnd in range(args.steps + 1):
         for n in names:
             cfg, batch = CONFIGS[n], plans[n][rnd]
+            model, optim = model_for(cfg)
             with RssPeak() as mem:
                 start = time.perf_counter()
                 step(model, optim, token_loss if cfg["fast"] else reference_loss, batch, cfg["bf16"], cfg["share"])
@@ -176,27 +199,29 @@ def run(args) -> dict:
                 s["times"].append(took)
                 s["tokens"] += int(batch["attention_mask"].sum())
                 s["padded"] += batch["input_ids"].numel()
+                s["rows"] += batch["input_ids"].shape[0]
                 s["extra_mb"] = max(s["extra_mb"], mem.extra_mb)
         print(f"round {rnd}/{args.steps} done", flush=True)
     rows = []
     for n in names:
         s, k = stats[n], len(stats[n]["times"])
         seconds = sum(s["times"])
-        rows.append({"config": n, **CONFIGS[n], "steps": k, "batch_size": args.batch_size,
+        rows.append({"config": n, **CONFIGS[n], "steps": k,
                      "seconds_per_step": round(seconds / k, 3),
                      "median_seconds_per_step": round(sorted(s["times"])[k // 2], 3),
                      "tokens_per_second": round(s["tokens"] / seconds, 1),
-                     "real_tokens_per_row": round(s["tokens"] / k / args.batch_size, 1),
-                     "padded_tokens_per_row": round(s["padded"] / k / args.batch_size, 1),
+                     "rows_per_second": round(s["rows"] / seconds, 2),
+                     "real_tokens_per_row": round(s["tokens"] / s["rows"], 1),
+                     "padded_tokens_per_row": round(s["padded"] / s["rows"], 1),
                      "step_memory_mb": round(s["extra_mb"], 1)})
-    return {"base": args.base, "threads": args.threads, "loss_check": check, "rows": rows}
+    return {"base": args.base, "threads": args.threads, "cpu_native_bf16": cpu_has_native_bf16(),
+            "loss_check": check, "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="model folder (e.g. the 40 %% pruned SmolLM2)")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per configuration")
-    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--out", default=str(ROOT / "build" / "bench" / "results" / "finetune_speed.json"))
@@ -206,8 +231,9 @@ def main() -> None:
     base = rows[0]["tokens_per_second"]
     for r in rows:
         r["speedup_vs_first"] = round(r["tokens_per_second"] / base, 2)
-        print(f"{r['config']:10s} {r['seconds_per_step']:7.3f} s/step (median {r['median_seconds_per_step']:.3f}) "
-              f"{r['tokens_per_second']:8.1f} real tokens/s  {r['speedup_vs_first']:5.2f}x  "
+        print(f"{r['config']:11s} {r['seconds_per_step']:7.3f} s/step (median {r['median_seconds_per_step']:.3f}) "
+              f"{r['tokens_per_second']:8.1f} real tokens/s "
+              f"{r['rows_per_second']:6.2f} rows/s {r['speedup_vs_first']:5.2f}x  "
               f"(pad {r['padded_tokens_per_row']:.0f} / real {r['real_tokens_per_row']:.0f} tokens a row)  "
               f"step memory +{r['step_memory_mb']:.0f} MB")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -64,9 +64,11 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # Frozen base: half precision on a GPU saves memory; on a CPU float32 (see trainer.autocast_dtype).
-    base_dtype = amp if (amp is not None and device == "cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=base_dtype)
+    # Frozen base in the autocast dtype wherever autocast runs (a GPU, or a CPU with native bf16): autocast
+    # would cast every float32 weight again at every matmul; without autocast, float32.
+    base_dtype = amp if amp is not None else torch.float32
+    extra = {"attn_implementation": f.attn_implementation} if f.attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=base_dtype, **extra)
     context = getattr(model.config, "max_position_embeddings", None) or f.max_length
 
     data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, root=repo_root(recipe))
@@ -138,6 +140,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         "loss": f.loss,
         "fast_loss": f.fast_loss,
         "share_prefix": f.share_prefix,
+        "attn_implementation": model.config._attn_implementation,
         "train_loss": round(float(result.training_loss), 5),
         "tokens_per_second": round(trainer.tokens_seen / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 1),

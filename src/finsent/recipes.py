@@ -77,6 +77,9 @@ class FinetuneSection:
     # fewer tokens; LoRA dropout then draws one mask per prefix instead of per row.
     share_prefix: bool = False
     threads: int | None = None  # CPU threads for torch (None = torch's default, the physical cores)
+    # transformers' attention kernel while training (None = the model's default, sdpa). "eager" trained
+    # 1.2x faster in bf16 on the project's CPU: sdpa's bf16 backward there took 11 ms a layer at B=16, T=39.
+    attn_implementation: str | None = None
 
 
 @dataclass
