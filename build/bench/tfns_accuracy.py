@@ -66,6 +66,26 @@ class ProbeEval(TrainerCallback):
               flush=True)
 
 
+def plot_curve(curve: list[dict], path: Path, title: str, batch: int) -> None:
+    """Probe accuracy and macro-F1 against optimizer steps (one PNG beside the results JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([c["step"] for c in curve], [c["accuracy"] for c in curve], marker="o", label="accuracy")
+    ax.plot([c["step"] for c in curve], [c["macro_f1"] for c in curve], marker="s", label="macro-F1")
+    ax.set_xlabel(f"optimizer step (batch {batch})")
+    ax.set_ylabel(f"TFNS validation, {curve[0]['n']}-row sample")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default=str(ROOT / "build" / "recipes" / "smollm2-135m-fingpt.yaml"))
@@ -148,23 +168,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"tfns_accuracy{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    curve = result["probe_curve"]
-    if curve:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([c["step"] for c in curve], [c["accuracy"] for c in curve], marker="o", label="accuracy")
-        ax.plot([c["step"] for c in curve], [c["macro_f1"] for c in curve], marker="s", label="macro-F1")
-        ax.set_xlabel("optimizer step (batch 16)")
-        ax.set_ylabel(f"TFNS validation, {curve[0]['n']}-row sample")
-        ax.set_title(f"{recipe.name}{suffix}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=100)
+    if result["probe_curve"]:
+        plot_curve(result["probe_curve"], out.with_suffix(".png"), f"{recipe.name}{suffix}",
+                   recipe.finetune.batch_size * recipe.finetune.grad_accum)
     print(f"TFNS validation ({final['n']} rows): accuracy {final['accuracy']}  macro-F1 {final['macro_f1']}  "
           f"weighted-F1 {final['weighted_f1']}")
     timings = ", ".join(f"{k} {v['seconds']} s" for k, v in stages.items())
