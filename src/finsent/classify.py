@@ -77,9 +77,10 @@ class FinSentClassifier:
                         quantize: str | None = None, **kwargs) -> FinSentClassifier:
         """Load from a folder, a Hub id or ``"smollm2"``; ``None`` follows ``models.resolve_model``.
 
-        ``dtype``: a torch dtype or its name, or ``"auto"`` (bfloat16 on CUDA, float32 on CPU: on this
-        project's CPUs, without AVX-512 BF16, a bfloat16 GEMM measured ~100x slower than float32; see
-        eval/bench/README.md). ``threads`` sets torch's (process-wide) intra-op thread count.
+        ``dtype``: a torch dtype or its name, or ``"auto"`` (bfloat16 on CUDA, float32 on CPU: on a CPU
+        without AVX-512 BF16, such as the project's AMD EPYC, a bfloat16 GEMM measured ~100x slower than
+        float32, see eval/bench/README.md; with AMX it is ~7x faster, see trainer.cpu_has_native_bf16).
+        ``threads`` sets torch's (process-wide) intra-op thread count.
         ``quantize="int8"`` applies dynamic int8 quantization to every Linear (CPU only): faster,
         not exact; its accuracy cost is measured in eval/bench/.
         """

@@ -78,7 +78,7 @@ class FinetuneSection:
     share_prefix: bool = False
     threads: int | None = None  # CPU threads for torch (None = torch's default, the physical cores)
     # transformers' attention kernel while training (None = the model's default, sdpa). "eager" trained
-    # 1.2x faster in bf16 on the project's CPU: sdpa's bf16 backward there took 11 ms a layer at B=16, T=39.
+    # 1.1x faster in bf16 on the project's Xeon: sdpa's bf16 backward there took 11 ms a layer at B=16, T=39.
     attn_implementation: str | None = None
 
 
