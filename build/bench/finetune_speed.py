@@ -226,6 +226,9 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--out", default=str(ROOT / "build" / "bench" / "results" / "finetune_speed.json"))
     args = parser.parse_args()
+    unknown = sorted(set(args.configs.split(",")) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     result = run(args)
     rows = result["rows"]
     base = rows[0]["tokens_per_second"]
