@@ -36,7 +36,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 PLAIN = dict(pad_to=128, grouped=False, fast=False, share=False, dropout=0.1, bf16=False, attn="sdpa", batch=16)
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 STEPS = [  # (name, what it changes): each configuration is the one before plus its change
     ("plain", {}),
     ("grouped", dict(pad_to=None, grouped=True)),
@@ -48,8 +47,9 @@ STEPS = [  # (name, what it changes): each configuration is the one before plus 
     ("batch32", dict(batch=32)),
 ]
 CONFIGS: dict[str, dict] = {}
+_config = PLAIN
 for _name, _change in STEPS:
-    CONFIGS[_name] = {**(list(CONFIGS.values())[-1] if CONFIGS else PLAIN), **_change}
+    CONFIGS[_name] = _config = {**_config, **_change}
 
 
 def batches(encoded: list[dict], batch_size: int, grouped: bool, count: int, seed: int) -> list[list[int]]:
@@ -128,12 +128,12 @@ def compare_losses(model, batch) -> dict:
 
 def run(args) -> dict:
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finsent.data import collate, encode_example, load_mixture
+    from finsent.finetune import add_lora
     from finsent.prompts import PromptEncoder
-    from finsent.recipes import DataSource
+    from finsent.recipes import DataSource, FinetuneSection
     from finsent.trainer import cpu_has_native_bf16, reference_loss, token_loss
 
     torch.set_num_threads(args.threads)
@@ -147,13 +147,11 @@ def run(args) -> dict:
             torch.manual_seed(0)  # the same LoRA start for every model
             base = AutoModelForCausalLM.from_pretrained(args.base, attn_implementation=cfg["attn"],
                                                         dtype=torch.bfloat16 if cfg["bf16"] else torch.float32)
-            model = get_peft_model(base, LoraConfig(r=8, lora_alpha=32, lora_dropout=cfg["dropout"],
-                                                    task_type="CAUSAL_LM", target_modules=TARGETS))
-            for name, p in model.named_parameters():  # float32 LoRA; non-zero B, so every LoRA matrix gets gradients
-                if p.requires_grad:
-                    p.data = p.data.float()
-                    if "lora_B" in name:
-                        torch.nn.init.normal_(p, std=0.01)
+            # The recipes' LoRA (r8, alpha 32, all 7 projections), as finsent finetune builds it.
+            model = add_lora(base, FinetuneSection(lora_dropout=cfg["dropout"]))
+            for name, p in model.named_parameters():  # non-zero B, so every LoRA matrix gets gradients
+                if "lora_B" in name:
+                    torch.nn.init.normal_(p, std=0.01)
             model.train()
             models[key] = (model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5))
         return models[key]

@@ -20,7 +20,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from .recipes import Recipe, load_recipe
+from .recipes import FinetuneSection, Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,19 @@ def repo_root(recipe: Recipe) -> Path | None:
     return parents[2] if len(parents) > 2 else None
 
 
+def add_lora(model, f: FinetuneSection):
+    """``model`` wrapped with the section's LoRA adapters, kept in float32 whatever the base dtype."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=f.lora_r, lora_alpha=f.lora_alpha, lora_dropout=f.lora_dropout,
+                      target_modules=list(f.target_modules), bias="none", task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    return model
+
+
 def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = False,
                  max_steps: int | None = None, callbacks: list | None = None) -> Path:
     """Train a LoRA adapter on ``base_dir`` with the recipe's data; returns ``out_dir`` (the adapter folder).
@@ -40,7 +53,6 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     ``callbacks`` are extra ``transformers.TrainerCallback`` objects (e.g. a benchmark's periodic eval).
     """
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
 
     from .data import EncodedDataset, collate, load_mixture
@@ -78,12 +90,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     logger.info("%d training rows, %.1f tokens a row on average (max %d)", len(dataset),
                 sum(lengths) / len(lengths), max(lengths))
 
-    lora = LoraConfig(r=f.lora_r, lora_alpha=f.lora_alpha, lora_dropout=f.lora_dropout,
-                      target_modules=list(f.target_modules), bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    for p in model.parameters():  # adapters in float32 whatever the base dtype
-        if p.requires_grad:
-            p.data = p.data.float()
+    model = add_lora(model, f)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("LoRA: %d trainable parameters", trainable)
 
