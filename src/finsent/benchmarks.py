@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UsageError
 from .labels import LabelError, fiqa_label, fpb_label, labels_of, nwgi_label, tfns_label, to_coarse
 from .prompts import KINDS, InputError, clean_text
 from .recipes import EvalBenchmark
@@ -35,7 +36,7 @@ class BenchmarkDataError(InputError):
     """A benchmark file or row that cannot be used; the message names the file, the row and the problem."""
 
 
-class DataNotAvailableError(FileNotFoundError):
+class DataNotAvailableError(UsageError, FileNotFoundError):
     """The benchmark's data cannot be loaded (no Hub access, missing file); the message says what to pass."""
 
 

@@ -17,6 +17,7 @@ import logging
 import re
 from pathlib import Path
 
+from .errors import UsageError
 from .labels import SCHEMES
 from .prompts import CUE, answer_piece, instruction, prefix_piece, prompt_text
 
@@ -44,7 +45,7 @@ SPEED_ROW_KEYS = ("config", "mode", "scheme", "batch_size", "items_per_second", 
                   "peak_memory_mb", "speedup_vs_card")
 
 
-class CardError(ValueError):
+class CardError(UsageError, ValueError):
     """The card cannot be rendered: a report, a key or a result is missing or malformed."""
 
 

@@ -84,17 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .labels import LabelError
-    from .models import ModelNotAvailableError
-    from .prompts import InputError
-    from .recipes import RecipeError
+    from .errors import FinsentError
 
     try:
         return args.func(args) or 0
-    except (InputError, LabelError, ModelNotAvailableError, RecipeError, FileNotFoundError) as exc:
+    except FinsentError as exc:  # every error the toolkit can name: one line, no traceback
         print(f"finsent {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"finsent {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 
+from .errors import UsageError
+
 NEGATIVE, NEUTRAL, POSITIVE = "negative", "neutral", "positive"
 
 # Order matters: it is the order of probabilities, tables and confusion matrices.
@@ -30,7 +32,7 @@ SCHEMES: dict[str, tuple[str, ...]] = {
 ALL_LABELS: tuple[str, ...] = tuple(dict.fromkeys(SCHEMES["3"] + SCHEMES["7"]))
 
 
-class LabelError(ValueError):
+class LabelError(UsageError, ValueError):
     """A label that belongs to no scheme, or a raw value a benchmark map does not know."""
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 from pathlib import Path
 
+from .errors import FinsentError
 from .recipes import Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ PROBES = [
 TOP_K = 10  # compare log-probs on the reference's k most likely next tokens at each position
 
 
-class MergeError(RuntimeError):
+class MergeError(FinsentError, RuntimeError):
     """The merged model does not reproduce the adapter model (or cannot be written)."""
 
 

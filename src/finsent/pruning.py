@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import UsageError
 from .importance import METHODS, canonical_method, check_amount, kept_size, neuron_scores
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 GLU_PARTS = ("gate_proj", "up_proj", "down_proj")
 
 
-class PruningError(ValueError):
+class PruningError(UsageError, ValueError):
     """A prune that cannot be done: unsupported architecture, impossible amount, unknown method."""
 
 

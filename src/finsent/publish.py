@@ -20,6 +20,8 @@ import logging
 import re
 from pathlib import Path
 
+from .errors import FinsentError
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
@@ -29,7 +31,7 @@ DEFAULT_MAX_REGRESSION = 0.01
 KEEP_REMOTE = {".gitattributes"}  # files of the repo that a release never replaces or removes
 
 
-class PublishError(RuntimeError):
+class PublishError(FinsentError, RuntimeError):
     """A release that must not (or cannot) be pushed; the message says why and what to do."""
 
 

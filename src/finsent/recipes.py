@@ -15,8 +15,10 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UsageError
 
-class RecipeError(ValueError):
+
+class RecipeError(UsageError, ValueError):
     """A recipe that cannot be used: unknown key, wrong type, impossible value."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from .errors import FinsentError
 from .recipes import Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 STAGES = ("prune", "finetune", "merge", "eval", "card", "push", "space")
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(FinsentError, RuntimeError):
     """A release stage cannot run (missing input, bad arguments)."""
 
 

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import FinsentError
 from .models import PUBLISHED_MODEL
 
 logger = logging.getLogger(__name__)
@@ -25,11 +26,11 @@ logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 SPACE_DIR = PACKAGE_DIR.parents[1] / "space"  # the repository's space/ folder (source checkout)
 # The modules `import finsent` and FinSentClassifier need; nothing that pulls training dependencies.
-INFERENCE_MODULES = ("__init__.py", "classify.py", "labels.py", "models.py", "prompts.py")
+INFERENCE_MODULES = ("__init__.py", "classify.py", "errors.py", "labels.py", "models.py", "prompts.py")
 SPACE_FILES = ("app.py", "requirements.txt")  # copied as they are; README.md is rewritten
 
 
-class SpaceDeployError(RuntimeError):
+class SpaceDeployError(FinsentError, RuntimeError):
     """The Space cannot be assembled or uploaded; the message says what to fix."""
 
 

@@ -1,0 +1,156 @@
+"""One reader for every table the toolkit reads: training sources, benchmarks, the Space's CSV, speed texts.
+
+The rules are the same for every caller:
+
+- ``.csv``: UTF-8 with or without a byte-order mark (spreadsheets save one); quoted fields may span
+  lines; the header must name every column once; a row with more fields than the header is malformed.
+- ``.jsonl``: one JSON object per line, blank lines skipped. ``.json``: a JSON array of objects, or
+  JSON lines (detected from the first character).
+- ``.parquet``: read with pyarrow.
+
+A file that cannot be read at all (not UTF-8, a broken parquet, a duplicated header) raises
+``TableError`` naming the file and the problem. A single row that cannot be parsed is yielded as a
+``BadRow`` (an empty dict with ``.problem``), so each caller decides whether to skip it and count, or
+to stop naming ``where`` (``"file: row N (line L)"``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import UsageError
+
+SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+
+
+class TableError(UsageError, ValueError):
+    """A file that cannot be read as a table; the message names the file and the problem."""
+
+
+class BadRow(dict):
+    """A row that could not be parsed; ``problem`` says why. Empty, so field lookups find nothing."""
+
+    def __init__(self, problem: str):
+        super().__init__()
+        self.problem = problem
+
+
+def read_table(path, *, columns: list[str] | None = None) -> Iterator[tuple[str, dict]]:
+    """Yield ``(where, row)`` for every row of a local table file; see the module's rules.
+
+    ``columns``, when given, must all be present (CSV header, else checked per row by the caller).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise TableError(f"{path}: unsupported file type {suffix or '(none)'!r}: use {', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise TableError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        if suffix == ".csv":
+            yield from _csv_rows(path, columns)
+        elif suffix == ".parquet":
+            yield from _parquet_rows(path)
+        elif suffix == ".json" and _first_char(path) == "[":
+            yield from _json_array_rows(path)
+        else:
+            yield from _jsonl_rows(path)
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+                         "save it as UTF-8") from None
+
+
+def csv_header(path) -> list[str]:
+    """The checked header of a CSV file (UTF-8, BOM allowed, no duplicated or empty names)."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            return _check_header(path, next(csv.reader(handle), None))
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+                         "save it as UTF-8") from None
+    except csv.Error as exc:
+        raise TableError(f"{path}: not a valid CSV ({exc})") from None
+
+
+def _check_header(path: Path, header: list[str] | None) -> list[str]:
+    if not header:
+        raise TableError(f"{path}: empty file (no CSV header)")
+    names = [h.strip() for h in header]
+    if "" in names:
+        raise TableError(f"{path}: header column {names.index('') + 1} has no name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise TableError(f"{path}: the header names column(s) {', '.join(map(repr, dupes))} more than once: "
+                         "rename them so each column has one name")
+    return names
+
+
+def _csv_rows(path: Path, columns: list[str] | None) -> Iterator[tuple[str, dict]]:
+    # utf-8-sig drops a leading BOM; newline="" lets csv handle CRLF and quoted multi-line fields.
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = _check_header(path, next(reader, None))
+            missing = [c for c in columns or () if c not in header]
+            if missing:
+                raise TableError(f"{path}: no column {', '.join(map(repr, missing))} "
+                                 f"(its columns: {', '.join(map(repr, header))})")
+            for n, fields in enumerate(reader, 1):
+                where = f"{path}: row {n} (line {reader.line_num})"
+                if not fields:  # a blank line
+                    continue
+                if len(fields) != len(header):
+                    yield where, BadRow(f"{len(fields)} fields, the header has {len(header)}")
+                    continue
+                yield where, dict(zip(header, fields))
+        except csv.Error as exc:
+            raise TableError(f"{path}: not a valid CSV at line {reader.line_num} ({exc})") from None
+
+
+def _first_char(path: Path) -> str:
+    with open(path, encoding="utf-8-sig") as handle:
+        for line in handle:
+            if line.strip():
+                return line.strip()[0]
+    return ""
+
+
+def _json_array_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise TableError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    for n, row in enumerate(data, 1):
+        yield f"{path}: row {n}", row if isinstance(row, dict) else BadRow("not a JSON object")
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    with open(path, encoding="utf-8-sig") as handle:
+        for n, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield f"{path}: line {n}", BadRow(f"invalid JSON ({exc.msg})")
+                continue
+            yield f"{path}: line {n}", row if isinstance(row, dict) else BadRow("not a JSON object")
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError subclasses for a broken file
+        raise TableError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    n = 0
+    for batch in parquet.iter_batches(batch_size=4096):  # bounded memory for big files
+        for row in batch.to_pylist():
+            n += 1
+            yield f"{path}: row {n}", row
