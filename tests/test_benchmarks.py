@@ -160,8 +160,9 @@ def test_hub_layout_folder_missing_a_split(tmp_path):
 @pytest.mark.parametrize("rows, problem", [
     ([{"sentence": "ok", "label": "positive"}, {"sentence": "no label"}], r"line 2: missing field 'label'"),
     ([{"sentence": "ok", "label": "bullish"}], r"line 1: FPB: unknown label 'bullish'"),
-    ([{"sentence": "   ", "label": "neutral"}], r"line 1: text is empty"),
-    ([{"sentence": 42, "label": "neutral"}], r"line 1: text must be a string"),
+    ([{"sentence": "   ", "label": "neutral"}], r"line 1: field 'sentence': text is empty"),
+    ([{"sentence": 42, "label": "neutral"}], r"line 1: field 'sentence': text must be a string"),
+    ([{"sentence": "a \ud800", "label": "neutral"}], r"line 1: field 'sentence': text is not valid Unicode"),
 ])
 def test_malformed_rows_name_file_row_and_problem(tmp_path, rows, problem):
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
@@ -173,11 +174,11 @@ def test_malformed_rows_name_file_row_and_problem(tmp_path, rows, problem):
 def test_bad_json_line_and_bad_csv_row(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"sentence": "a", "label": 1}\n{"sentence": "b", label}\n')
-    with pytest.raises(BenchmarkDataError, match=r"bad.jsonl: line 2: not valid JSON"):
+    with pytest.raises(BenchmarkDataError, match=r"bad.jsonl: line 2: invalid JSON"):
         load_benchmark("fpb", path)
     short = tmp_path / "short.csv"
     short.write_text("text,label\nfine,1\nonly-text\n")
-    with pytest.raises(BenchmarkDataError, match=r"short.csv: row 2 \(line 3\): 2 columns expected"):
+    with pytest.raises(BenchmarkDataError, match=r"short.csv: row 2 \(line 3\): 1 fields, the header has 2"):
         load_benchmark("tfns", short)
 
 

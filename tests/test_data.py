@@ -112,7 +112,8 @@ def test_nwgi_seven_classes_or_coarse(tmp_path):
 @pytest.mark.parametrize("row, problem", [
     ({"label": 1}, "missing field 'sentence'"),
     ({"sentence": "Fine.", "label": 7}, "unknown label 7"),
-    ({"sentence": "   ", "label": 1}, "field 'sentence' is empty"),
+    ({"sentence": "   ", "label": 1}, "field 'sentence': text is empty"),
+    ({"sentence": "Bad \ud800 byte.", "label": 1}, "field 'sentence': text is not valid Unicode (lone surrogate"),
 ])
 def test_malformed_row_names_file_row_and_problem(tmp_path, row, problem):
     path = write_jsonl(tmp_path / "fpb.jsonl", [{"sentence": "Good.", "label": 2}, row])

@@ -2,17 +2,19 @@
 
     finsent eval --benchmark tfns:../shared/data/tfns/sent_valid.csv --mode both
 
-Each benchmark is read from its Hugging Face Hub id by default (with FinGPT's split, see
-REFERENCE.md s. 2), or from a local path when one is given: a file (csv, jsonl, json, parquet) of
-the Hub dataset's columns, used as is, or a folder laid out like a Hub dataset repository
+Each benchmark is read from its Hugging Face Hub id by default, with FinGPT's split (the
+``train_test_split(test_size, seed=42)`` of the FinGPT repository's ``fingpt/FinGPT_Benchmark/benchmarks/``
+scripts, github.com/AI4Finance-Foundation/FinGPT), or from a local path when one is given: a file
+(csv, jsonl, json, parquet) of the Hub dataset's columns, used as is, or a folder laid out like a Hub dataset repository
 (``validation.csv``, ``data/test-*.parquet`` ...), which goes through the same code as the Hub
-id, FinGPT's split included. Every gold label goes through ``finsent.labels``; a malformed row is
-an error naming the file, the row and the problem. ``data_sha256`` identifies the rows used.
+id, FinGPT's split included. Files are read by ``finsent.tables.read_table`` and rows mapped by
+``data.schema_row``, the reader and mapping of the training data. Every gold label goes through
+``finsent.labels``; a malformed row is an error naming the file, the row and the problem.
+``data_sha256`` identifies the rows used.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -21,10 +23,12 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data import schema_row
 from .errors import UsageError
-from .labels import LabelError, fiqa_label, fpb_label, labels_of, nwgi_label, tfns_label, to_coarse
-from .prompts import KINDS, InputError, clean_text
+from .labels import LabelError
+from .prompts import InputError
 from .recipes import EvalBenchmark
+from .tables import BadRow, TableError, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ class BenchmarkSpec:
     test_size: float | None  # FinGPT's train_test_split(test_size, seed=42) test part; None = splits as is
     size: int | None  # rows of the full test set (None: whatever the shipped file holds)
     schemes: tuple[str, ...]
-    kind: str  # instruction word when a row does not say
+    kind: str  # instruction word when a row does not say (data.SCHEMA_KIND, the same for training)
     default_path: str | None = None
 
 
@@ -61,7 +65,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("fpb", "FPB", "takala/financial_phrasebank", "sentences_50agree", ("train",), 0.25,
                       1212, ("3",), "news"),
         BenchmarkSpec("fiqa", "FiQA-SA", "pauri32/fiqa-2018", None, ("train", "validation", "test"), 0.226,
-                      275, ("3",), "tweet"),
+                      275, ("3",), "news"),  # per row: "tweet" for format "post" (labels.fiqa_kind)
         BenchmarkSpec("tfns", "TFNS", "zeroshot/twitter-financial-news-sentiment", None, ("validation",), None,
                       2388, ("3",), "tweet"),
         BenchmarkSpec("nwgi", "NWGI", "oliverwang15/news_with_gpt_instructions", None, ("test",), None,
@@ -220,96 +224,30 @@ def _hub_records(spec: BenchmarkSpec, source: str, is_folder: bool):
 
 
 def read_records(path: Path) -> list[tuple[str, dict]]:
-    """(where, record) pairs of a csv / jsonl / json / parquet file; ``where`` names file and row."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            out = []
-            for i, rec in enumerate(reader, start=1):
-                if None in rec or None in rec.values():
-                    raise BenchmarkDataError(f"{path}: row {i} (line {reader.line_num}): "
-                                             f"{len(reader.fieldnames or [])} columns expected")
-                out.append((f"{path}: row {i} (line {reader.line_num})", rec))
-            return out
-    if suffix == ".jsonl":
-        out = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkDataError(f"{path}: line {i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise BenchmarkDataError(f"{path}: line {i}: expected a JSON object, got {type(rec).__name__}")
-            out.append((f"{path}: line {i}", rec))
-        return out
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise BenchmarkDataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise BenchmarkDataError(f"{path}: expected a JSON list of objects")
-        return [(f"{path}: row {i}", rec) for i, rec in enumerate(data, start=1)]
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+    """(where, record) pairs of a csv / jsonl / json / parquet file, read by ``finsent.tables.read_table``.
 
-        return [(f"{path}: row {i}", rec) for i, rec in enumerate(pq.read_table(path).to_pylist(), start=1)]
-    raise BenchmarkDataError(f"{path}: unsupported file type {suffix!r}: use .csv, .jsonl, .json or .parquet")
+    The same reader (and rules: BOM, encoding, duplicate header, extra fields, ``.json`` as an array or
+    JSON lines) as training data, the Space and the speed texts; a row it cannot parse is an error
+    naming the file and the row.
+    """
+    records = []
+    try:
+        for where, rec in read_table(path):
+            if isinstance(rec, BadRow):
+                raise BenchmarkDataError(f"{where}: {rec.problem}")
+            records.append((where, rec))
+    except TableError as exc:
+        raise BenchmarkDataError(str(exc)) from None
+    return records
 
 
 # --- one record -> one row -------------------------------------------------------------------------
 
 
-def _field(rec: dict, name: str, where: str):
-    if name not in rec or rec[name] is None:
-        raise BenchmarkDataError(f"{where}: missing field {name!r} (fields: {', '.join(map(str, rec))})")
-    return rec[name]
-
-
 def _row(spec: BenchmarkSpec, rec: dict, scheme: str, where: str) -> BenchmarkRow:
+    """One benchmark row through ``data.schema_row``: the mapping training uses, so both read a row alike."""
     try:
-        text, label, kind = _GOLD[spec.name](rec, scheme, where)
-        if label not in labels_of(scheme):
-            raise LabelError(f"label {label!r} is not one of {', '.join(labels_of(scheme))}")
-        return BenchmarkRow(clean_text(text), label, kind or spec.kind)
-    except BenchmarkDataError:
-        raise
+        text, label, kind = schema_row(spec.name, rec, scheme)
     except (LabelError, InputError) as exc:
         raise BenchmarkDataError(f"{where}: {exc}") from None
-
-
-def _fpb(rec, scheme, where):
-    return _field(rec, "sentence", where), fpb_label(_field(rec, "label", where)), None
-
-
-def _fiqa(rec, scheme, where):
-    # FinGPT's instruction for FiQA-SA says "tweet" for microblog posts and "news" for headlines.
-    fmt = str(rec.get("format") or "post").strip().lower()
-    if fmt not in ("post", "headline"):
-        raise BenchmarkDataError(f"{where}: unknown format {rec.get('format')!r}: expected 'post' or 'headline'")
-    kind = "tweet" if fmt == "post" else "news"
-    return _field(rec, "sentence", where), fiqa_label(_field(rec, "sentiment_score", where)), kind
-
-
-def _tfns(rec, scheme, where):
-    return _field(rec, "text", where), tfns_label(_field(rec, "label", where)), None
-
-
-def _nwgi(rec, scheme, where):
-    fine = nwgi_label(_field(rec, "label", where))
-    return _field(rec, "news", where), fine if scheme == "7" else to_coarse(fine), None
-
-
-def _finsent(rec, scheme, where):
-    # The project's own set carries both golds: "label" (7 classes) and "coarse" (3 classes).
-    label = str(_field(rec, "label" if scheme == "7" else "coarse", where)).strip().lower()
-    kind = rec.get("kind") or "news"
-    if kind not in KINDS:
-        raise BenchmarkDataError(f"{where}: unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
-    return _field(rec, "text", where), label, kind
-
-
-_GOLD = {"fpb": _fpb, "fiqa": _fiqa, "tfns": _tfns, "nwgi": _nwgi, "finsent": _finsent}
+    return BenchmarkRow(text, label, kind)

@@ -1,4 +1,4 @@
-"""Training data: read sources (Hub ids or local csv/jsonl/parquet), check every row, mix them by weight.
+"""Training data: read sources (Hub ids or local csv/jsonl/json/parquet), check every row, mix them by weight.
 
 A source is a ``DataSource`` of the recipe (``finetune.data``). Its ``schema`` says which columns
 hold the text and the label:
@@ -6,12 +6,15 @@ hold the text and the label:
     fingpt   instruction / input / output   keeps the row's own instruction; scheme from the output label
     fpb      sentence / label               0 negative, 1 neutral, 2 positive (or the label names)
     tfns     text / label                   0 negative, 1 positive, 2 neutral (instruction says "tweet")
-    fiqa     sentence / sentiment_score     score thresholds of FinGPT; "tweet" for posts, "news" for headlines
+    fiqa     sentence / sentiment_score     score thresholds of FinGPT; "tweet" for posts, else "news" (fiqa_kind)
     nwgi     news / label                   7-class label names; scheme 3 maps them with ``to_coarse``
     finsent  text / label / coarse / kind   this project's headlines: scheme 7 trains on label, 3 on coarse
 
-Every label goes through ``finsent.labels`` and every prompt through ``finsent.prompts`` (see
-``encode_example``), so the training text is byte-for-byte what the classifier scores. A malformed
+Local files are read by ``finsent.tables.read_table`` and every benchmark schema is mapped by
+``schema_row``: the same reader and mapping ``finsent.benchmarks`` uses, so a row trains exactly as it
+is evaluated. Every label goes through ``finsent.labels``, every text through ``prompts.check_text``
+and every prompt through ``finsent.prompts`` (see ``encode_example``), so the training text is
+byte-for-byte what the classifier scores. A malformed
 row stops loading with ``DataError`` naming the file, row and problem, unless ``skip_bad_rows`` is
 set: then it is skipped and the count is logged.
 
@@ -20,27 +23,42 @@ Used by ``finsent finetune`` (``finsent.finetune``).
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .labels import ALL_LABELS, SCHEMES, LabelError, fiqa_label, fpb_label, nwgi_label, tfns_label, to_coarse
-from .prompts import InputError, PromptEncoder, clean_text, instruction
+from .labels import (
+    ALL_LABELS,
+    SCHEMES,
+    LabelError,
+    fiqa_kind,
+    fiqa_label,
+    fpb_label,
+    labels_of,
+    nwgi_label,
+    tfns_label,
+    to_coarse,
+)
+from .prompts import KINDS, InputError, PromptEncoder, check_text, instruction
 from .recipes import DataSource
+from .tables import SUFFIXES, BadRow, TableError, read_table
 
 logger = logging.getLogger(__name__)
 
 SCHEMAS = ("fingpt", "fpb", "tfns", "fiqa", "nwgi", "finsent")
-LOCAL_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+# The instruction word of a schema's rows when the row does not say (FiQA-SA's format, finsent's kind do).
+SCHEMA_KIND = {"fingpt": "news", "fpb": "news", "tfns": "tweet", "fiqa": "news", "nwgi": "news", "finsent": "news"}
 IGNORE = -100  # label id the loss skips (PyTorch's cross_entropy ignore_index)
 
 
 class DataError(InputError):
     """A data source or row that cannot be used; the message names the file, the row and the problem."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A local data file that does not exist (and the path is not a Hub dataset id)."""
 
 
 @dataclass(frozen=True)
@@ -64,43 +82,26 @@ def resolve_path(path: str, root: Path | None = None) -> Path | None:
         return candidate
     if root is not None and not candidate.is_absolute() and (root / candidate).exists():
         return root / candidate
-    looks_local = candidate.suffix.lower() in LOCAL_SUFFIXES or path.startswith((".", "/", "~"))
+    looks_local = candidate.suffix.lower() in SUFFIXES or path.startswith((".", "/", "~"))
     if looks_local or path.count("/") != 1:
-        raise FileNotFoundError(f"data file {path} does not exist (and it is not a Hub dataset id owner/name)")
+        raise DataFileNotFoundError(f"data file {path} does not exist (and it is not a Hub dataset id owner/name)")
     return None
 
 
 def read_rows(path: str, split: str = "train", root: Path | None = None) -> Iterator[tuple[str, dict]]:
-    """Yield (where, row) for every row of a local file or a Hub dataset split; ``where`` names file and row."""
+    """Yield (where, row) for every row of a local file or a Hub dataset split; ``where`` names file and row.
+
+    Local files are read by ``finsent.tables.read_table`` (the reader of every table the toolkit reads);
+    a row it cannot parse comes as a ``BadRow``, which ``schema_row`` turns into an error naming it.
+    """
     local = resolve_path(path, root)
     if local is None:
         yield from _hub_rows(path, split)
         return
-    fmt = LOCAL_SUFFIXES.get(local.suffix.lower())
-    if fmt is None:
-        raise DataError(f"{local}: unknown file type {local.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
-    if fmt == "csv":
-        # newline="" lets the csv module handle CRLF and quoted fields that span several lines (TFNS).
-        with open(local, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            for n, row in enumerate(reader, 1):
-                yield f"{local}: row {n} (line {reader.line_num})", row
-    elif fmt == "jsonl":
-        with open(local, encoding="utf-8") as handle:
-            for n, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield f"{local}: line {n}", _BadRow(f"invalid JSON ({exc.msg})")
-                    continue
-                yield f"{local}: line {n}", row if isinstance(row, dict) else _BadRow("not a JSON object")
-    else:
-        import pyarrow.parquet as pq
-
-        for n, row in enumerate(pq.read_table(local).to_pylist(), 1):
-            yield f"{local}: row {n}", row
+    try:
+        yield from read_table(local)
+    except TableError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _hub_rows(dataset_id: str, split: str) -> Iterator[tuple[str, dict]]:
@@ -117,33 +118,71 @@ def _hub_rows(dataset_id: str, split: str) -> Iterator[tuple[str, dict]]:
         yield f"{dataset_id}[{split}]: row {n}", row
 
 
-class _BadRow(dict):
-    """Placeholder for a row that could not even be parsed; converting it raises its problem."""
-
-    def __init__(self, problem: str):
-        super().__init__()
-        self.problem = problem
-
-
-# --- one row -> one Example --------------------------------------------------------------------------
+# --- one row of a schema: the mapping training and evaluation share ----------------------------------
 
 
 def _field(row: dict, name: str):
-    if isinstance(row, _BadRow):
+    if isinstance(row, BadRow):
         raise DataError(row.problem)
+    if not isinstance(row, dict):
+        raise DataError(f"expected an object with fields, got {type(row).__name__}")
     if name not in row or row[name] is None:
         raise DataError(f"missing field {name!r} (fields: {', '.join(map(str, row)) or 'none'})")
     return row[name]
 
 
 def _text(row: dict, name: str) -> str:
-    value = _field(row, name)
-    if not isinstance(value, str):
-        raise DataError(f"field {name!r} must be text, got {value!r:.40}")
+    """A text field through the one input-text rule (``prompts.check_text``), errors naming the field."""
     try:
-        return clean_text(value)
-    except InputError:
-        raise DataError(f"field {name!r} is empty") from None
+        return check_text(_field(row, name))
+    except DataError:
+        raise
+    except InputError as exc:
+        raise DataError(f"field {name!r}: {exc}") from None
+
+
+def schema_row(schema: str, row: dict, scheme: str) -> tuple[str, str, str]:
+    """``(text, gold label in scheme, kind)`` of one raw row of a benchmark schema (fpb, tfns, fiqa, nwgi, finsent).
+
+    The one mapping of every schema, used by training (``row_example``) and evaluation
+    (``finsent.benchmarks``), so a row means the same in both: the text goes through
+    ``prompts.check_text``, the label through ``finsent.labels``, and the kind (the instruction's
+    "news" or "tweet") is the row's own where the schema has one (FiQA-SA's ``format`` through
+    ``labels.fiqa_kind``, finsent's ``kind``), else the schema's (``SCHEMA_KIND``). Raises
+    ``InputError`` / ``LabelError`` naming the field and the problem (the caller adds file and row).
+    """
+    scheme = str(scheme)
+    kind = None
+    if schema == "fpb":
+        text, label = _text(row, "sentence"), fpb_label(_field(row, "label"))
+    elif schema == "tfns":
+        text, label = _text(row, "text"), tfns_label(_field(row, "label"))
+    elif schema == "fiqa":
+        text, label = _text(row, "sentence"), fiqa_label(_field(row, "sentiment_score"))
+        kind = fiqa_kind(row.get("format"))
+    elif schema == "nwgi":
+        text, fine = _text(row, "news"), nwgi_label(_field(row, "label"))
+        label = fine if scheme == "7" else to_coarse(fine)
+    elif schema == "finsent":
+        # The project's own headlines carry both golds: "label" (7 classes) and "coarse" (3 classes).
+        text = _text(row, "text")
+        fine, coarse = _text(row, "label").lower(), _text(row, "coarse").lower()
+        if fine not in SCHEMES["7"]:
+            raise LabelError(f"unknown 7-class label {fine!r} in 'label'")
+        if coarse != to_coarse(fine):
+            raise LabelError(f"'coarse' is {coarse!r} but 'label' {fine!r} maps to {to_coarse(fine)!r}")
+        label = fine if scheme == "7" else coarse
+        kind = row.get("kind") or None
+        if kind is not None and kind not in KINDS:
+            raise DataError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    else:
+        raise DataError(f"unknown schema {schema!r}; choose one of {', '.join(SCHEMAS)}")
+    if label not in labels_of(scheme):
+        raise LabelError(f"label {label!r} is not one of {', '.join(labels_of(scheme))}")
+    return text, label, kind or SCHEMA_KIND[schema]
+
+
+# --- one row -> one Example --------------------------------------------------------------------------
 
 
 def _scheme_for(src: DataSource, allowed: tuple[str, ...], default: str) -> str:
@@ -151,6 +190,9 @@ def _scheme_for(src: DataSource, allowed: tuple[str, ...], default: str) -> str:
     if scheme not in allowed:
         raise DataError(f"{src.path}: schema {src.schema!r} has no {scheme}-class labels (use scheme {allowed[0]})")
     return scheme
+
+
+SCHEMES_OF = {"fpb": ("3",), "tfns": ("3",), "fiqa": ("3",), "nwgi": ("7", "3"), "finsent": ("3", "7")}
 
 
 def row_example(src: DataSource, row: dict, where: str) -> Example | None:
@@ -166,40 +208,19 @@ def row_example(src: DataSource, row: dict, where: str) -> Example | None:
         if src.scheme and src.scheme != scheme:
             return None
         return Example(instr, _text(row, "input"), answer, scheme, where)
-    if schema in ("fpb", "tfns"):
-        scheme = _scheme_for(src, ("3",), "3")
-        text = _text(row, "sentence" if schema == "fpb" else "text")
-        label = (fpb_label if schema == "fpb" else tfns_label)(_field(row, "label"))
-        kind = src.kind or ("tweet" if schema == "tfns" else "news")
-        return Example(instruction(scheme, kind), text, label, scheme, where)
-    if schema == "fiqa":
-        scheme = _scheme_for(src, ("3",), "3")
-        text = _text(row, "sentence")
-        label = fiqa_label(_field(row, "sentiment_score"))
-        kind = src.kind or ("tweet" if str(row.get("format", "")).strip().lower() == "post" else "news")
-        return Example(instruction(scheme, kind), text, label, scheme, where)
-    if schema == "nwgi":
-        scheme = _scheme_for(src, ("7", "3"), "7")
-        label = nwgi_label(_field(row, "label"))
-        label = to_coarse(label) if scheme == "3" else label
-        return Example(instruction(scheme, src.kind or "news"), _text(row, "news"), label, scheme, where)
-    if schema == "finsent":
-        scheme = _scheme_for(src, ("3", "7"), "3")
-        fine, coarse = _text(row, "label").lower(), _text(row, "coarse").lower()
-        if fine not in SCHEMES["7"]:
-            raise LabelError(f"unknown 7-class label {fine!r} in 'label'")
-        if coarse != to_coarse(fine):
-            raise LabelError(f"'coarse' is {coarse!r} but 'label' {fine!r} maps to {to_coarse(fine)!r}")
-        kind = src.kind or _text(row, "kind")
-        return Example(instruction(scheme, kind), _text(row, "text"), fine if scheme == "7" else coarse,
-                       scheme, where)
-    raise DataError(f"{src.path}: unknown schema {schema!r}; choose one of {', '.join(SCHEMAS)}")
+    if schema not in SCHEMES_OF:
+        raise DataError(f"{src.path}: unknown schema {schema!r}; choose one of {', '.join(SCHEMAS)}")
+    scheme = _scheme_for(src, SCHEMES_OF[schema], SCHEMES_OF[schema][0])
+    text, label, kind = schema_row(schema, row, scheme)
+    return Example(instruction(scheme, src.kind or kind), text, label, scheme, where)
 
 
 def load_source(src: DataSource, skip_bad_rows: bool = False, root: Path | None = None) -> list[Example]:
     """All usable rows of one source (first ``limit`` of them), in file order; see the module docstring."""
     if src.schema not in SCHEMAS:
         raise DataError(f"{src.path}: unknown schema {src.schema!r}; choose one of {', '.join(SCHEMAS)}")
+    if src.limit is not None and (isinstance(src.limit, bool) or not isinstance(src.limit, int) or src.limit < 1):
+        raise DataError(f"{src.path}: limit must be an integer >= 1 or null (all rows), got {src.limit!r}")
     examples: list[Example] = []
     bad: list[str] = []
     for where, row in read_rows(src.path, src.split, root):

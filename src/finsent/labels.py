@@ -66,7 +66,7 @@ def to_coarse(label: str) -> str:
     return NEUTRAL if degree == "mildly" else polarity
 
 
-# --- raw encodings of the benchmark datasets (REFERENCE.md s. 2) ---------------------------------
+# --- raw encodings of the benchmark datasets, as their Hugging Face dataset cards define them ----------
 
 FPB_LABELS = {0: NEGATIVE, 1: NEUTRAL, 2: POSITIVE}
 TFNS_LABELS = {0: NEGATIVE, 1: POSITIVE, 2: NEUTRAL}  # Bearish, Bullish, Neutral
@@ -104,6 +104,21 @@ def fiqa_label(score: object) -> str:
     if value < -0.1:
         return NEGATIVE
     return NEUTRAL if value < 0.1 else POSITIVE
+
+
+def fiqa_kind(fmt: object) -> str:
+    """The instruction word of a FiQA-SA row from its ``format``, for training and evaluation alike.
+
+    FinGPT's FiQA-SA benchmark says "tweet" for ``format == "post"`` (microblog posts) and "news" for
+    everything else (headlines), so a row without a format is "news". A format that is neither is an
+    error rather than a guess.
+    """
+    text = "" if fmt is None else str(fmt).strip().lower()
+    if text == "post":
+        return "tweet"
+    if text in ("", "headline"):
+        return "news"
+    raise LabelError(f"FiQA-SA: unknown format {fmt!r}: expected 'post' or 'headline' (or none: news)")
 
 
 def nwgi_label(raw: object) -> str:

@@ -59,14 +59,41 @@ def answer_piece(label: str) -> str:
     return f" {label}\n"
 
 
-def clean_text(text: object) -> str:
-    """Validate one input text; strip the whitespace that would change tokenization at piece joints."""
+def check_text(text: object) -> str:
+    """The one input-text rule: the text as the model sees it, or InputError saying what is wrong with it.
+
+    Every text that enters the toolkit goes through here (``classify``, training rows, benchmark rows,
+    speed texts, ``finsent classify``, the Space), so a bad one is refused with a reason before any
+    work starts, never deep in the tokenizer:
+
+    - it must be a ``str``;
+    - it must be Unicode text: a lone surrogate (``"\\ud800"`` from a JSON escape, or the
+      ``"\\udcff"`` Python makes of a byte that is not UTF-8 in a command-line argument) is refused,
+      naming the character's position;
+    - leading and trailing whitespace is stripped (it would change tokenization at piece joints), and
+      nothing may be left empty.
+
+    Over-long texts are not refused: the prompt encoder cuts the news tokens (``truncated=True``).
+    Callers that handle many texts call this once per text, so one bad text fails only itself.
+    """
     if not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}: {text!r:.60}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        if "\udc80" <= char <= "\udcff":  # Python's surrogateescape stand-in for an undecodable byte
+            problem = f"not valid UTF-8 (byte 0x{ord(char) - 0xDC00:02x} at character {exc.start + 1})"
+        else:
+            problem = f"not valid Unicode (lone surrogate {char!r} at character {exc.start + 1})"
+        raise InputError(f"text is {problem}: send UTF-8 text") from None
     stripped = text.strip()
     if not stripped:
         raise InputError("text is empty (or only whitespace): nothing to classify")
     return stripped
+
+
+clean_text = check_text  # the name the library used first
 
 
 @dataclass(frozen=True)
