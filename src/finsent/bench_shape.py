@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 from .models import cache_dir, embedded_model_dir
+from .outputs import output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,12 @@ SPECIAL_TOKENS = _NAMED_SPECIAL + [f"<|reserved_special_token_{2 + i}|>" for i i
 
 
 def published_shape_config():
-    """Llama-3.2-1B's config (REFERENCE.md s.1) with every MLP pruned to 4,916 neurons: 913,770,496 parameters."""
+    """Llama-3.2-1B's config with every MLP pruned to 4,916 neurons: 913,770,496 parameters.
+
+    The sizes are meta-llama/Llama-3.2-1B's published ``config.json``
+    (https://huggingface.co/meta-llama/Llama-3.2-1B/blob/main/config.json); 4,916 = 8,192 - int(0.4 x 8,192)
+    is the 40 % GLU prune that the published Llama-FinSent-S has.
+    """
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -94,12 +98,6 @@ def _convert_llama3_tokenizer(source: Path, target: Path) -> None:
     ])
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=EOS,
                                   model_max_length=131_072)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".llama3-tok-"))
-    try:
+    # Written beside the target and renamed into place; a folder there that finsent did not write is refused.
+    with output_dir(target, what="Llama 3 tokenizer cache folder") as tmp:
         tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,9 @@ generation config. Then the saved folder is loaded back and its next-token log-p
 FinGPT prompts are compared with the unmerged adapter model's (float32), on the reference's 10 most
 likely tokens at every position (the ones label scoring and generation read; raw logits over the whole
 49k-256k vocabulary differ by up to ~0.5 in float16 from rounding alone). If the largest |difference|
-exceeds ``merge.tolerance`` the written weights are removed and ``MergeError`` says by how much.
+exceeds ``merge.tolerance`` nothing is kept and ``MergeError`` says by how much. The folder is built
+in a temporary sibling of ``--out`` and renamed into place only when checked (``outputs.output_dir``);
+an existing ``--out`` that finsent did not write is refused unless ``--overwrite``.
 Measured on SmolLM2 pruned 40 %: float32 merge 2e-4 (logits), float16 0.09, bfloat16 0.51.
 """
 
@@ -19,7 +21,8 @@ import json
 import logging
 from pathlib import Path
 
-from .errors import FinsentError
+from .errors import FinsentError, UsageError
+from .outputs import check_output_dir, output_dir, write_text_atomic
 from .recipes import Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,13 @@ TOP_K = 10  # compare log-probs on the reference's k most likely next tokens at 
 
 class MergeError(FinsentError, RuntimeError):
     """The merged model does not reproduce the adapter model (or cannot be written)."""
+
+
+class MergeInputError(UsageError, FileNotFoundError):
+    """A merge input (the adapter or its base) is missing or is not what it should be."""
+
+
+WHAT = "merge output folder"
 
 
 def probe_batch(tokenizer, max_length: int = 512):
@@ -72,18 +82,45 @@ def disagreement(expected, actual, k: int = TOP_K) -> float:
 
 
 def run_merge(recipe: Recipe, base_dir: Path, adapter_dir: Path, out_dir: Path,
-              dtype: str | None = None) -> Path:
-    """Merge ``adapter_dir`` into ``base_dir``, save it in ``out_dir`` (other files there are kept), check it."""
+              dtype: str | None = None, overwrite: bool = False) -> Path:
+    """Merge ``adapter_dir`` into ``base_dir``, check it and save it as the folder ``out_dir``.
+
+    Inputs and ``out_dir`` are checked before any model is loaded; the folder is written in a temporary
+    sibling and replaces ``out_dir`` only once the check passed. A folder finsent did not write is
+    refused unless ``overwrite``.
+    """
+    name = check_merge_inputs(recipe, base_dir, adapter_dir, dtype)
+    out_dir = check_output_dir(out_dir, overwrite=overwrite, what=WHAT)
+    with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
+        merge_into(recipe, base_dir, adapter_dir, tmp, dtype=name)
+    logger.info("merged model saved to %s", out_dir)
+    return out_dir
+
+
+def check_merge_inputs(recipe: Recipe, base_dir, adapter_dir, dtype: str | None = None) -> str:
+    """The merge dtype, once the dtype, the adapter and a local base folder are known to be usable."""
+    name = dtype or recipe.merge.dtype
+    if name not in DTYPES:
+        raise MergeError(f"merge dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    adapter_dir, base_dir = Path(adapter_dir), Path(base_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise MergeInputError(f"{adapter_dir} is not a LoRA adapter folder: it has no adapter_config.json")
+    if base_dir.exists() and not (base_dir / "config.json").is_file():
+        raise MergeInputError(f"base model folder {base_dir} has no config.json")
+    return name
+
+
+def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path, folder: Path, dtype: str | None = None) -> Path:
+    """Merge, save into the (new, empty) ``folder`` and check the saved weights; MergeError if they disagree.
+
+    ``folder`` is a temporary folder of ``outputs.output_dir``: on an error its caller discards it whole.
+    """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    name = dtype or recipe.merge.dtype
-    if name not in DTYPES:
-        raise MergeError(f"merge dtype must be one of {', '.join(DTYPES)}, got {name!r}")
-    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir} is not a LoRA adapter folder: it has no adapter_config.json")
+    name = check_merge_inputs(recipe, base_dir, adapter_dir, dtype)
+    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(folder)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -100,9 +137,6 @@ def run_merge(recipe: Recipe, base_dir: Path, adapter_dir: Path, out_dir: Path,
     except OSError:
         logger.info("%s has no generation_config.json: keeping the model's default", base_dir)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("model*.safetensors*"):  # an older save's shards would be loaded too
-        stale.unlink()
     merged.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
@@ -114,17 +148,15 @@ def run_merge(recipe: Recipe, base_dir: Path, adapter_dir: Path, out_dir: Path,
               "max_abs_logit_diff": round(float((actual - expected).abs().max()), 6),
               "argmax_agreement": round(float((actual.argmax(-1) == expected.argmax(-1)).float().mean()), 4),
               "probe_tokens": int(mask.sum()), "bytes_on_disk": size}
-    if not diff <= recipe.merge.tolerance:  # also catches NaN
-        for written in [*out_dir.glob("model*.safetensors*"), out_dir / "config.json"]:
-            written.unlink(missing_ok=True)
+    if not diff <= recipe.merge.tolerance:  # also catches NaN; the caller discards the folder
         raise MergeError(
             f"merged model disagrees with the adapter model: max |log-prob difference| {diff:.4g} (top-{TOP_K} "
             f"tokens, {report['probe_tokens']} probe positions) exceeds merge.tolerance {recipe.merge.tolerance} "
             f"({name}); the merged weights were not kept"
         )
-    logger.info("merged %s + %s -> %s (%s, max |log-prob diff| %.4g <= %g)", base_dir, adapter_dir, out_dir,
-                name, diff, recipe.merge.tolerance)
-    (adapter_dir / "merge.json").write_text(json.dumps(report, indent=2) + "\n")
+    logger.info("merged %s + %s (%s, max |log-prob diff| %.4g <= %g)", base_dir, adapter_dir, name, diff,
+                recipe.merge.tolerance)
+    write_text_atomic(adapter_dir / "merge.json", json.dumps(report, indent=2) + "\n")
     return out_dir
 
 
@@ -136,7 +168,11 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="the base model folder the adapter was trained on")
     p.add_argument("--adapter", required=True, help="the LoRA adapter folder (finsent finetune's output)")
-    p.add_argument("--out", required=True, help="folder to write the merged model into")
+    p.add_argument("--out", required=True,
+                   help="folder to write the merged model as (replaced whole; one finsent did not write is refused "
+                        "unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if finsent did not write it (or it holds committed files)")
     p.add_argument("--recipe", help="recipe YAML for merge.dtype / merge.tolerance (default: their defaults)")
     p.add_argument("--dtype", choices=DTYPES, help="dtype of the saved weights (default: the recipe's, float16)")
     p.add_argument("--tolerance", type=float,
@@ -145,18 +181,13 @@ def register(sub) -> None:
 
 
 def _merge(args) -> int:
-    import sys
-
     from .recipes import Recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else Recipe(name="merge")
     if args.tolerance is not None:
         recipe.merge.tolerance = args.tolerance
-    try:
-        out = run_merge(recipe, Path(args.base), Path(args.adapter), Path(args.out), dtype=args.dtype)
-    except MergeError as exc:
-        print(f"finsent merge: error: {exc}", file=sys.stderr)
-        return 2
+    out = run_merge(recipe, Path(args.base), Path(args.adapter), Path(args.out), dtype=args.dtype,
+                    overwrite=args.overwrite)
     report = json.loads((Path(args.adapter) / "merge.json").read_text())
     print(f"merged model: {out}  ({report['dtype']}, max |log-prob diff| {report['max_abs_logprob_diff_top10']}, "
           f"{report['bytes_on_disk']} bytes)")

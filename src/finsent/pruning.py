@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from .errors import UsageError
 from .importance import METHODS, canonical_method, check_amount, kept_size, neuron_scores
+from .outputs import check_name, check_output_dir, output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -174,28 +173,31 @@ def prune_model(model, method: str = "ppm", ratio: float | None = None, expansio
 
 # --- the stage: load, prune, save ----------------------------------------------------------------
 
+WHAT = "prune output folder"  # names the folder in OutputError messages
+
 
 def run_prune(section, base: str, out_dir: str | Path, revision: str | None = None, dtype: str = "auto",
-              progress: bool = True) -> Path:
+              progress: bool = True, overwrite: bool = False) -> Path:
     """Load ``base`` (folder, Hub id or "smollm2"), prune it as ``section`` says, save it to ``out_dir``.
 
     ``section`` is a ``recipes.PruneSection`` (method, ratio or expansion, round_to). ``dtype`` "auto"
-    keeps the checkpoint's own dtype. The folder is written beside ``out_dir`` and renamed into place,
-    so an interrupted run never leaves a half-written model; ``pruning.json`` is the report.
+    keeps the checkpoint's own dtype. ``out_dir`` is checked before the model is loaded: an existing
+    folder that finsent did not write (or that holds committed files) is refused unless ``overwrite``.
+    The folder is written beside ``out_dir`` and renamed into place (``outputs.output_dir``), so an
+    interrupted run never leaves a half-written model; ``pruning.json`` is the report.
     """
     from .models import load_model_and_tokenizer
 
-    out_dir = Path(out_dir)
-    _check_section(section)  # before a possibly long download
+    out_dir = check_output_dir(out_dir, overwrite=overwrite, what=WHAT)  # before a possibly long download
+    _check_section(section)
+    torch_dtype = _torch_dtype(dtype)
     start = time.perf_counter()
-    model, tokenizer, source = load_model_and_tokenizer(base, dtype=_torch_dtype(dtype), revision=revision)
+    model, tokenizer, source = load_model_and_tokenizer(base, dtype=torch_dtype, revision=revision)
     loaded = time.perf_counter()
     report = prune_model(model, method=section.method, ratio=section.ratio, expansion=section.expansion,
                          round_to=section.round_to, progress=progress)
     pruned = time.perf_counter()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
-    try:
+    with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
         report.update(
@@ -206,12 +208,6 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
         )
         (tmp / "pruning.json").write_text(json.dumps(report, indent=2) + "\n")
         _plot(report, tmp / "pruning.png")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("pruned %s: %d -> %d params, %d bytes in %s", base, report["params_before"],
                 report["params_after"], report["bytes_on_disk"], out_dir)
     return out_dir
@@ -296,14 +292,16 @@ def register(sub) -> None:
     p.add_argument("--round-to", type=int, help="kept size rounded down to a multiple of N (default 1)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="dtype of the saved weights (default auto: the checkpoint's own)")
-    p.add_argument("--out", help="output folder (default with a recipe: runs/<recipe-name>/pruned)")
+    p.add_argument("--out", help="output folder (default with a recipe: runs/<recipe-name>/pruned); a folder "
+                                  "finsent did not write is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder even if finsent did not write it (or it holds committed "
+                        "files)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_prune_command)
 
 
 def _prune_command(args) -> int:
-    import sys
-
     from .recipes import ModelSection, PruneSection, load_recipe
 
     overrides = {}
@@ -322,15 +320,11 @@ def _prune_command(args) -> int:
         section, model, name = PruneSection(), ModelSection(), None
         for dotted, value in overrides.items():
             setattr(section, dotted.split(".", 1)[1], value)
-    out = args.out or (f"runs/{name}/pruned" if name else None)
-    if out is None:
-        raise SystemExit("finsent prune: --out DIR is required without --recipe")
-    try:
-        path = run_prune(section, args.model or model.base, out, revision=args.revision or model.revision,
-                         dtype=args.dtype, progress=not args.no_progress)
-    except PruningError as exc:
-        print(f"finsent prune: error: {exc}", file=sys.stderr)
-        return 2
+    if args.out is None and name is None:
+        raise UsageError("--out DIR is required without --recipe")
+    out = args.out or f"runs/{check_name(name, 'recipe name')}/pruned"
+    path = run_prune(section, args.model or model.base, out, revision=args.revision or model.revision,
+                     dtype=args.dtype, progress=not args.no_progress, overwrite=args.overwrite)
     report = json.loads((path / "pruning.json").read_text())
     print(json.dumps({k: report[k] for k in ("method", "intermediate_before", "intermediate_after",
                                               "expansion_before", "expansion_after", "params_before",
