@@ -12,6 +12,11 @@ metric and writes into the output folder:
     <benchmark>-<scheme>-<mode>.predictions.jsonl  gold / predicted label per row (no texts)
 
 ``write_summary`` (defined in ``finsent.eval_summary``) then tabulates every results JSON in the folder.
+
+The folder is one run's: it is built in a temporary sibling and replaces ``--out`` whole when every
+benchmark is done (``outputs.output_dir``). A folder finsent did not write, or one holding results
+committed to git (the default ``eval/results/<model>`` in this repository), is refused unless
+``--overwrite``. One benchmark and scheme given twice would write the same files: that is an error.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from pathlib import Path
 
 from .benchmarks import BENCHMARKS, get_spec, load_eval_benchmark, parse_benchmark_arg
 from .classify import MODES as RESULT_MODES  # the classifier's modes, defined once
+from .errors import UsageError
 from .eval_summary import plot_confusion, write_summary  # write_summary is part of this module's API
 from .labels import labels_of
+from .outputs import OutputError, check_output_dir, output_dir
 from .prompts import KINDS
 from .recipes import EvalBenchmark
 
@@ -37,25 +44,66 @@ logger = logging.getLogger(__name__)
 
 VERSION_PACKAGES = ("llama-finsent", "torch", "transformers", "datasets", "evaluate", "scikit-learn", "numpy")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+WHAT = "eval output folder"  # names the folder in OutputError messages
+
+
+class EvalError(UsageError, ValueError):
+    """An evaluation that cannot run as asked: unknown mode, a benchmark given twice, no release to evaluate."""
 
 
 def result_stem(benchmark: str, scheme: str, mode: str) -> str:
     return f"{benchmark}-{scheme}-{mode}"
 
 
-def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequence[str], out_dir: Path,
-             batch_size: int = 16, classifier=None, progress: bool = True) -> list[dict]:
-    """Evaluate ``model`` on every benchmark x mode; write results, plots, predictions; return the results.
-
-    ``classifier`` (a loaded ``FinSentClassifier`` of the same model) avoids loading it again.
-    """
-    from .metrics import load_metric
-
+def check_runs(benchmarks: Sequence[EvalBenchmark], modes: Sequence[str]) -> None:
+    """EvalError for an unknown mode, or for two benchmarks that would write the same result files."""
     for mode in modes:
         if mode not in RESULT_MODES:
-            raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(RESULT_MODES)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+            raise EvalError(f"unknown mode {mode!r}: choose one of {', '.join(RESULT_MODES)}")
+    seen: dict[tuple[str, str], EvalBenchmark] = {}
+    for bench in benchmarks:
+        key = (bench.name, str(bench.scheme))
+        if key in seen:
+            first = seen[key]
+            raise EvalError(
+                f"benchmark {bench.name} ({bench.scheme} classes) is given twice ({_shown(first)} and "
+                f"{_shown(bench)}): both would write {result_stem(bench.name, str(bench.scheme), '<mode>')}.json; "
+                "give each benchmark once per run (evaluate the other file with another --out)")
+        seen[key] = bench
+
+
+def _shown(bench: EvalBenchmark) -> str:
+    return f"{bench.name}:{bench.path}" if bench.path else f"{bench.name} from the Hub"
+
+
+def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequence[str], out_dir: Path,
+             batch_size: int = 16, classifier=None, progress: bool = True, overwrite: bool = False,
+             summary: bool = False) -> list[dict]:
+    """Evaluate ``model`` on every benchmark x mode into the folder ``out_dir``; return the results.
+
+    ``out_dir`` is written whole (results, plots, predictions, and ``summary.md`` with ``summary``) in a
+    temporary sibling and renamed into place when every run is done. It is checked first: a folder
+    finsent did not write, or one holding committed files, is refused unless ``overwrite``.
+    ``classifier`` (a loaded ``FinSentClassifier`` of the same model) avoids loading it again.
+    """
+    check_runs(benchmarks, modes)
+    out_dir = check_output_dir(out_dir, overwrite=overwrite, what=WHAT)
+    with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
+        results = evaluate_into(tmp, model, benchmarks, modes, batch_size=batch_size, classifier=classifier,
+                                progress=progress)
+        if summary:
+            write_summary(tmp)
+    return results
+
+
+def evaluate_into(folder: Path, model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequence[str],
+                  batch_size: int = 16, classifier=None, progress: bool = True) -> list[dict]:
+    """Evaluate and write every run's files into ``folder``, an existing folder its caller owns (the temporary
+    folder of ``outputs.output_dir``); ``run_eval`` is the whole-folder writer."""
+    from .metrics import load_metric
+
+    check_runs(benchmarks, modes)
+    out_dir = Path(folder)
     # Load every benchmark first: a bad file fails the command before minutes of inference.
     loaded = [load_eval_benchmark(b) for b in benchmarks]
     if classifier is None:
@@ -212,32 +260,44 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["score", "generate", "both"], help="default: the recipe's, else score")
     p.add_argument("--limit", type=int, help="evaluate a seeded sample of N rows of each benchmark")
     p.add_argument("--batch-size", type=int, help="default: the recipe's, else 16")
-    p.add_argument("--out", help="output folder (default: releases/<recipe>/eval, else eval/results/<model>)")
+    p.add_argument("--out", help="output folder, written whole (default: releases/<recipe>/eval, else "
+                                  "eval/results/<model>); a folder finsent did not write, or one holding committed "
+                                  "results, is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if finsent did not write it or it holds results committed to git")
     p.set_defaults(func=_eval_command)
 
 
 def _eval_command(args) -> int:
+    from .outputs import check_name
     from .recipes import load_recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     model, out = args.model, args.out
     if recipe is not None:
-        release = Path("releases") / recipe.name
+        release = Path("releases") / check_name(recipe.name, "recipe name")
         if model is None:
             if not (release / "config.json").is_file():
-                raise FileNotFoundError(f"recipe {recipe.name}: no release at {release} (run `finsent release "
-                                        f"{args.recipe}` first, or pass --model)")
+                raise EvalError(f"recipe {recipe.name}: no release at {release} (run `finsent release "
+                                f"{args.recipe}` first, or pass --model)")
             model = str(release)
         out = out or str(release / "eval")
     modes = _modes(args.mode, recipe)
     benchmarks = _benchmarks(args, recipe)
+    check_runs(benchmarks, modes)
     batch_size = args.batch_size or (recipe.eval.batch_size if recipe else 16)
     if out is None:
         from .models import resolve_model
 
         out = str(Path("eval") / "results" / _slug(resolve_model(model)))
-    results = run_eval(model, benchmarks, modes, Path(out), batch_size=batch_size)
-    summary = write_summary(Path(out))
+        try:  # eval/results/<model> holds committed results in this repository: never replaced by default
+            check_output_dir(out, overwrite=args.overwrite, what=f"default {WHAT}")
+        except OutputError as exc:
+            hint = "it is the default folder for this model: name another with --out DIR"
+            raise OutputError(f"{exc} ({hint})") from None
+    results = run_eval(model, benchmarks, modes, Path(out), batch_size=batch_size, overwrite=args.overwrite,
+                       summary=True)
+    summary = Path(out) / "summary.md"
     print(f"{'run':<22} {'n':>6} {'accuracy':>9} {'macro-F1':>9} {'wtd-F1':>9} {'unparse':>8} {'items/s':>8}")
     for r in results:
         m = r["metrics"]
@@ -275,4 +335,5 @@ def _slug(model: str) -> str:
     return path.name if path.exists() else model.replace("/", "--")
 
 
-__all__ = ["run_eval", "write_summary", "predict", "model_identity", "weights_sha256", "library_versions"]
+__all__ = ["run_eval", "evaluate_into", "check_runs", "EvalError", "write_summary", "predict", "model_identity",
+           "weights_sha256", "library_versions"]
