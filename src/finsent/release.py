@@ -2,10 +2,18 @@
 
 Each stage writes into a fixed place (``runs/<name>/`` for intermediate outputs, ``releases/<name>/``
 for what is published) and leaves a stamp holding a fingerprint of everything that decides its
-output: its recipe section, its input files and the fingerprint of the stage before it. A stage
-whose output exists and whose stamp matches is skipped, so re-running after a crash or after
-editing only the card picks up where it matters. ``--force`` re-runs everything, ``--from STAGE``
-re-runs from a stage on, ``--only STAGE`` runs one stage (its inputs must exist).
+output: its recipe section, its input files, the fingerprint of the stage before it, the code (a
+hash of the finsent package's ``.py`` files) and the versions of finsent, torch, transformers and
+peft. A stage whose output exists and whose stamp matches is skipped, so re-running after a crash
+or after editing only the card picks up where it matters, and a release built by older code is
+rebuilt. A stage's stamp is removed before it runs, so a crash mid-stage never leaves a stale one.
+``--force`` re-runs everything, ``--from STAGE`` re-runs from a stage on, ``--only STAGE`` runs one
+stage (its inputs are checked before anything is touched).
+
+Every folder is written through ``outputs.output_dir``: built in a temporary sibling and renamed
+into place when complete (the merge stage builds the whole release folder, merged model and reports,
+that way). A folder finsent did not write is refused unless ``--overwrite``. The recipe name must be
+a plain folder name (no ``/``, no ``..``): it is checked before any folder is created.
 
 Without ``--push`` the release ends with the finished folder and a dry run of the push.
 """
@@ -13,6 +21,7 @@ Without ``--push`` the release ends with the finished folder and a dry run of th
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import shutil
@@ -22,7 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import FinsentError
+from . import __version__
+from .errors import UsageError
+from .outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
 from .recipes import Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
@@ -30,8 +41,11 @@ logger = logging.getLogger(__name__)
 STAGES = ("prune", "finetune", "merge", "eval", "card", "push", "space")
 
 
-class ReleaseError(FinsentError, RuntimeError):
-    """A release stage cannot run (missing input, bad arguments)."""
+FINGERPRINT_LIBRARIES = ("torch", "transformers", "peft")  # and finsent itself
+
+
+class ReleaseError(UsageError, RuntimeError):
+    """A release stage cannot run (missing input, bad arguments); the command exits with 2."""
 
 
 def file_digest(path: Path) -> str:
@@ -50,6 +64,27 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def code_hash() -> str:
+    """sha256 of the finsent package's ``.py`` files (relative names and bytes): the code that builds a release."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of finsent and of the libraries whose behaviour decides the built model (None: not installed)."""
+    versions: dict[str, str | None] = {"finsent": __version__}
+    for name in FINGERPRINT_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def _local_inputs(paths: list[str | None]) -> list[str]:
     """Content digests of the local files a stage reads (Hub ids are named, not hashed)."""
     return [file_digest(Path(p)) if p and Path(p).exists() else str(p) for p in paths]
@@ -58,10 +93,21 @@ def _local_inputs(paths: list[str | None]) -> list[str]:
 class Release:
     """The folders, stamps and stages of one recipe's release."""
 
-    def __init__(self, recipe: Recipe, runs_dir: Path = Path("runs"), releases_dir: Path = Path("releases")):
+    def __init__(self, recipe: Recipe, runs_dir: Path = Path("runs"), releases_dir: Path = Path("releases"),
+                 overwrite: bool = False):
+        """Names and folders are checked here, before anything is created (a name such as '../..' is refused)."""
+        name = check_name(recipe.name, "recipe name")
+        for folder, what in ((runs_dir, "runs folder"), (releases_dir, "releases folder")):
+            folder = Path(folder).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise OutputError(f"{what} {folder} is a file, not a folder (nothing was written)")
         self.recipe = recipe
-        self.run_dir = Path(runs_dir) / recipe.name
-        self.release_dir = Path(releases_dir) / recipe.name
+        self.overwrite = overwrite
+        self.run_dir = Path(runs_dir).expanduser() / name
+        self.release_dir = Path(releases_dir).expanduser() / name
+        # Never the current folder, one of its parents or the home folder (e.g. --releases-dir .. in releases/x).
+        check_output_dir(self.run_dir, overwrite=True, what="run folder")
+        check_output_dir(self.release_dir, overwrite=True, what="release folder")
         self.pruned_dir = self.run_dir / "pruned"
         self.adapter_dir = self.run_dir / "adapter"
         self.stamps = self.run_dir / "stamps"
@@ -71,7 +117,9 @@ class Release:
 
     def fingerprints(self) -> dict[str, str]:
         r = self.recipe
-        fp = {"prune": _fingerprint(asdict(r.model), asdict(r.prune))}
+        # The code and library versions enter the first stage; every later stage chains on it.
+        code = {"code": code_hash(), "versions": library_versions()}
+        fp = {"prune": _fingerprint(code, asdict(r.model), asdict(r.prune))}
         data = _local_inputs([src.path for src in r.finetune.data])
         fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data)
         fp["merge"] = _fingerprint(fp["finetune"], asdict(r.merge))
@@ -86,11 +134,17 @@ class Release:
         stamp = self._stamp(stage)
         if not (output.exists() and stamp.is_file()):
             return False
-        return json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+        try:
+            return json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+        except (ValueError, AttributeError):  # an unreadable stamp proves nothing: run the stage again
+            return False
 
     def mark_done(self, stage: str, fingerprint: str) -> None:
-        self.stamps.mkdir(parents=True, exist_ok=True)
-        self._stamp(stage).write_text(json.dumps({"fingerprint": fingerprint, "finished": time.time()}))
+        write_text_atomic(self._stamp(stage), json.dumps({"fingerprint": fingerprint, "finished": time.time()}))
+
+    def clear_stamp(self, stage: str) -> None:
+        """Forget that ``stage`` is done: called before it runs, so a crash mid-stage leaves no stale stamp."""
+        self._stamp(stage).unlink(missing_ok=True)
 
     # --- stages ------------------------------------------------------------------------------
 
@@ -104,12 +158,15 @@ class Release:
 
         if not self.recipe.prune.enabled:
             raise ReleaseError("pruning is disabled in the recipe")
-        return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision)
+        check_output_dir(self.pruned_dir, overwrite=self.overwrite, what="pruned model folder")
+        return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision,
+                         overwrite=self.overwrite)
 
     def finetune(self) -> Path:
         from .finetune import run_finetune
 
-        return run_finetune(self.recipe, self._finetune_base(), self.adapter_dir)
+        check_output_dir(self.adapter_dir, overwrite=self.overwrite, what="adapter folder")
+        return run_finetune(self.recipe, self._finetune_base(), self.adapter_dir, overwrite=self.overwrite)
 
     def _finetune_base(self) -> Path | str:
         if not self.recipe.prune.enabled:
@@ -119,18 +176,22 @@ class Release:
         return self.pruned_dir
 
     def merge(self) -> Path:
-        from .merge import run_merge
+        """Build the whole release folder (merged model + reports) in a temporary sibling; inputs checked first."""
+        from .merge import check_merge_inputs, merge_into
 
         if not (self.adapter_dir / "adapter_config.json").is_file():
             raise ReleaseError(f"no adapter at {self.adapter_dir}: run the finetune stage first")
-        if self.release_dir.exists():
-            shutil.rmtree(self.release_dir)  # a release folder holds exactly one model's files
-        run_merge(self.recipe, Path(self._finetune_base()), self.adapter_dir, self.release_dir)
-        self._write_reports()
+        base = Path(self._finetune_base())
+        check_merge_inputs(self.recipe, base, self.adapter_dir)
+        check_output_dir(self.release_dir, overwrite=self.overwrite, what="release folder")
+        # A release folder holds exactly one model's files: it is replaced whole (eval and card follow).
+        with output_dir(self.release_dir, overwrite=self.overwrite, what="release folder") as tmp:
+            merge_into(self.recipe, base, self.adapter_dir, tmp)
+            self._write_reports(tmp)
         return self.release_dir
 
-    def _write_reports(self) -> None:
-        reports = self.release_dir / "reports"
+    def _write_reports(self, folder: Path) -> None:
+        reports = Path(folder) / "reports"
         reports.mkdir(parents=True, exist_ok=True)
         for src, name in ((self.pruned_dir / "pruning.json", "pruning.json"),
                           (self.adapter_dir / "training.json", "training.json")):
@@ -141,25 +202,24 @@ class Release:
 
     def evaluate(self) -> Path:
         from .classify import FinSentClassifier
-        from .evaluation import run_eval, write_summary
+        from .evaluation import check_runs, evaluate_into, write_summary
 
+        e = self.recipe.eval
         if not (self.release_dir / "config.json").is_file():
             raise ReleaseError(f"no merged model at {self.release_dir}: run the merge stage first")
-        out = self.release_dir / "eval"
-        if out.exists():
-            shutil.rmtree(out)
-        clf = FinSentClassifier.from_pretrained(str(self.release_dir), batch_size=self.recipe.eval.batch_size)
-        run_eval(self.release_dir, self.recipe.eval.benchmarks, self.recipe.eval.modes, out,
-                 batch_size=self.recipe.eval.batch_size, classifier=clf)
-        if self.recipe.eval.speed:
-            from .speed import TFNS_VALID, run_bench
+        check_runs(e.benchmarks, e.modes)
+        out = check_output_dir(self.release_dir / "eval", overwrite=self.overwrite, what="release eval folder")
+        with output_dir(out, overwrite=self.overwrite, what="release eval folder") as tmp:
+            clf = FinSentClassifier.from_pretrained(str(self.release_dir), batch_size=e.batch_size)
+            evaluate_into(tmp, self.release_dir, e.benchmarks, e.modes, batch_size=e.batch_size, classifier=clf)
+            if e.speed:
+                from .speed import TFNS_VALID, run_bench
 
-            e = self.recipe.eval
-            local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
-            texts = Path(e.speed_texts or (local[0] if local else TFNS_VALID))
-            run_bench(self.release_dir, out, classifier=clf, n=e.speed_n, gen_n=min(e.speed_n, 16),
-                      batch_sizes=tuple(e.speed_batch_sizes), texts_file=texts)
-        write_summary(out)
+                local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
+                texts = Path(e.speed_texts or (local[0] if local else TFNS_VALID))
+                run_bench(self.release_dir, tmp, classifier=clf, n=e.speed_n, gen_n=min(e.speed_n, 16),
+                          batch_sizes=tuple(e.speed_batch_sizes), texts_file=texts)
+            write_summary(tmp)
         return out
 
     def card(self, repo_id: str | None = None) -> Path:
@@ -210,6 +270,8 @@ class Release:
                 result["skipped"].append(stage)
                 continue
             logger.info("%s ...", label)
+            if stage in fps:
+                self.clear_stamp(stage)
             t0 = time.perf_counter()
             if stage == "card":
                 self.card(repo_id)
@@ -290,6 +352,8 @@ def register(sub) -> None:
     p.add_argument("--only", choices=STAGES, help="run just this stage")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set finetune.max_steps=5 (YAML value)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let stages replace folders finsent did not write (its own are replaced without it)")
     p.add_argument("--runs-dir", default="runs", type=Path)
     p.add_argument("--releases-dir", default="releases", type=Path)
     p.set_defaults(func=_release_cmd)
@@ -307,14 +371,10 @@ def parse_overrides(items: list[str]) -> dict:
 
 def _release_cmd(args) -> int:
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
-    release = Release(recipe, args.runs_dir, args.releases_dir)
-    try:
-        result = release.run(force=args.force, start=args.start, only=args.only, push=args.push,
-                             repo_id=args.repo_id, tag=args.tag, space_id=args.space_id,
-                             push_kwargs={"allow_regression": args.allow_regression})
-    except ReleaseError as exc:
-        print(f"finsent release: error: {exc}")
-        return 2
+    release = Release(recipe, args.runs_dir, args.releases_dir, overwrite=args.overwrite)
+    result = release.run(force=args.force, start=args.start, only=args.only, push=args.push,
+                         repo_id=args.repo_id, tag=args.tag, space_id=args.space_id,
+                         push_kwargs={"allow_regression": args.allow_regression})
     print()
     if "push" in result:
         from .publish import format_push
