@@ -9,8 +9,13 @@ comes from `finsent.FinSentClassifier` (label scoring), the same code path as th
 
 API (gradio_client):
     /classify      (text, scheme) -> (label, table, notice); one text per line; concurrent requests are
-                   batched into one model call (up to MAX_BATCH requests)
-    /classify_csv  (file, scheme) -> CSV file: the input columns + predicted_label, p_<label>..., text_truncated
+                   batched into one model call (up to MAX_BATCH requests); a text that cannot be classified
+                   gets its own notice and never fails the other requests of its batch
+    /classify_csv  (file, scheme) -> CSV file: the input columns + predicted_label, p_<label>..., text_truncated;
+                   spreadsheet-safe (a cell starting with = + - @ tab or CR gets a leading ')
+
+The two endpoints have separate queues (concurrency ids), so a running CSV job never holds up /classify.
+Every file the app keeps (uploads, result CSVs) is deleted once older than DELETE_CACHE's age.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import tempfile
+import threading
+import time
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -28,7 +37,10 @@ import yaml
 import finsent
 from finsent import SCHEMES, FinSentClassifier
 from finsent.classify import iter_chunks
+from finsent.errors import FinsentError, UsageError
 from finsent.models import PUBLISHED_MODEL
+from finsent.prompts import InputError, clean_text
+from finsent.tables import BadRow, TableError, csv_header, read_table
 
 logger = logging.getLogger("finsent.space")
 
@@ -40,6 +52,12 @@ MAX_BATCH = 16  # concurrent /classify requests merged into one model call
 QUEUE_SIZE = 64  # waiting events beyond this are refused with "queue full"
 CSV_CHUNK = 16  # rows per classify call while reporting CSV progress
 NEW_COLUMNS = ("predicted_label", "text_truncated")
+# (frequency, age) in seconds: Gradio deletes the uploads and results it keeps once older than `age`, checking
+# every `frequency`; the app deletes its own result folders older than `age` when the next CSV job starts.
+DELETE_CACHE = (600, 3600)
+# A CSV cell starting with one of these is a formula to a spreadsheet: OWASP's "CSV Injection" page
+# (https://owasp.org/www-community/attacks/CSV_Injection) says to prefix such a cell with a single quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 EXAMPLES = [
     ["Northwind Logistics raises full-year guidance after third-quarter revenue jumps 18%", "3"],
@@ -55,7 +73,7 @@ EXAMPLES = [
 ]
 
 
-class CsvInputError(ValueError):
+class CsvInputError(UsageError, ValueError):
     """An uploaded CSV that cannot be classified; the message names the file and the problem."""
 
 
@@ -92,86 +110,165 @@ def table_of(predictions, scheme: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label", *(prob_column(label) for label in labels)])
 
 
+def text_problem(text: str) -> str | None:
+    """Why a text cannot be classified (finsent's one input-text rule), or None when it can."""
+    try:
+        clean_text(text)
+    except InputError as exc:
+        return str(exc)
+    except (TypeError, UnicodeError) as exc:  # a rule the text check does not cover yet
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a user: finsent's own errors say what to fix; anything else is named with its type."""
+    return str(exc) if isinstance(exc, FinsentError) else f"{type(exc).__name__}: {exc}"
+
+
+def classify_isolated(classifier: FinSentClassifier, texts: list[str], scheme: str, batch_size: int) -> list:
+    """One prediction per text, in one classify call; if that call fails, one call per text, so a text the
+    classifier rejects gets its exception in place of its prediction and every other text its result."""
+    try:
+        return list(classifier.classify(texts, scheme, batch_size=batch_size))
+    except Exception as exc:  # any failure: isolated below, text by text
+        logger.warning("a batch of %d texts failed (%s); classifying them one by one", len(texts), error_text(exc))
+    results = []
+    for text in texts:
+        try:
+            results.append(classifier.classify([text], scheme, batch_size=1)[0])
+        except Exception as exc:  # this text's own error, shown to its request only
+            results.append(exc)
+    return results
+
+
 def classify_requests(classifier: FinSentClassifier, raws: list[str], schemes: list[str]):
     """The batched /classify handler: lists in (one item per request), three lists out.
 
     Requests are grouped by scheme and all their lines go through ONE classify call per scheme, so
-    concurrent users share forward passes. A bad request gets a notice; it never fails its batch.
+    concurrent users share forward passes. A bad request, or a bad text in it, gets a notice naming the
+    problem; it never fails the other requests of its batch (this function does not raise for an input).
     """
     labels, tables, notices = [None] * len(raws), [None] * len(raws), [""] * len(raws)
-    parsed = [split_box(raw) for raw in raws]
-    for i, (scheme, (texts, _)) in enumerate(zip(schemes, parsed)):
+    jobs: dict[int, tuple[str, list[tuple[int, str]], list[str]]] = {}  # request -> (scheme, [(n, text)], notes)
+    for i, (raw, scheme) in enumerate(zip(raws, schemes)):
+        tables[i] = table_of([], scheme if scheme in SCHEMES else "3")
+        if raw is not None and not isinstance(raw, str):
+            notices[i] = f"⚠️ The text must be a string, got {type(raw).__name__}."
+            continue
+        texts, notes = split_box(raw)
         if not texts:
             notices[i] = "Type or paste a financial headline first (one per line to classify several)."
         elif scheme not in SCHEMES:
             notices[i] = f"Unknown label scheme {scheme!r}: choose 3 or 7 classes."
-        tables[i] = table_of([], scheme if scheme in SCHEMES else "3")
-    for scheme in sorted(set(schemes) & set(SCHEMES)):
-        members = [i for i, s in enumerate(schemes) if s == scheme and parsed[i][0]]
-        if not members:
-            continue
-        flat = [text for i in members for text in parsed[i][0]]
-        predictions = iter(classifier.classify(flat, scheme, batch_size=MAX_BATCH))
+        else:
+            good = []
+            for n, text in enumerate(texts, 1):
+                problem = text_problem(text)
+                if problem:
+                    notes.append(f"Text {n} was not classified: {problem}")
+                else:
+                    good.append((n, text))
+            jobs[i] = (scheme, good, notes)
+    for scheme in SCHEMES:
+        members = [i for i, (s, good, _) in jobs.items() if s == scheme and good]
+        flat = [text for i in members for _, text in jobs[i][1]]
+        results = iter(classify_isolated(classifier, flat, scheme, MAX_BATCH) if flat else [])
         for i in members:
-            texts, notes = parsed[i]
-            preds = [next(predictions) for _ in texts]
-            notes = notes + [f"Text {n} was cut to fit the model's context." for n, p in enumerate(preds, 1)
-                             if p.truncated]
+            _, good, notes = jobs[i]
+            preds = []
+            for n, _ in good:
+                result = next(results)
+                if isinstance(result, BaseException):
+                    notes.append(f"Text {n} was not classified: {error_text(result)}")
+                else:
+                    preds.append(result)
+                    if result.truncated:
+                        notes.append(f"Text {n} was cut to fit the model's context.")
             tables[i] = table_of(preds, scheme)
-            if len(preds) == 1:
+            if len(preds) == 1 and len(good) == 1:
                 labels[i] = preds[0].probs
-                head = f"**{preds[0].label}** (probability {preds[0].probs[preds[0].label]:.2f})"
-            else:
-                head = f"{len(preds)} texts classified: see the table."
-            notices[i] = "\n\n".join([head, *(f"⚠️ {note}" for note in notes)])
+    for i, (_, _, notes) in jobs.items():
+        n_done = len(tables[i])
+        if labels[i] is not None:
+            label = tables[i]["label"][0]
+            head = f"**{label}** (probability {labels[i][label]:.2f})"
+        elif n_done:
+            head = f"{n_done} texts classified: see the table." if n_done > 1 else "1 text classified: see the table."
+        else:
+            head = "Nothing was classified."
+        notices[i] = "\n\n".join([head, *(f"⚠️ {note}" for note in notes)])
     return labels, tables, notices
 
 
+def spreadsheet_safe(value) -> str:
+    """A CSV cell a spreadsheet shows as text, never evaluates: a leading ' before = + - @ tab or CR (OWASP)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def read_csv_texts(path: str | Path) -> tuple[list[str], list[dict], str]:
-    """(columns, rows, text column) of an uploaded CSV, or CsvInputError naming the file and problem."""
-    name = Path(path).name
+    """(columns, rows, text column) of an uploaded CSV, or CsvInputError naming the file and problem.
+
+    Read with finsent.tables (the toolkit's one table reader: BOM, quoting and header rules as everywhere);
+    column names are the header's, stripped.
+    """
+    path = Path(path)
+    name = path.name
+    if path.suffix.lower() != ".csv":
+        raise CsvInputError(f"{name} is not a .csv file: upload a CSV (UTF-8) with a 'text' column.")
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c for c in (reader.fieldnames or []) if c is not None]
-            text_col = next((c for c in columns if c.strip().lower() == "text"), None)
-            if text_col is None:
-                found = ", ".join(repr(c) for c in columns) or "none"
-                raise CsvInputError(f"{name} has no 'text' column (its columns: {found}). "
-                                    "Put the texts to classify in a column named text.")
-            taken = [c for c in columns if c in NEW_COLUMNS or c.startswith("p_")]
-            if taken:
-                raise CsvInputError(f"{name} already has result column(s) {', '.join(taken)}: rename them "
-                                    "so the results do not overwrite them.")
-            rows, empty = [], []
-            for row in reader:
-                if len(rows) == MAX_CSV_ROWS:
-                    raise CsvInputError(f"{name} has more than {MAX_CSV_ROWS} rows: the limit here is "
-                                        f"{MAX_CSV_ROWS}. Split the file, or run `finsent classify` locally.")
-                if None in row:
-                    raise CsvInputError(f"{name}: row {len(rows) + 1} (line {reader.line_num}) has more "
-                                        f"fields than the header's {len(columns)}.")
-                if not (row.get(text_col) or "").strip():
-                    empty.append(f"row {len(rows) + 1} (line {reader.line_num})")
-                rows.append(row)
-    except UnicodeDecodeError as exc:
-        raise CsvInputError(f"{name} is not UTF-8 text (byte {exc.start}): save it as UTF-8 CSV.") from None
-    except csv.Error as exc:
-        raise CsvInputError(f"{name} is not a valid CSV: {exc}") from None
+        columns = csv_header(path)
+        text_cols = [c for c in columns if c.lower() == "text"]
+        if not text_cols:
+            raise CsvInputError(f"{name} has no 'text' column (its columns: {', '.join(map(repr, columns))}). "
+                                "Put the texts to classify in a column named text.")
+        if len(text_cols) > 1:
+            raise CsvInputError(f"{name} has {len(text_cols)} text columns ({', '.join(map(repr, text_cols))}): "
+                                "keep one column named text, so that the right one is classified.")
+        taken = [c for c in columns if c.lower() in NEW_COLUMNS or c.lower().startswith("p_")]
+        if taken:
+            raise CsvInputError(f"{name} already has result column(s) {', '.join(taken)}: rename them "
+                                "so the results do not overwrite them.")
+        text_col, rows, empty, bad = text_cols[0], [], [], []
+        for where, row in read_table(path):
+            where = where.replace(f"{path}: ", "", 1)
+            if isinstance(row, BadRow):
+                raise CsvInputError(f"{name}: {where} has {row.problem}.")
+            if len(rows) == MAX_CSV_ROWS:
+                raise CsvInputError(f"{name} has more than {MAX_CSV_ROWS} rows: the limit here is "
+                                    f"{MAX_CSV_ROWS}. Split the file, or run `finsent classify` locally.")
+            if not row[text_col].strip():
+                empty.append(where)
+            elif problem := text_problem(row[text_col]):
+                bad.append(f"{where}: {problem}")
+            rows.append(row)
+    except TableError as exc:
+        raise CsvInputError(str(exc).replace(str(path), name)) from None
     if not rows:
         raise CsvInputError(f"{name} has no data rows under its header.")
     if empty:
         more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
         raise CsvInputError(f"{name}: empty text in {', '.join(empty[:5])}{more}.")
+    if bad:
+        more = f" ({len(bad) - 1} more rows like it)" if len(bad) > 1 else ""
+        raise CsvInputError(f"{name}: {bad[0]}{more}")
     return columns, rows, text_col
 
 
-def classify_csv_file(classifier: FinSentClassifier, path: str | Path, scheme: str, progress=None) -> Path:
-    """Classify every row's text; write the input columns + results to a new CSV and return its path."""
+def classify_csv_file(classifier: FinSentClassifier, path: str | Path, scheme: str, progress=None,
+                      out_dir: str | Path | None = None) -> Path:
+    """Classify every row's text; write the input columns + results to a new CSV and return its path.
+
+    The CSV goes into ``out_dir`` (default: a new temporary folder); every cell is spreadsheet-safe.
+    """
     if scheme not in SCHEMES:
         raise CsvInputError(f"unknown label scheme {scheme!r}: choose 3 or 7 classes")
     columns, rows, text_col = read_csv_texts(path)
     labels = SCHEMES[scheme]
+    header = [*columns, "predicted_label", *(prob_column(label) for label in labels), "text_truncated"]
+    if len(set(header)) != len(header):  # read_csv_texts refuses result-like names; never overwrite a column
+        raise CsvInputError(f"{Path(path).name}: a result column would overwrite an input column ({header})")
     clipped = [clip(row[text_col].strip()) for row in rows]
     done, predictions = 0, []
     if progress is not None:
@@ -181,19 +278,69 @@ def classify_csv_file(classifier: FinSentClassifier, path: str | Path, scheme: s
         done += len(chunk)
         if progress is not None:  # not truthiness: gr.Progress has a __len__ (0 when idle)
             progress((done, len(rows)), desc="Classifying", unit="rows")
-    out = Path(tempfile.mkdtemp(prefix="finsent-csv-")) / f"{Path(path).stem}-finsent.csv"
+    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="finsent-csv-"))
+    out = folder / f"{Path(path).stem}-finsent.csv"
     with open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*columns, "predicted_label", *(prob_column(label) for label in labels), "text_truncated"])
+        writer.writerow([spreadsheet_safe(c) for c in header])
         for row, pred, (_, cut) in zip(rows, predictions, clipped):
-            writer.writerow([*(row.get(c, "") for c in columns), pred.label,
-                             *(f"{pred.probs[label]:.6f}" for label in labels), cut or pred.truncated])
+            cells = [*(row[c] for c in columns), pred.label, *(f"{pred.probs[label]:.6f}" for label in labels),
+                     cut or pred.truncated]
+            writer.writerow([spreadsheet_safe(c) for c in cells])
     logger.info("classified %d rows of %s", len(rows), Path(path).name)
     return out
 
 
-def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
-    """The page and its API around one loaded classifier (queue configured; not launched)."""
+class ResultFolders:
+    """The folders the app writes result CSVs into, one per job, each deleted once older than ``age`` seconds.
+
+    Gradio copies a returned file into its own cache (emptied by ``delete_cache``), so the app's copy is
+    needed only until its job returns: each new job deletes the earlier folders older than ``age`` (every
+    earlier one for age 0). Only folders this object created are ever deleted; ``root`` (default: a new
+    temporary folder, removed at exit) holds them. ``age=None`` keeps every folder.
+    """
+
+    def __init__(self, root: str | Path | None = None, age: float | None = DELETE_CACHE[1]):
+        self.age = age
+        if root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="finsent-space-results-"))
+            weakref.finalize(self, shutil.rmtree, self.root, ignore_errors=True)
+        else:
+            self.root = Path(root)
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._made: list[tuple[float, Path]] = []  # (time.monotonic() at creation, folder)
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        """A new empty folder for one job (after deleting the expired ones)."""
+        with self._lock:
+            self.sweep()
+            folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
+            self._made.append((time.monotonic(), folder))
+            return folder
+
+    def sweep(self) -> list[Path]:
+        """Delete the folders older than ``age``; return them."""
+        if self.age is None:
+            return []
+        now, gone = time.monotonic(), []
+        for made, folder in list(self._made):
+            if now - made >= self.age:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._made.remove((made, folder))
+                gone.append(folder)
+        return gone
+
+
+def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE,
+               delete_cache: tuple[int, int] | None = DELETE_CACHE, results_dir: str | Path | None = None) -> gr.Blocks:
+    """The page and its API around one loaded classifier (queue configured; not launched).
+
+    ``delete_cache`` (frequency, age) in seconds, Gradio's: uploads and results older than age are deleted
+    (None: kept until the server stops). ``results_dir``: where the app writes result CSVs (default: a
+    temporary folder); its job folders older than the same age are deleted when a new CSV job starts.
+    """
+    results = ResultFolders(results_dir, age=delete_cache[1] if delete_cache else None)
 
     def on_classify(text: list[str], scheme: list[str]):  # batch=True: one item per queued request
         return classify_requests(classifier, text, scheme)
@@ -203,11 +350,11 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE) -
         if not file:
             raise gr.Error("Upload a CSV file with a 'text' column first.")
         try:
-            return str(classify_csv_file(classifier, file, scheme, progress))
+            return str(classify_csv_file(classifier, file, scheme, progress, out_dir=results.new()))
         except CsvInputError as exc:
             raise gr.Error(str(exc)) from None
 
-    with gr.Blocks(title="Llama-FinSent-S") as demo:
+    with gr.Blocks(title="Llama-FinSent-S", delete_cache=delete_cache) as demo:
         gr.Markdown(
             "# Llama-FinSent-S: financial news sentiment\n"
             "Llama-FinSent-S is Llama-3.2-1B with 40 % of every MLP's neurons pruned, fine-tuned on FinGPT's "
@@ -231,14 +378,15 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE) -
         gr.Examples(EXAMPLES, inputs=[text, scheme], label="Examples (click one, then Classify)")
         gr.on([button.click, text.submit], on_classify, inputs=[text, scheme], outputs=[label, table, notice],
               api_name="classify", batch=True, max_batch_size=MAX_BATCH, concurrency_limit=1,
-              concurrency_id="model")
+              concurrency_id="classify")
         with gr.Accordion(f"Classify a CSV file (a 'text' column, up to {MAX_CSV_ROWS} rows)", open=True):
             with gr.Row():
                 upload = gr.File(label="CSV to classify", file_types=[".csv"], elem_id="finsent-csv-in")
                 result = gr.File(label="Results CSV", interactive=False, elem_id="finsent-csv-out")
             csv_button = gr.Button("Classify CSV", elem_id="finsent-csv-button")
+        # Its own queue: a CSV job (minutes) runs beside /classify requests, never in front of them.
         csv_button.click(on_csv, inputs=[upload, scheme], outputs=result, api_name="classify_csv",
-                         concurrency_limit=1, concurrency_id="model")
+                         concurrency_limit=1, concurrency_id="csv")
     return demo.queue(max_size=queue_size, default_concurrency_limit=1)
 
 

@@ -100,9 +100,13 @@ def test_split_box_drops_blank_lines_clips_long_texts_and_caps_the_line_count():
 @pytest.mark.parametrize(("header", "rows", "message"), [
     (["headline", "label"], [["Acme beats", "1"]], "has no 'text' column (its columns: 'headline', 'label')"),
     (["text"], [["Acme beats"], ["  "], ["Zenith slumps"]], "empty text in row 2 (line 3)"),
-    (["text"], [["Acme beats"], ["Zenith", "extra"]], "row 2 (line 3) has more fields than the header's 1"),
+    (["text"], [["Acme beats"], ["Zenith", "extra"]], "news.csv: row 2 (line 3) has 2 fields, the header has 1."),
     (["text", "predicted_label"], [["Acme beats", "x"]], "already has result column(s) predicted_label"),
+    (["text", "P_Positive"], [["Acme beats", "x"]], "already has result column(s) P_Positive"),
     (["text"], [], "has no data rows"),
+    # two text columns: refused naming them, never one picked (the same name twice, or differing in case/space)
+    (["text", "label", "text"], [["Acme beats", "1", "Zenith"]], "the header names column(s) 'text' more than once"),
+    (["text", " Text "], [["Acme beats", "Zenith"]], "news.csv has 2 text columns ('text', 'Text'): keep one"),
 ])
 def test_bad_csv_files_get_errors_naming_file_row_and_problem(tmp_path, header, rows, message):
     path = write_csv(tmp_path / "news.csv", header, rows)
@@ -116,8 +120,10 @@ def test_csv_over_the_row_limit_and_non_utf8_csv_are_refused(tmp_path, shared_da
         app.read_csv_texts(shared_data / "tfns" / "sent_valid.csv")  # the real 2,388-row TFNS file
     latin = tmp_path / "latin.csv"
     latin.write_bytes("text\nCaf\xe9 chain beats estimates\n".encode("latin-1"))
-    with pytest.raises(app.CsvInputError, match="latin.csv is not UTF-8 text"):
+    with pytest.raises(app.CsvInputError) as err:
         app.read_csv_texts(latin)
+    # finsent.tables' message, naming the file without the server's upload folder
+    assert str(err.value) == "latin.csv: not UTF-8 text (byte 0xe9 at offset 8): save it as UTF-8"
 
 
 # --- the batched handler and the CSV pipeline on a tiny model ---------------------------------------------
@@ -237,8 +243,8 @@ def test_deploy_rejects_a_local_folder_as_model_and_a_missing_token(tmp_path, mo
 def test_deploy_dry_run_lists_the_files(capsys):
     assert cli_main(["space", "deploy", "--repo-id", "alice/demo", "--model", "bob/model", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "Space alice/demo (model bob/model): would upload 9 files"
-    assert "  finsent/classify.py" in out and "  requirements.txt" in out
+    assert out.splitlines()[0] == "Space alice/demo (model bob/model): would upload 10 files"
+    assert "  finsent/classify.py" in out and "  finsent/tables.py" in out and "  requirements.txt" in out
 
 
 @pytest.fixture()

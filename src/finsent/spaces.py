@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SPACE_DIR = PACKAGE_DIR.parents[1] / "space"  # the repository's space/ folder (source checkout)
-# The modules `import finsent` and FinSentClassifier need; nothing that pulls training dependencies.
-INFERENCE_MODULES = ("__init__.py", "classify.py", "errors.py", "labels.py", "models.py", "prompts.py")
+# The modules `import finsent`, FinSentClassifier and the app's CSV reader (tables) need; nothing that pulls
+# training dependencies.
+INFERENCE_MODULES = ("__init__.py", "classify.py", "errors.py", "labels.py", "models.py", "prompts.py", "tables.py")
 SPACE_FILES = ("app.py", "requirements.txt")  # copied as they are; README.md is rewritten
 
 
