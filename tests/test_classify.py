@@ -138,10 +138,21 @@ def test_single_text_returns_one_prediction(tiny):
 # --- bad input --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad, problem", [("", "empty"), ("   \n\t", "empty"), (None, "string"), (42, "string")])
+@pytest.mark.parametrize("bad, problem", [("", "empty"), ("   \n\t", "empty"), (None, "string"), (42, "string"),
+                                          ("bad \ud800 text", r"not valid Unicode \(lone surrogate '\\ud800' at "
+                                                                r"character 5\)"),
+                                          ("caf\udcc3", r"not valid UTF-8 \(byte 0xc3 at character 4\)")])
 def test_bad_item_raises_input_error_naming_it(tiny, bad, problem):
     with pytest.raises(InputError, match=rf"text #2: .*{problem}"):
         tiny.classify(["fine", "also fine", bad], "3")
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_batch_size_zero_or_negative_is_an_error_not_the_default(tiny, batch_size):
+    with pytest.raises(InputError, match=f"batch_size must be an integer >= 1, got {batch_size!r}"):
+        tiny.classify(["fine"], "3", batch_size=batch_size)
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        tiny.label_logprobs(["fine"], "3", batch_size=batch_size)
 
 
 def test_unknown_kind_and_mode_are_errors(tiny):

@@ -11,7 +11,7 @@ import pytest
 
 from finsent.bench_shape import published_shape_config
 from finsent.cli import main
-from finsent.speed import format_table, run_bench
+from finsent.speed import SpeedTextsError, format_table, load_texts, run_bench
 from finsent.speed_floor import matmul_params_per_token, scoring_flops
 
 ROW_KEYS = {"config", "mode", "scheme", "batch_size", "items_per_second", "p50_ms", "p95_ms", "peak_memory_mb",
@@ -101,6 +101,26 @@ def test_scoring_flops_by_hand():
 def test_bench_rejects_a_missing_text_file(tiny_llama_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="benchmark texts not found"):
         run_bench(str(tiny_llama_dir), tmp_path, n=2, texts_file=tmp_path / "nope.csv")
+
+
+def test_speed_texts_are_read_like_every_other_table(tmp_path):
+    """One reader (finsent.tables) and one text rule (prompts.check_text): BOM CSV, JSON array, JSON lines."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufefftext,label\n  $X up  ,1\n$Y down,0\n".encode())
+    assert load_texts(bom, 5) == ["$X up", "$Y down"]
+    array = tmp_path / "texts.json"
+    array.write_text(json.dumps([{"text": "a"}, {"text": "b"}, {"text": "c"}]))
+    lines = tmp_path / "lines.json"
+    lines.write_text('{"text": "a"}\n{"text": "b"}\n')
+    assert load_texts(array, 2) == ["a", "b"] and load_texts(lines, 5) == ["a", "b"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"text": "a"}\n{"text": "  "}\n')
+    with pytest.raises(SpeedTextsError, match=r"empty.jsonl: line 2: field 'text': text is empty"):
+        load_texts(empty, 5)
+    no_column = tmp_path / "news.csv"
+    no_column.write_text("headline\nx\n")
+    with pytest.raises(SpeedTextsError, match=r"news.csv: no column 'text' \(its columns: 'headline'\)"):
+        load_texts(no_column, 5)
 
 
 def test_readme_bench_commands_parse():

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from .labels import check_scheme, labels_of, parse_answer
-from .prompts import KINDS, EncodedPrompt, InputError, PromptEncoder, clean_text, instruction
+from .prompts import KINDS, EncodedPrompt, InputError, PromptEncoder, check_text, instruction
 
 logger = logging.getLogger(__name__)
 
@@ -126,30 +126,36 @@ class FinSentClassifier:
                  mode: str = "score", batch_size: int | None = None, progress: bool = False):
         """Classify one text (returns a ``Prediction``) or a list of texts (returns a list).
 
-        Every text is validated before any work starts, so a bad item fails the call up front.
+        Every text is checked by ``prompts.check_text`` before any work starts, so a bad item fails the
+        call up front with an ``InputError`` naming its index (``text #i``). A caller that serves many
+        independent requests (the Space) checks each request's texts with ``check_text`` first and
+        passes on only the good ones, so one bad text never fails the others.
         """
         single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
-        for i, text in enumerate(items):
-            try:
-                clean_text(text)
-            except InputError as exc:
-                raise InputError(f"text #{i}: {exc}") from None
+        items = check_texts([texts] if single else list(texts))
         scheme = check_scheme(scheme)
         if kind not in KINDS:
             raise InputError(f"unknown text kind {kind!r}: choose one of {', '.join(KINDS)}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
         run = self._score_all if mode == "score" else self._generate_all
-        results = run(items, scheme, kind, batch_size or self.batch_size, progress)
+        results = run(items, scheme, kind, self._batch_size(batch_size), progress)
         return results[0] if single else results
 
     def label_logprobs(self, texts: Sequence[str], scheme: str | int = "3", *, kind: str = "news",
                        batch_size: int | None = None):
         """Sum of log-probabilities of each label's answer tokens: a float tensor [len(texts), n_labels]."""
 
-        scores, _ = self._scores(texts, check_scheme(scheme), kind, batch_size or self.batch_size, False)
+        scores, _ = self._scores(check_texts(texts), check_scheme(scheme), kind, self._batch_size(batch_size), False)
         return scores
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        """``batch_size`` if given (an int >= 1: 0 is an error, never the default), else the classifier's."""
+        if batch_size is None:
+            return self.batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        return batch_size
 
     # --- label scoring ----------------------------------------------------------------------------
 
@@ -176,7 +182,7 @@ class FinSentClassifier:
         results = []
         for text, enc, row in zip(texts, encoded, probs.tolist()):
             best = max(range(len(labels)), key=row.__getitem__)
-            results.append(Prediction(clean_text(text), labels[best], dict(zip(labels, row)), scheme,
+            results.append(Prediction(text, labels[best], dict(zip(labels, row)), scheme,
                                       "score", enc.truncated))
         return results
 
@@ -275,9 +281,22 @@ class FinSentClassifier:
             for i, row in zip(idx, out[:, width:].tolist()):
                 answers[i] = self.tokenizer.decode(row, skip_special_tokens=True)
         return [
-            Prediction(clean_text(t), parse_answer(a, scheme), None, scheme, "generate", e.truncated, a.strip())
+            Prediction(t, parse_answer(a, scheme), None, scheme, "generate", e.truncated, a.strip())
             for t, e, a in zip(texts, encoded, answers)
         ]
+
+
+def check_texts(texts: Sequence) -> list[str]:
+    """Every text through ``prompts.check_text``; the first bad one is an InputError naming its index."""
+    if isinstance(texts, (str, bytes)):
+        raise InputError(f"texts must be a list of strings, got one {type(texts).__name__}")
+    checked = []
+    for i, text in enumerate(texts):
+        try:
+            checked.append(check_text(text))
+        except InputError as exc:
+            raise InputError(f"text #{i}: {exc}") from None
+    return checked
 
 
 def _cache_kwarg(module) -> str:
@@ -388,4 +407,4 @@ def iter_chunks(items: Iterable, size: int):
         yield chunk
 
 
-__all__ = ["FinSentClassifier", "Prediction", "InputError", "MODES"]
+__all__ = ["FinSentClassifier", "Prediction", "InputError", "MODES", "check_text", "check_texts"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 from . import __version__
 
@@ -30,11 +32,23 @@ COMMAND_MODULES = [
 ]
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` for counts and sizes: an integer >= 1 (``--batch-size 0`` is refused, never a default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "classify",
         help="label financial texts (JSON lines out)",
-        description="Classify texts given as arguments, or one per line on stdin, and print one JSON object per text.",
+        description="Classify texts given as arguments, or one per line on stdin (UTF-8), and print one JSON "
+                    "object per text, each batch as soon as it is done.",
     )
     p.add_argument("texts", nargs="*", help="texts to classify; none = read lines from stdin")
     p.add_argument("--model",
@@ -43,19 +57,65 @@ def register(sub) -> None:
     p.add_argument("--kind", choices=["news", "tweet"], default="news", help="word used in the instruction")
     p.add_argument("--mode", choices=["score", "generate"], default="score",
                    help="score = label scoring with probabilities; generate = the published card's greedy generation")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16,
+                   help="texts per model call; results are printed after each batch (default 16)")
     p.set_defaults(func=_classify)
 
 
-def _classify(args) -> int:
-    from .classify import FinSentClassifier
+def argument_texts(texts: list[str]) -> Iterator[tuple[str, str]]:
+    """``(where, text)`` of texts given as arguments, each checked by ``prompts.check_text``.
 
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        raise SystemExit("finsent classify: no text given (pass texts as arguments or lines on stdin)")
+    Python hands arguments that are not UTF-8 over as lone surrogates (surrogateescape): refused here,
+    naming the argument, before any model is loaded.
+    """
+    from .prompts import InputError, check_text
+
+    for n, text in enumerate(texts, 1):
+        try:
+            yield f"argument {n}", check_text(text)
+        except InputError as exc:
+            raise InputError(f"argument {n}: {exc}") from None
+
+
+def stdin_texts(stream) -> Iterator[tuple[str, str]]:
+    """``(where, text)`` of the non-blank lines of a binary stream, decoded as strict UTF-8 (a leading BOM is
+    dropped); a line that is not UTF-8 is an InputError naming the line and the byte."""
+    from .prompts import InputError, check_text
+
+    for n, raw in enumerate(stream, 1):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"stdin line {n}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
+                             f"{exc.start + 1} of the line): send UTF-8 text") from None
+        if not line.strip():
+            continue
+        try:
+            yield f"stdin line {n}", check_text(line)
+        except InputError as exc:
+            raise InputError(f"stdin line {n}: {exc}") from None
+
+
+def _classify(args) -> int:
+    from .classify import FinSentClassifier, iter_chunks
+    from .errors import UsageError
+
+    if args.texts:
+        items = argument_texts(args.texts)
+    else:
+        items = stdin_texts(getattr(sys.stdin, "buffer", None) or (line.encode() for line in sys.stdin))
+    chunks = iter_chunks(items, args.batch_size)
+    first = next(chunks, None)  # bad input or no input is refused before the model loads
+    if first is None:
+        raise UsageError("no text given (pass texts as arguments or lines on stdin)")
     clf = FinSentClassifier.from_pretrained(args.model)
-    for pred in clf.classify(texts, args.scheme, kind=args.kind, mode=args.mode, batch_size=args.batch_size):
-        print(json.dumps(pred.to_dict(), ensure_ascii=False))
+    for chunk in itertools.chain([first], chunks):
+        texts = [text for _, text in chunk]
+        for pred in clf.classify(texts, args.scheme, kind=args.kind, mode=args.mode, batch_size=args.batch_size):
+            print(json.dumps(pred.to_dict(), ensure_ascii=False))
+        sys.stdout.flush()  # each batch as soon as it is done: a long input streams
     return 0
 
 

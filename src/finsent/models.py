@@ -9,6 +9,7 @@ different model is never substituted silently.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import os
 import shutil
@@ -68,12 +69,75 @@ def locate_model(model: str | os.PathLike | None = None) -> str:
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelNotAvailableError(f"{path} is not a model folder: it has no config.json")
+        check_model_folder(path)
         return str(path)
     if choice.startswith((".", "/", "~")) or choice.count("/") != 1:
         raise ModelNotAvailableError(
             f"model {choice!r} is neither an existing folder nor a Hub id (owner/name). {_offline_choices()}"
         )
     return choice
+
+
+def check_model_folder(path: Path) -> None:
+    """Refuse a local model folder whose ``config.json`` or safetensors files cannot be loaded, naming the file.
+
+    Checked before transformers reads them, so an empty or truncated weights file (an interrupted copy)
+    or a config that is not JSON or names no ``model_type`` is one clear ``ModelNotAvailableError``.
+    """
+    path = Path(path)
+    config = path / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelNotAvailableError(f"{config}: not UTF-8 text, so not a model config") from None
+    except json.JSONDecodeError as exc:
+        problem = "empty" if not config.stat().st_size else f"not valid JSON ({exc.msg}, line {exc.lineno})"
+        raise ModelNotAvailableError(f"{config}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ModelNotAvailableError(f"{config}: not a JSON object, so not a model config")
+    if not data.get("model_type"):
+        raise ModelNotAvailableError(f"{config}: no 'model_type' (a transformers config names its architecture, "
+                                     "e.g. \"llama\")")
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ModelNotAvailableError(f"{index}: not a safetensors index (no 'weight_map')") from None
+        for shard in shards:
+            if not (path / shard).is_file():
+                raise ModelNotAvailableError(f"{path / shard}: missing (listed in {index.name})")
+        files = [path / shard for shard in shards]
+    else:
+        files = sorted(path.glob("*.safetensors"))
+    for file in files:
+        check_safetensors(file)
+
+
+def check_safetensors(file: Path) -> None:
+    """ModelNotAvailableError unless ``file`` holds a complete safetensors header and every tensor it lists.
+
+    The format: 8 bytes (little-endian header length N), N bytes of JSON mapping each tensor to its
+    ``data_offsets`` in the data that follows.
+    """
+    file = Path(file)
+    size = file.stat().st_size
+    if size == 0:
+        raise ModelNotAvailableError(f"{file}: empty (0 bytes): copy or download the weights again")
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else None
+        if n is None or 8 + n > size:
+            raise ModelNotAvailableError(f"{file}: truncated ({size:,} bytes, shorter than its own header): "
+                                         "copy or download the weights again")
+        try:
+            header = json.loads(handle.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            raise ModelNotAvailableError(f"{file}: not a safetensors file (unreadable header)") from None
+    if 8 + n + end > size:
+        raise ModelNotAvailableError(f"{file}: truncated ({size:,} bytes, its header lists {8 + n + end:,}): "
+                                     "copy or download the weights again")
 
 
 def _offline_choices() -> str:
@@ -96,8 +160,11 @@ def load_model_and_tokenizer(model: str | os.PathLike | None = None, dtype=None,
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
         net = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, revision=revision)
-    except (OSError, ValueError) as exc:  # hub errors are OSError subclasses
+    except Exception as exc:  # hub errors are OSError subclasses; a broken local file raises anything
         if Path(source).exists():
+            raise ModelNotAvailableError(f"{source}: cannot load the model ({type(exc).__name__}: "
+                                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        if not isinstance(exc, (OSError, ValueError)):
             raise
         raise ModelNotAvailableError(
             f"could not load {source!r} from the Hugging Face Hub ({type(exc).__name__}: "

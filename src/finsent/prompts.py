@@ -36,7 +36,7 @@ def instruction(scheme: str | int = "3", kind: str = "news") -> str:
 
 def prompt_text(instruction_text: str, text: str) -> str:
     """The prompt as one string (for display, the card and generation), ending with the cue."""
-    return f"Instruction: {instruction_text}\nInput: {clean_text(text)}\nAnswer:"
+    return f"Instruction: {instruction_text}\nInput: {check_text(text)}\nAnswer:"
 
 
 def training_text(instruction_text: str, text: str, answer: str) -> str:
@@ -49,7 +49,7 @@ def prefix_piece(instruction_text: str) -> str:
 
 
 def news_piece(text: str) -> str:
-    return " " + clean_text(text)
+    return " " + check_text(text)
 
 
 CUE = "\nAnswer:"

@@ -1,7 +1,10 @@
 """Recipes: one YAML file per model release, read into typed, checked dataclasses.
 
 Precedence is defaults < recipe < command line (``overrides`` as dotted keys, e.g.
-``{"finetune.max_steps": 5}``). Unknown keys are errors, so a typo never silently does nothing.
+``{"finetune.max_steps": 5}``). Unknown keys are errors, so a typo never silently does nothing; every
+field is typed and range-checked, and every error names the file and the dotted key
+(``prune.ratio must be a number, got the text '0.4'``). YAML is read safely (no ``!!python`` tags),
+with YAML 1.2 floats (``1e-3`` is a number) and a key given twice refused.
 
     finsent release build/recipes/smollm2-135m.yaml
 """
@@ -9,6 +12,8 @@ Precedence is defaults < recipe < command line (``overrides`` as dotted keys, e.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,89 +151,227 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML for recipes: safe (no ``!!python`` tags), YAML 1.2 floats, and a key given twice is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+# PyYAML implements YAML 1.1, where a float needs a dot: `learning_rate: 1e-3` would be the string "1e-3".
+# Recipes read numbers as YAML 1.2 does (1e-3, 5E+2), so an exponent without a dot is a float too.
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text read with the recipe rules; a syntax error or an unknown tag is a RecipeError naming the line."""
+    try:
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - _RecipeLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = "; ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise RecipeError(f"{where}:{at}: not a valid recipe YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{where}: not a valid recipe YAML: {exc}") from None
+
+
 def load_recipe(path: str | Path, overrides: dict | None = None) -> Recipe:
-    """Read and check a recipe; ``overrides`` maps dotted keys to values (command-line layer)."""
+    """Read and check a recipe; ``overrides`` maps dotted keys to values (command-line layer).
+
+    An override that arrives as the text of an exponent number (``--set finetune.learning_rate=1e-3``,
+    which PyYAML's YAML 1.1 leaves a string) is the number, as the same text is in the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+                          ) from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping, got {type(raw).__name__}")
     for dotted, value in (overrides or {}).items():
+        if isinstance(value, str) and EXPONENT_FLOAT.match(value.strip()):
+            value = float(value.replace("_", ""))
         node = raw
         *parents, leaf = dotted.split(".")
-        for key in parents:
+        for depth, key in enumerate(parents):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {dotted}: {'.'.join(parents[:depth + 1])} is not a section")
         node[leaf] = value
     raw.setdefault("name", path.stem)
-    recipe = _build(Recipe, raw, str(path))
+    recipe = _build(Recipe, raw, str(path), "")
     recipe.source = str(path)
     _check(recipe, str(path))
     return recipe
 
 
-def _build(cls, data, where: str):
+def _build(cls, data, where: str, prefix: str):
     if not isinstance(data, dict):
-        raise RecipeError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
+        raise RecipeError(f"{where}: {prefix or 'the recipe'} must be a mapping of keys for {cls.__name__}, "
+                          f"got {data!r:.60}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(map(str, data)) - names)
     if unknown:
         raise RecipeError(
-            f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}; known: {', '.join(sorted(names))}"
+            f"{where}: unknown key(s) {', '.join(unknown)} in {prefix or 'the recipe'} ({cls.__name__}); "
+            f"known: {', '.join(sorted(names))}"
         )
-    kwargs = {}
-    for key, value in data.items():
-        kwargs[key] = _coerce(hints[key], value, f"{where}: {key}")
+    kwargs = {key: _coerce(hints[key], value, where, f"{prefix}.{key}" if prefix else key)
+              for key, value in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        raise RecipeError(f"{where}: {exc}") from None
+        raise RecipeError(f"{where}: {prefix or 'the recipe'}: {exc}") from None
 
 
-def _coerce(hint, value, where: str):
+_TYPE_WORDS = {float: "a number", int: "an integer", bool: "true or false", str: "text"}
+
+
+def _coerce(hint, value, where: str, key: str):
+    """``value`` as the field's type, or RecipeError naming the dotted key, the type and the value."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if value is None:
         if type(None) in args:
             return None
-        raise RecipeError(f"{where} must not be null")
+        raise RecipeError(f"{where}: {key} must not be null")
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
+        return _coerce(inner[0], value, where, key)
     if origin is list:
         if not isinstance(value, list):
-            raise RecipeError(f"{where} must be a list")
-        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+            raise RecipeError(f"{where}: {key} must be a list, got {value!r:.60}")
+        return [_coerce(args[0], v, where, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _build(hint, value, where, key)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float and number:
         return float(value)
-    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if hint is str and number:
         return str(value)  # scheme: 3 in YAML means "3"
-    if hint in (int, bool, str) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise RecipeError(f"{where} must be {hint.__name__}, got {value!r}")
-    return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (bool, str) and isinstance(value, hint):
+        return value
+    got = f"the text {value!r}" if isinstance(value, str) else f"{value!r:.60} ({type(value).__name__})"
+    hint_text = " (write a number without quotes)" if hint in (int, float) and isinstance(value, str) else ""
+    raise RecipeError(f"{where}: {key} must be {_TYPE_WORDS.get(hint, hint)}, got {got}{hint_text}")
+
+
+PRUNE_METHODS = ("ppm", "maw", "vow", "l2", "pon")  # finsent.importance (maw = ppm)
+DATA_SCHEMAS = ("fingpt", "fpb", "tfns", "fiqa", "nwgi", "finsent")  # finsent.data.SCHEMAS
+BENCHMARK_NAMES = ("fpb", "fiqa", "tfns", "nwgi", "finsent")  # finsent.benchmarks.BENCHMARKS
+MERGE_DTYPES = ("float32", "float16", "bfloat16")  # finsent.merge.DTYPES
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flex_attention")
 
 
 def _check(recipe: Recipe, where: str) -> None:
+    """Every value in its range; the message names the dotted key, the rule and the value."""
+
+    def need(ok: bool, key: str, rule: str, value) -> None:
+        if not ok:
+            raise RecipeError(f"{where}: {key} must be {rule}, got {value!r}")
+
+    def choice(key: str, value, choices) -> None:
+        need(value in choices, key, "one of " + ", ".join(map(str, choices)), value)
+
+    def finite(value) -> bool:
+        return value is not None and math.isfinite(value)
+
+    from .outputs import OutputError, check_name
+
+    try:
+        check_name(recipe.name, "recipe name")
+    except OutputError as exc:
+        raise RecipeError(f"{where}: name: {exc}") from None
+    m = recipe.model
+    need(bool(m.base.strip()), "model.base", "a Hub id, a folder or 'smollm2'", m.base)
+    need(m.revision is None or bool(m.revision.strip()), "model.revision", "a branch, tag or commit (or null)",
+         m.revision)
+    need(bool(m.license.strip()), "model.license", "a Hub license id", m.license)
+
     p = recipe.prune
+    choice("prune.method", p.method.lower(), PRUNE_METHODS)
     if p.enabled and (p.ratio is None) == (p.expansion is None):
         raise RecipeError(f"{where}: prune needs exactly one of ratio or expansion")
-    if p.ratio is not None and not 0 <= p.ratio < 1:
-        raise RecipeError(f"{where}: prune.ratio must be in [0, 1), got {p.ratio}")
-    if p.round_to < 1:
-        raise RecipeError(f"{where}: prune.round_to must be >= 1")
+    if p.ratio is not None:
+        need(finite(p.ratio) and 0 < p.ratio < 1, "prune.ratio", "a fraction in (0, 1) (the share of neurons "
+             "removed; prune.enabled: false for none)", p.ratio)
+    if p.expansion is not None:
+        need(finite(p.expansion) and p.expansion > 0, "prune.expansion", "a percentage > 0", p.expansion)
+    need(p.round_to >= 1, "prune.round_to", ">= 1", p.round_to)
+
     f = recipe.finetune
-    if f.loss not in ("answer", "full"):
-        raise RecipeError(f"{where}: finetune.loss must be 'answer' or 'full', got {f.loss!r}")
-    if f.precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise RecipeError(f"{where}: finetune.precision must be auto, fp32, bf16 or fp16")
-    for src in f.data:
-        if src.scheme not in (None, "3", "7"):
-            raise RecipeError(f"{where}: data scheme must be 3 or 7, got {src.scheme!r}")
-    for bench in recipe.eval.benchmarks:
-        if bench.scheme not in ("3", "7"):
-            raise RecipeError(f"{where}: eval scheme must be 3 or 7, got {bench.scheme!r}")
-    for mode in recipe.eval.modes:
-        if mode not in ("score", "generate"):
-            raise RecipeError(f"{where}: eval mode must be score or generate, got {mode!r}")
+    for i, src in enumerate(f.data):
+        key = f"finetune.data[{i}]"
+        need(bool(src.path.strip()), f"{key}.path", "a local file or a Hub dataset id", src.path)
+        choice(f"{key}.schema", src.schema, DATA_SCHEMAS)
+        need(bool(src.split.strip()), f"{key}.split", "a split name", src.split)
+        choice(f"{key}.scheme", src.scheme, (None, "3", "7"))
+        choice(f"{key}.kind", src.kind, (None, "news", "tweet"))
+        need(finite(src.weight) and src.weight > 0, f"{key}.weight", "a number > 0", src.weight)
+        need(src.limit is None or src.limit >= 1, f"{key}.limit", ">= 1 (or null for every row)", src.limit)
+    need(f.lora_r >= 1, "finetune.lora_r", ">= 1", f.lora_r)
+    need(f.lora_alpha >= 1, "finetune.lora_alpha", ">= 1", f.lora_alpha)
+    need(finite(f.lora_dropout) and 0 <= f.lora_dropout < 1, "finetune.lora_dropout", "in [0, 1)", f.lora_dropout)
+    need(bool(f.target_modules) and all(m.strip() for m in f.target_modules), "finetune.target_modules",
+         "a non-empty list of module names", f.target_modules)
+    choice("finetune.loss", f.loss, ("answer", "full"))
+    need(finite(f.epochs) and f.epochs > 0, "finetune.epochs", "> 0", f.epochs)
+    need(f.max_steps == -1 or f.max_steps >= 1, "finetune.max_steps", ">= 1, or -1 to run finetune.epochs",
+         f.max_steps)
+    need(finite(f.learning_rate) and 0 < f.learning_rate < 1, "finetune.learning_rate", "in (0, 1)", f.learning_rate)
+    need(f.batch_size >= 1, "finetune.batch_size", ">= 1", f.batch_size)
+    need(f.grad_accum >= 1, "finetune.grad_accum", ">= 1", f.grad_accum)
+    need(finite(f.warmup_ratio) and 0 <= f.warmup_ratio < 1, "finetune.warmup_ratio", "in [0, 1)", f.warmup_ratio)
+    need(f.warmup_steps is None or f.warmup_steps >= 0, "finetune.warmup_steps", ">= 0 (or null)", f.warmup_steps)
+    need(finite(f.weight_decay) and f.weight_decay >= 0, "finetune.weight_decay", ">= 0", f.weight_decay)
+    need(f.max_length >= 16, "finetune.max_length", ">= 16 tokens", f.max_length)
+    choice("finetune.precision", f.precision, ("auto", "fp32", "bf16", "fp16"))
+    need(f.seed >= 0, "finetune.seed", ">= 0", f.seed)
+    need(f.logging_steps >= 1, "finetune.logging_steps", ">= 1", f.logging_steps)
+    need(f.save_steps >= 1, "finetune.save_steps", ">= 1", f.save_steps)
+    need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)
+    choice("finetune.attn_implementation", f.attn_implementation, (None, *ATTENTION))
+
+    choice("merge.dtype", recipe.merge.dtype, MERGE_DTYPES)
+    need(finite(recipe.merge.tolerance) and recipe.merge.tolerance > 0, "merge.tolerance", "> 0",
+         recipe.merge.tolerance)
+
+    e = recipe.eval
+    for i, bench in enumerate(e.benchmarks):
+        key = f"eval.benchmarks[{i}]"
+        choice(f"{key}.name", bench.name, BENCHMARK_NAMES)
+        need(bench.path is None or bool(bench.path.strip()), f"{key}.path", "a file or folder (or null)", bench.path)
+        choice(f"{key}.scheme", bench.scheme, ("3", "7"))
+        need(bench.limit is None or bench.limit >= 1, f"{key}.limit", ">= 1 (or null for every row)", bench.limit)
+    for i, mode in enumerate(e.modes):
+        choice(f"eval.modes[{i}]", mode, ("score", "generate"))
+    need(e.batch_size >= 1, "eval.batch_size", ">= 1", e.batch_size)
+    need(e.speed_n >= 1, "eval.speed_n", ">= 1", e.speed_n)
+    need(not e.speed or bool(e.speed_batch_sizes), "eval.speed_batch_sizes", "a non-empty list", e.speed_batch_sizes)
+    for i, size in enumerate(e.speed_batch_sizes):
+        need(size >= 1, f"eval.speed_batch_sizes[{i}]", ">= 1", size)
+
+    need(bool(recipe.card.model_name.strip()), "card.model_name", "a name", recipe.card.model_name)
+    pub = recipe.publish
+    need(pub.repo_id is None or (pub.repo_id.count("/") == 1 and all(pub.repo_id.split("/"))), "publish.repo_id",
+         "a Hub repo id owner/name (or null)", pub.repo_id)
+    need(pub.tag is None or bool(pub.tag.strip()), "publish.tag", "a tag name (or null)", pub.tag)
+    need(finite(pub.max_regression) and pub.max_regression >= 0, "publish.max_regression", ">= 0",
+         pub.max_regression)

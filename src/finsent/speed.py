@@ -19,7 +19,6 @@ compute floor: FLOPs per item over the GEMM throughput measured in the same run 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -30,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import positive_int
+from .errors import UsageError
 from .speed_floor import compute_floor, floor_items_per_second
 
 logger = logging.getLogger(__name__)
@@ -46,47 +47,73 @@ def register(sub) -> None:
     which.add_argument("--shape", choices=["llama-finsent-s"],
                        help="random weights with the exact shape of the published model")
     p.add_argument("--schemes", nargs="+", choices=["3", "7"], default=["3"])
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
-    p.add_argument("--n", type=int, default=64, help="texts per scorer configuration (default 64)")
-    p.add_argument("--gen-n", type=int, help="texts for the card's loop (default: min(n, 32))")
-    p.add_argument("--threads", nargs="+", type=int,
+    p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 8, 32])
+    p.add_argument("--n", type=positive_int, default=64, help="texts per scorer configuration (default 64)")
+    p.add_argument("--gen-n", type=positive_int, help="texts for the card's loop (default: min(n, 32))")
+    p.add_argument("--threads", nargs="+", type=positive_int,
                    help="torch threads; several = the best configuration is re-measured at each")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 rows")
-    p.add_argument("--int8-accuracy", type=int, metavar="N",
+    p.add_argument("--int8-accuracy", type=positive_int, metavar="N",
                    help="also score the first N labelled TFNS rows in float32 and int8 (real models only)")
-    p.add_argument("--texts", type=Path, default=TFNS_VALID, help="CSV with a 'text' column (TFNS validation)")
+    p.add_argument("--texts", type=Path, default=TFNS_VALID,
+                   help="csv/jsonl/json/parquet with a 'text' column (default: TFNS validation)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
     p.set_defaults(func=_bench)
 
 
 def _bench(args) -> int:
+    if args.int8_accuracy and args.shape:
+        raise UsageError("--int8-accuracy needs real weights (--model), not --shape")
     result = run_bench(args.model, args.out, shape=args.shape, schemes=tuple(args.schemes),
                        batch_sizes=tuple(args.batch_sizes), n=args.n, gen_n=args.gen_n,
                        threads=tuple(args.threads or ()), int8=not args.no_int8, texts_file=args.texts)
     print(format_table(result))
     print(f"\nwrote {args.out / 'speed.json'}, speed.md, speed.png")
     if args.int8_accuracy:
-        if args.shape:
-            raise SystemExit("finsent bench: --int8-accuracy needs real weights (--model), not --shape")
         from .speed_quality import format_int8, int8_accuracy
 
         print("\n" + format_int8(int8_accuracy(result["model"], args.texts, args.int8_accuracy, args.out)))
     return 0
 
 
+class SpeedTextsError(UsageError, ValueError):
+    """A speed-texts file that cannot be used; the message names the file, the row and the problem."""
+
+
+class SpeedTextsNotFoundError(UsageError, FileNotFoundError):
+    """The speed-texts file does not exist."""
+
+
 def load_texts(path: Path, n: int) -> list[str]:
-    """The first ``n`` texts of a CSV with a ``text`` column or a JSON-lines file with a ``text`` field."""
+    """The first ``n`` texts (field ``text``) of a csv / jsonl / json / parquet file, e.g. TFNS validation.
+
+    Read by ``finsent.tables.read_table`` and checked by ``prompts.check_text``, like every other input;
+    an unusable row is an error naming the file and the row.
+    """
+    from .prompts import InputError, check_text
+    from .tables import BadRow, TableError, read_table
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"benchmark texts not found: {path} (TFNS validation CSV, see shared/data/README.md)")
-    with path.open(newline="", encoding="utf-8") as fh:
-        if path.suffix == ".jsonl":
-            texts = [json.loads(line)["text"] for _, line in zip(range(n), filter(str.strip, fh))]
-        else:
-            reader = csv.DictReader(fh)
-            if "text" not in (reader.fieldnames or []):
-                raise ValueError(f"{path}: no 'text' column (columns: {reader.fieldnames})")
-            texts = [row["text"] for _, row in zip(range(n), reader)]
+        raise SpeedTextsNotFoundError(
+            f"benchmark texts not found: {path} (TFNS validation CSV, see shared/data/README.md)")
+    texts: list[str] = []
+    try:
+        for where, row in read_table(path, columns=["text"]):
+            if len(texts) == n:
+                break
+            if isinstance(row, BadRow):
+                raise SpeedTextsError(f"{where}: {row.problem}")
+            if row.get("text") is None:
+                raise SpeedTextsError(f"{where}: no 'text' field (fields: {', '.join(map(str, row)) or 'none'})")
+            try:
+                texts.append(check_text(row["text"]))
+            except InputError as exc:
+                raise SpeedTextsError(f"{where}: field 'text': {exc}") from None
+    except TableError as exc:
+        raise SpeedTextsError(str(exc)) from None
+    if not texts:
+        raise SpeedTextsError(f"{path}: no texts")
     if len(texts) < n:
         logger.warning("%s has only %d texts (asked for %d)", path, len(texts), n)
     return texts
