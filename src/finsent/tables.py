@@ -6,7 +6,8 @@ The rules are the same for every caller:
   lines; the header must name every column once; a row with more fields than the header is malformed.
 - ``.jsonl``: one JSON object per line, blank lines skipped. ``.json``: a JSON array of objects, or
   JSON lines (detected from the first character).
-- ``.parquet``: read with pyarrow.
+- ``.parquet``: read with pyarrow, batch by batch; column names must be unique.
+- A JSON object that gives one field twice is malformed (Python's json would keep the last silently).
 
 A file that cannot be read at all (not UTF-8, a broken parquet, a duplicated header) raises
 ``TableError`` naming the file and the problem. A single row that cannot be parsed is yielded as a
@@ -119,11 +120,27 @@ def _first_char(path: Path) -> str:
     return ""
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    """json's object hook: a key given twice in one object is an error (json keeps the last one silently)."""
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        names = [k for k, _ in pairs]
+        raise _DuplicateKey(f"field(s) {', '.join(sorted({repr(k) for k in names if names.count(k) > 1}))} "
+                            "given more than once")
+    return row
+
+
 def _json_array_rows(path: Path) -> Iterator[tuple[str, dict]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise TableError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except _DuplicateKey as exc:
+        raise TableError(f"{path}: an object has {exc}") from None
     for n, row in enumerate(data, 1):
         yield f"{path}: row {n}", row if isinstance(row, dict) else BadRow("not a JSON object")
 
@@ -134,9 +151,12 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_object)
             except json.JSONDecodeError as exc:
                 yield f"{path}: line {n}", BadRow(f"invalid JSON ({exc.msg})")
+                continue
+            except _DuplicateKey as exc:
+                yield f"{path}: line {n}", BadRow(str(exc))
                 continue
             yield f"{path}: line {n}", row if isinstance(row, dict) else BadRow("not a JSON object")
 
@@ -144,13 +164,28 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict]]:
     import pyarrow.parquet as pq
 
+    def broken(exc: Exception) -> TableError:
+        return TableError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})")
+
     try:
         parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError subclasses for a broken file
-        raise TableError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise broken(exc) from None
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise TableError(f"{path}: the file names column(s) {', '.join(map(repr, dupes))} more than once: "
+                         "rename them so each column has one name")
     n = 0
-    for batch in parquet.iter_batches(batch_size=4096):  # bounded memory for big files
+    batches = parquet.iter_batches(batch_size=4096)  # bounded memory for big files
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:  # a corrupt page further in
+            raise broken(exc) from None
+        if batch is None:
+            return
         for row in batch.to_pylist():
             n += 1
             yield f"{path}: row {n}", row
