@@ -13,6 +13,7 @@ from finsent.benchmarks import load_benchmark
 from finsent.eval_summary import load_references, plot_confusion, write_summary
 from finsent.evaluation import model_identity, run_eval
 from finsent.labels import SCHEMES, parse_answer
+from finsent.outputs import MARKER
 from finsent.recipes import EvalBenchmark
 
 CONTRACT_KEYS = {"model", "model_hash", "benchmark", "dataset", "split", "data_sha256", "scheme", "mode", "n",
@@ -165,8 +166,8 @@ def test_cli_eval_and_its_errors(tmp_path, tiny_llama_dir, tweets_csv, capsys):
     out = tmp_path / "cli"
     assert main(["eval", "--model", str(tiny_llama_dir), "--benchmark", f"tfns:{tweets_csv}", "--limit", "4",
                  "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["summary.md", "tfns-3-score.json", "tfns-3-score.png",
-                                                      "tfns-3-score.predictions.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "summary.md", "tfns-3-score.json", "tfns-3-score.png",
+                                                      "tfns-3-score.predictions.jsonl"]  # MARKER: finsent wrote it
     assert json.loads((out / "tfns-3-score.json").read_text())["n"] == 4
     assert "tfns-3-score" in capsys.readouterr().out
     assert main(["eval", "--model", str(tiny_llama_dir), "--benchmark", "fqa", "--out", str(out)]) == 2

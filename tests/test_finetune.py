@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from finsent.data import collate, encode_example, load_source
+from finsent.outputs import MARKER
 from finsent.prompts import PromptEncoder
 from finsent.recipes import DataSource, Recipe, load_recipe
 
@@ -131,10 +132,43 @@ def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path
     assert [s["rows_used"] for s in report["data"]] == [24, 24]
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert (out / MARKER).is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "train.jsonl"]
     resumed = run_finetune(recipe, tiny_llama_dir, tmp_path / "adapter", resume=True, max_steps=4)
     again = json.loads((resumed / "training.json").read_text())
     assert again["steps"] == 4
     assert [e["step"] for e in again["log"]][-2:] == [3, 4]  # continued, not restarted
+
+
+def test_an_interrupted_finetune_keeps_its_checkpoints_for_resume_and_writes_no_adapter(tiny_llama_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    from finsent.finetune import checkpoint_dir, run_finetune
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:  # after checkpoint-2 was saved
+                raise RuntimeError("killed at step 3")
+
+    recipe = tiny_recipe(write_finsent(tmp_path / "train.jsonl"))
+    out = tmp_path / "adapter"
+    with pytest.raises(RuntimeError, match="killed at step 3"):
+        run_finetune(recipe, tiny_llama_dir, out, max_steps=4, callbacks=[Crash()])
+    work = checkpoint_dir(out)
+    assert not out.exists() and work == tmp_path / ".adapter.checkpoints"
+    assert (work / "checkpoint-2").is_dir() and (work / MARKER).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".adapter.checkpoints", "train.jsonl"]  # no temp folder
+
+    class Steps(TrainerCallback):
+        ran: list = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ran.append(state.global_step)
+
+    resumed = run_finetune(recipe, tiny_llama_dir, out, resume=True, max_steps=4, callbacks=[Steps()])
+    report = json.loads((resumed / "training.json").read_text())
+    assert report["steps"] == 4 and Steps.ran == [3, 4]  # continued from checkpoint-2, not restarted
+    assert [e["step"] for e in report["log"]] == [1, 2, 3, 4]
+    assert (out / "checkpoints" / "checkpoint-4").is_dir() and not work.exists()
 
 
 def test_finetune_with_a_shared_prefix_learns_the_same_adapter(tiny_llama_dir, tmp_path):
@@ -236,7 +270,13 @@ def test_merge_reproduces_adapter_and_rejects_a_corrupted_merge(tiny_llama_dir, 
     monkeypatch.setattr(lora_layer.Linear, "merge", lambda self, *a, **k: None)
     with pytest.raises(MergeError, match=r"max \|log-prob difference\| .* exceeds merge.tolerance"):
         run_merge(recipe, tiny_llama_dir, adapter, tmp_path / "bad")
-    assert not list((tmp_path / "bad").glob("*.safetensors"))
+    assert not (tmp_path / "bad").exists()  # nothing left behind: not even a folder
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nor a temporary sibling
+    # ... and a failed merge over an earlier good one keeps the earlier one, byte for byte.
+    good = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(MergeError, match="exceeds merge.tolerance"):
+        run_merge(recipe, tiny_llama_dir, adapter, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == good
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from finsent.cli import main
 from finsent.importance import kept_size, neuron_scores, ratio_for_expansion
+from finsent.outputs import MARKER
 from finsent.pruning import PruningError, glu_mlps, prune_model, run_prune, select_neurons
 from finsent.recipes import PruneSection
 
@@ -19,7 +20,8 @@ LLAMA_1B_PRUNED40_PARAMS = 913_770_496  # oopere/pruned40-llama-1b
 
 
 def llama_3_2_1b_config():
-    """meta-llama/Llama-3.2-1B's config, written out by hand from REFERENCE.md s.1 (no Hub)."""
+    """meta-llama/Llama-3.2-1B's config, written out by hand (no Hub) from its published config.json:
+    https://huggingface.co/meta-llama/Llama-3.2-1B/blob/main/config.json"""
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -233,6 +235,7 @@ def test_run_prune_saves_a_folder_plain_from_pretrained_reloads(tiny_llama_dir, 
     assert report["params_after"] == sum(p.numel() for p in reloaded.parameters())
     assert (report["method"], report["intermediate_after"], report["kept_per_layer"]) == ("vow", 88, [88, 88])
     assert (out / "tokenizer.json").is_file() and (out / "pruning.png").is_file()
+    assert (out / MARKER).is_file()  # finsent wrote it: a later run may replace it without --overwrite
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 
 
