@@ -86,6 +86,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
+    def _inject(self, how: str | None) -> None:
+        """Before the work: hang up mid-body ("drop") or answer 500 ("error"); "after" is handled after it."""
+        if how == "drop":
+            self._drop_mid_body()
+        if how == "error":
+            self._body()
+            raise HubError(500, "Internal Error - We're working hard to fix this as soon as possible!")
+
     def _drop_mid_body(self) -> None:
         """Read half of the request body, then hang up: the client sees a broken connection."""
         length = int(self.headers.get("Content-Length") or 0)
@@ -220,10 +228,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def preupload(self, kind, repo_id, rev):
         self._can_write(repo_id)
-        if self.server_state._should_fail("preupload"):
-            self._drop_mid_body()
+        how = self.server_state._should_fail("preupload")
+        self._inject(how)
         repo = self.server_state.repo(repo_id, kind[:-1])
         files = json.loads(self._body())["files"]
+        if how == "after":
+            raise _DropConnection
         current = repo.resolve(rev).files if not self.query.get("create_pr") or rev in repo.branches else {}
         out = []
         for f in files:
@@ -250,13 +260,15 @@ class Handler(BaseHTTPRequestHandler):
         self._json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
 
     def lfs_put(self, oid):
-        if self.server_state._should_fail("lfs-put"):
-            self._drop_mid_body()
+        how = self.server_state._should_fail("lfs-put")
+        self._inject(how)
         data = self._body()
         if hashlib.sha256(data).hexdigest() != oid or len(data) != int(self.query.get("size", len(data))):
             raise HubError(400, f"uploaded content does not match oid {oid} / size {self.query.get('size')}")
         with self.server_state.lock:
             self.server_state.store_blob(data)
+        if how == "after":
+            raise _DropConnection
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.send_header("ETag", f'"{oid}"')
@@ -265,8 +277,8 @@ class Handler(BaseHTTPRequestHandler):
     def commit(self, kind, repo_id, rev):
         self._can_write(repo_id)
         hub = self.server_state
-        if hub._should_fail("commit"):
-            self._drop_mid_body()
+        how = hub._should_fail("commit")
+        self._inject(how)
         lines = [json.loads(line) for line in self._body().splitlines() if line.strip()]
         header = next((x["value"] for x in lines if x["key"] == "header"), None)
         if header is None or not header.get("summary"):
@@ -305,13 +317,15 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 repo.branches[rev] = commit.oid
                 pr_url = None
+        if how == "after":
+            raise _DropConnection
         self._json({"success": True, "commitOid": commit.oid, "commitUrl": f"{self._url(repo)}/commit/{commit.oid}",
                     "pullRequestUrl": pr_url})
 
     def create_tag(self, kind, repo_id, rev):
         self._can_write(repo_id)
-        if self.server_state._should_fail("tag"):
-            self._drop_mid_body()
+        how = self.server_state._should_fail("tag")
+        self._inject(how)
         body = json.loads(self._body())
         with self.server_state.lock:
             repo = self.server_state.repo(repo_id, kind[:-1])
@@ -319,6 +333,8 @@ class Handler(BaseHTTPRequestHandler):
             if body["tag"] in repo.tags or body["tag"] in repo.branches:
                 raise HubError(409, f"Tag {body['tag']} already exists")
             repo.tags[body["tag"]] = commit.oid
+        if how == "after":
+            raise _DropConnection
         self._json({"success": True})
 
     def delete_tag(self, kind, repo_id, tag):

@@ -1,13 +1,15 @@
 """A small Hugging Face Hub-compatible HTTP server for tests, on loopback only.
 
 It speaks the part of the Hub protocol that ``huggingface_hub`` 2.x uses with ``HF_HUB_DISABLE_XET=1``
-(REFERENCE.md s. 4), so tests drive the real client against it:
+(as that client sends it: ``hf_api.py``, ``_commit_api.py`` and ``lfs.py`` of huggingface_hub,
+https://github.com/huggingface/huggingface_hub), so tests drive the real client against it:
 
     with HubServer(tmp_path) as hub:
         api = HfApi(endpoint=hub.url, token=hub.token)
         api.create_repo("alice/model", exist_ok=True)
         ...
         hub.fail_next("commit")          # drop the connection in the middle of the next commit call
+        hub.fail_next("tag", how="after")  # create the tag, then hang up before answering
         hub.requests                     # [(method, path), ...] every request seen, for assertions
 
 Repositories are real commit graphs: files are content-addressed blobs on disk (``root/blobs/<sha256>``),
@@ -153,18 +155,23 @@ class HubServer:
 
     # --- test controls -----------------------------------------------------------------------------
 
-    def fail_next(self, what: str, times: int = 1) -> None:
-        """Drop the connection mid-request for the next ``times`` requests of a kind."""
+    def fail_next(self, what: str, times: int = 1, how: str = "drop") -> None:
+        """Make the next ``times`` requests of a kind fail: ``how`` = "drop" hangs up half-way through the
+        request body (nothing is done), "error" answers HTTP 500 (nothing is done), "after" does the work,
+        then hangs up without answering (the client sees a failure that in fact succeeded)."""
         if what not in ("commit", "lfs-put", "preupload", "tag"):
             raise ValueError(f"cannot inject a failure into {what!r}")
-        self._failures[what] = times
+        if how not in ("drop", "error", "after"):
+            raise ValueError(f"unknown failure {how!r}: drop, error or after")
+        self._failures[what] = (times, how)
 
-    def _should_fail(self, what: str) -> bool:
+    def _should_fail(self, what: str) -> str | None:
+        """The failure to inject into this request of kind ``what`` ("drop", "error", "after"), or None."""
         with self.lock:
-            left = self._failures.get(what, 0)
+            left, how = self._failures.get(what, (0, None))
             if left:
-                self._failures[what] = left - 1
-            return bool(left)
+                self._failures[what] = (left - 1, how)
+            return how if left else None
 
     def commit_files(self, repo_id: str, files: dict[str, bytes], title: str = "direct commit",
                      repo_type: str = "model", branch: str = "main") -> str:

@@ -12,9 +12,15 @@ from hub_server import HubServer
 from huggingface_hub import HfApi, constants, snapshot_download
 from release_factory import add_model, write_reports
 
-from finsent.publish import PublishError, push_release
+from finsent import publish
+from finsent.publish import PublishError, UntaggedReleaseError, push_release
 
 REPO = "alice/Llama-FinSent-S"
+
+
+@pytest.fixture(autouse=True)
+def no_tag_retry_wait(monkeypatch):
+    monkeypatch.setattr(publish, "TAG_RETRY_SECONDS", 0.0)
 
 
 @pytest.fixture
@@ -81,12 +87,48 @@ def test_dry_run_sends_nothing(hub, release, capsys):
 
     out = push_release(release, REPO, "v1.0.0", dry_run=True, token=hub.token, endpoint=hub.url)
     assert out["commit"] is None and out["bytes"] == sum(size for _, size in out["files"]) > 0
+    assert out["action"] == "commit+tag" and out["deleted"] == [] and "would be created" in out["remote"]
     assert main(["push", str(release), "--repo-id", REPO, "--tag", "v1.0.0", "--dry-run",
                  "--endpoint", hub.url]) == 0
     printed = capsys.readouterr().out
     size = (release / "model.safetensors").stat().st_size
     assert "add model.safetensors" in printed and f"{size:,d} B" in printed and "dry run: nothing sent" in printed
-    assert hub.requests == [] and hub.repos == {}
+    assert {method for method, _ in hub.requests} == {"GET"} and hub.repos == {}  # it only read
+
+
+def test_dry_run_lists_the_deletions_and_the_gate_verdict(hub, release, tmp_path, capsys):
+    from finsent.cli import main
+
+    first = copy_release(release, tmp_path / "r1", tfns_f1=0.80)
+    (first / "eval" / "nwgi-3-score.json").write_text((first / "eval" / "tfns-3-score.json").read_text())
+    (first / "notes.md").write_text("left by v1.0.0\n")
+    push_release(first, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    hub.requests.clear()
+    out = push_release(release, REPO, "v1.1.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert out["deleted"] == ["eval/nwgi-3-score.json", "notes.md"] and out["previous_tag"] == "v1.0.0"
+    assert out["refused"] is None and out["remote"] is None and out["action"] == "commit+tag"
+    assert main(["push", str(release), "--repo-id", REPO, "--tag", "v1.1.0", "--dry-run",
+                 "--endpoint", hub.url]) == 0
+    printed = capsys.readouterr().out
+    assert "  delete eval/nwgi-3-score.json (not in this release)\n  delete notes.md" in printed
+    assert "gate against v1.0.0: no regression" in printed and ".gitattributes" not in printed
+    worse = copy_release(release, tmp_path / "r2", tfns_f1=0.70)
+    out = push_release(worse, REPO, "v1.1.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert out["refused"].startswith("release gate: 1 result(s) fell")
+    assert main(["push", str(worse), "--repo-id", REPO, "--tag", "v1.1.0", "--dry-run", "--endpoint", hub.url]) == 1
+    assert "the push would be REFUSED: release gate" in capsys.readouterr().out
+    assert hub.requests_matching(r"POST|PUT|DELETE") == [] and set(hub.repo(REPO).tags) == {"v1.0.0"}
+
+
+def test_dry_run_without_the_hub_still_lists_the_files(release, monkeypatch):
+    from huggingface_hub import constants
+
+    out = push_release(release, REPO, "v1.0.0", dry_run=True, read_remote=False)
+    assert out["remote"].startswith("the repo was not read") and out["files"]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert push_release(release, REPO, "v1.0.0", dry_run=True)["remote"].startswith("the repo was not read")
+    out = push_release(release, REPO, "v1.0.0", dry_run=True, endpoint="http://127.0.0.1:9", read_remote=True)
+    assert "deletions and the gate are unknown" in out["remote"]
 
 
 def test_dropped_commit_leaves_no_commit_no_tag_and_retry_succeeds(hub, release):
@@ -106,15 +148,75 @@ def test_dropped_commit_leaves_no_commit_no_tag_and_retry_succeeds(hub, release)
     assert hub.requests_matching(r"PUT /lfs-upload/") == puts  # the retry did not send them again
 
 
-def test_dropped_tag_call_is_completed_by_a_retry_without_a_second_commit(hub, release):
-    hub.fail_next("tag")
-    with pytest.raises(PublishError, match="v1.0.0 was not created"):
+@pytest.mark.parametrize("how", ["drop", "error"])
+def test_failed_commit_leaves_main_as_it_was_and_a_rerun_publishes(hub, release, how):
+    HfApi(endpoint=hub.url, token=hub.token).create_repo(REPO)
+    head = hub.repo(REPO).branches["main"]
+    hub.fail_next("commit", how=how)
+    message = "connection .* failed during the upload" if how == "drop" else r"Hub refused the commit .*500"
+    with pytest.raises(PublishError, match=f"{message}.*v1.0.0 was not created: run the same push again"):
+        push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    assert repo.branches["main"] == head and repo.tags == {} and len(repo.commits) == 1
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert out["action"] == "commit+tag" and repo.tags == {"v1.0.0": out["commit"]} == {"v1.0.0": repo.branches["main"]}
+
+
+def test_commit_that_landed_unacknowledged_is_only_tagged_by_the_rerun(hub, release):
+    hub.fail_next("commit", how="after")  # the Hub made the commit, the client saw the connection break
+    with pytest.raises(PublishError, match="failed during the upload.*a commit that did land is found and only tagged"):
         push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
     repo = hub.repo(REPO)
     landed = repo.branches["main"]
     assert repo.tags == {} and repo.commits[landed].title == "Release v1.0.0"
+    hub.requests.clear()
     out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
-    assert out["commit"] == landed and repo.tags == {"v1.0.0": landed} and len(repo.commits) == 2
+    assert out["action"] == "tag" and out["commit"] == landed and repo.tags == {"v1.0.0": landed}
+    assert len(repo.commits) == 2 and hub.requests_matching(r"preupload|lfs|/commit/") == []
+
+
+def test_failed_tag_names_the_untagged_commit_and_the_rerun_only_adds_the_tag(hub, release, capsys, monkeypatch):
+    from finsent.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    hub.fail_next("tag", times=publish.TAG_ATTEMPTS)
+    with pytest.raises(UntaggedReleaseError, match="main of alice/Llama-FinSent-S now holds the release "
+                                                   r"\(commit [0-9a-f]{40}\) but tag v1.0.0 could not be created"
+                                                   ".*run the same push again.*only adds the tag") as err:
+        push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    landed = repo.branches["main"]
+    assert err.value.commit == landed and repo.tags == {} and repo.commits[landed].title == "Release v1.0.0"
+    assert len(hub.requests_matching(r"POST .*/tag/")) == publish.TAG_ATTEMPTS
+    dry = push_release(release, REPO, "v1.0.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert dry["action"] == "tag" and dry["commit"] == landed and dry["deleted"] == []
+    hub.requests.clear()
+    assert main(["push", str(release), "--repo-id", REPO, "--tag", "v1.0.0", "--endpoint", hub.url]) == 0
+    assert "only the tag was added" in capsys.readouterr().out
+    assert repo.tags == {"v1.0.0": landed} and len(repo.commits) == 2
+    assert hub.requests_matching(r"preupload|lfs|/commit/") == []  # nothing uploaded or committed again
+
+
+@pytest.mark.parametrize("how", ["drop", "error", "after"])
+def test_one_failed_tag_call_is_retried_at_once(hub, release, how):
+    hub.fail_next("tag", how=how)  # "after": the tag was made, its answer lost; the check finds it
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    assert repo.tags == {"v1.0.0": out["commit"]} and repo.branches["main"] == out["commit"]
+    assert len(hub.requests_matching(r"POST .*/tag/")) == (1 if how == "after" else 2)
+
+
+def test_rerun_of_a_complete_push_does_nothing(hub, release, capsys, monkeypatch):
+    from finsent.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    first = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    hub.requests.clear()
+    out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert out["action"] == "none" and out["commit"] == first["commit"]
+    assert hub.requests_matching(r"POST|PUT") == [("POST", "/api/repos/create")]
+    assert main(["push", str(release), "--repo-id", REPO, "--tag", "v1.0.0", "--endpoint", hub.url]) == 0
+    assert "v1.0.0 is already published" in capsys.readouterr().out
 
 
 def test_dropped_lfs_upload_is_retried_by_the_client_into_one_commit(hub, release):
@@ -199,10 +301,11 @@ def test_release_without_eval_results_is_refused_before_any_request(hub, release
     assert hub.requests == []
 
 
-def test_existing_tag_and_bad_version_are_refused(hub, release):
+def test_existing_tag_and_bad_version_are_refused(hub, release, tmp_path):
     push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
-    with pytest.raises(PublishError, match="tag v1.0.0 already exists"):
-        push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    with pytest.raises(PublishError, match="tag v1.0.0 already exists .* with other files"):
+        push_release(copy_release(release, tmp_path / "r2", tfns_f1=0.9), REPO, "v1.0.0", token=hub.token,
+                     endpoint=hub.url)
     with pytest.raises(PublishError, match="not a release version"):
         push_release(release, REPO, "latest", token=hub.token, endpoint=hub.url)
 
@@ -241,6 +344,69 @@ def test_private_repo_is_created_private(hub, release):
     assert HfApi(endpoint=hub.url, token=hub.token).model_info(REPO).private
     with pytest.raises(RepositoryNotFoundError):
         HfApi(endpoint=hub.url, token=False).model_info(REPO)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty", r"model.safetensors: 0 bytes: an empty or truncated weights file"),
+    ("truncated", r"model.safetensors: the header describes .* bytes but the file has .*: truncated"),
+    ("header", r"model.safetensors: not a readable safetensors file"),
+])
+def test_broken_weights_are_refused_before_any_request(hub, release, tmp_path, damage, message):
+    bad = copy_release(release, tmp_path / "bad")
+    weights = bad / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "header": b"\xff" * 64}[damage])
+    with pytest.raises(PublishError, match=message):
+        push_release(bad, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    with pytest.raises(PublishError, match=message):
+        push_release(bad, REPO, "v1.0.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1.5, "0.8"])
+def test_a_score_that_is_not_a_number_is_refused(hub, release, tmp_path, value):
+    bad = copy_release(release, tmp_path / "bad", tfns_f1=value)  # json writes NaN / Infinity literals
+    with pytest.raises(PublishError, match=r"eval/tfns-3-score.json: metrics.weighted_f1 is .*not a score"):
+        push_release(bad, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert hub.requests == []
+
+
+def test_a_nan_score_never_counts_as_no_regression():
+    from finsent.publish import compare_scores
+
+    assert compare_scores({"tfns-3-score": float("nan")}, {"tfns-3-score": 0.8}, 0.01)
+    assert compare_scores({"tfns-3-score": 0.8}, {"tfns-3-score": float("nan")}, 0.01) == []  # old: not comparable
+
+
+def test_predictions_with_gold_labels_never_leave_the_machine(hub, release, tmp_path, capsys):
+    from finsent.cli import main
+
+    local = copy_release(release, tmp_path / "r1")
+    (local / "eval" / "tfns-3-score.predictions.jsonl").write_text('{"i": 0, "gold": "negative"}\n')
+    out = push_release(local, REPO, "v1.0.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert not [rel for rel, _ in out["files"] if "predictions" in rel]
+    assert main(["push", str(local), "--repo-id", REPO, "--tag", "v1.0.0", "--dry-run", "--endpoint", hub.url]) == 0
+    assert "predictions" not in capsys.readouterr().out
+    # A copy that an older push uploaded is deleted by the next release.
+    HfApi(endpoint=hub.url, token=hub.token).create_repo(REPO)
+    hub.commit_files(REPO, {"eval/tfns-3-score.predictions.jsonl": b'{"i": 0, "gold": "negative"}\n'})
+    out = push_release(local, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert out["deleted"] == ["eval/tfns-3-score.predictions.jsonl"]
+    published = hub.repo(REPO).commits[out["commit"]].files
+    assert not [p for p in published if "predictions" in p] and "eval/tfns-3-score.json" in published
+
+
+def test_a_card_that_loads_another_model_is_refused(hub, release, tmp_path):
+    local = copy_release(release, tmp_path / "r1")
+    (local / "README.md").write_text(f'---\nlicense: apache-2.0\n---\n```python\nmodel_id = "{local}"\n```\n')
+    with pytest.raises(PublishError, match=rf"usage code loads {local}, not {REPO}: .*finsent card {local} "
+                                           rf"--repo-id {REPO}"):
+        push_release(local, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    out = push_release(local, REPO, "v1.0.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert "usage code loads" in out["refused"]
+    assert hub.requests_matching(r"POST|PUT") == []
+    (local / "README.md").write_text(f'---\nlicense: apache-2.0\n---\n```python\nmodel_id = "{REPO}"\n```\n')
+    assert push_release(local, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)["action"] == "commit+tag"
 
 
 def test_hub_readme_commands_run(hub, release, tmp_path, monkeypatch, capsys):
