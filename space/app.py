@@ -150,7 +150,7 @@ def classify_requests(classifier: FinSentClassifier, raws: list[str], schemes: l
     problem; it never fails the other requests of its batch (this function does not raise for an input).
     """
     labels, tables, notices = [None] * len(raws), [None] * len(raws), [""] * len(raws)
-    jobs: dict[int, tuple[str, list[tuple[int, str]], list[str]]] = {}  # request -> (scheme, [(n, text)], notes)
+    jobs: dict[int, tuple[str, list[tuple[int, str]], list[str], int]] = {}  # i -> (scheme, [(n, text)], notes, n)
     for i, (raw, scheme) in enumerate(zip(raws, schemes)):
         tables[i] = table_of([], scheme if scheme in SCHEMES else "3")
         if raw is not None and not isinstance(raw, str):
@@ -169,13 +169,13 @@ def classify_requests(classifier: FinSentClassifier, raws: list[str], schemes: l
                     notes.append(f"Text {n} was not classified: {problem}")
                 else:
                     good.append((n, text))
-            jobs[i] = (scheme, good, notes)
+            jobs[i] = (scheme, good, notes, len(texts))
     for scheme in SCHEMES:
-        members = [i for i, (s, good, _) in jobs.items() if s == scheme and good]
+        members = [i for i, (s, good, _, _) in jobs.items() if s == scheme and good]
         flat = [text for i in members for _, text in jobs[i][1]]
         results = iter(classify_isolated(classifier, flat, scheme, MAX_BATCH) if flat else [])
         for i in members:
-            _, good, notes = jobs[i]
+            _, good, notes, n_texts = jobs[i]
             preds = []
             for n, _ in good:
                 result = next(results)
@@ -186,9 +186,9 @@ def classify_requests(classifier: FinSentClassifier, raws: list[str], schemes: l
                     if result.truncated:
                         notes.append(f"Text {n} was cut to fit the model's context.")
             tables[i] = table_of(preds, scheme)
-            if len(preds) == 1 and len(good) == 1:
+            if len(preds) == n_texts == 1:  # the label view is for a single text
                 labels[i] = preds[0].probs
-    for i, (_, _, notes) in jobs.items():
+    for i, (_, _, notes, _) in jobs.items():
         n_done = len(tables[i])
         if labels[i] is not None:
             label = tables[i]["label"][0]

@@ -126,6 +126,42 @@ def test_csv_over_the_row_limit_and_non_utf8_csv_are_refused(tmp_path, shared_da
     assert str(err.value) == "latin.csv: not UTF-8 text (byte 0xe9 at offset 8): save it as UTF-8"
 
 
+def test_a_bom_csv_reads_like_the_same_csv_without_bom_and_like_finsent_tables(tmp_path):
+    from finsent.tables import read_table
+
+    body = 'text,label\r\n"Acme beats, again",1\r\nZenith slumps,0\r\n'
+    plain, bom = tmp_path / "plain.csv", tmp_path / "excel.csv"
+    plain.write_text(body, encoding="utf-8", newline="")
+    bom.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))  # what a spreadsheet's "CSV UTF-8" saves
+    columns, rows, text_col = app.read_csv_texts(bom)
+    assert (columns, text_col) == (["text", "label"], "text")
+    assert rows == [{"text": "Acme beats, again", "label": "1"}, {"text": "Zenith slumps", "label": "0"}]
+    assert app.read_csv_texts(plain) == (columns, rows, text_col)
+    assert rows == [row for _, row in read_table(bom)]
+
+
+def test_only_csv_files_are_read_and_errors_never_show_the_server_folder(tmp_path):
+    text = write_csv(tmp_path / "news.txt", ["text"], [["Acme beats"]])
+    with pytest.raises(app.CsvInputError) as err:
+        app.read_csv_texts(text)
+    assert str(err.value) == "news.txt is not a .csv file: upload a CSV (UTF-8) with a 'text' column."
+    dupe = write_csv(tmp_path / "news.csv", ["text", "text"], [["Acme beats", "Zenith"]])
+    with pytest.raises(app.CsvInputError) as err:
+        app.read_csv_texts(dupe)
+    assert str(err.value).startswith("news.csv: the header names column(s) 'text' more than once")
+    assert str(tmp_path) not in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=HYPERLINK(\"http://evil.example\",\"x\")", "'=HYPERLINK(\"http://evil.example\",\"x\")"),
+    ("+1+1", "'+1+1"), ("-2+3", "'-2+3"), ("@SUM(A1:A2)", "'@SUM(A1:A2)"), ("\tAcme", "'\tAcme"),
+    ("\rAcme", "'\rAcme"), ("Acme =1", "Acme =1"), ("'quoted", "'quoted"), ("", ""), (None, ""), (0.25, "0.25"),
+    (True, "True"),
+])
+def test_spreadsheet_safe_quotes_every_cell_a_spreadsheet_would_evaluate(value, cell):
+    assert app.spreadsheet_safe(value) == cell
+
+
 # --- the batched handler and the CSV pipeline on a tiny model ---------------------------------------------
 
 
@@ -150,6 +186,174 @@ def test_batched_handler_equals_direct_classify_calls_and_isolates_bad_requests(
     seven = tiny_clf.classify("Orion swings to a loss", "7")
     assert list(labels[3]) == list(SCHEMES["7"]) and labels[3] == pytest.approx(seven.probs, abs=1e-5)
     assert labels[4] is None and notices[4] == "Unknown label scheme '9': choose 3 or 7 classes."
+
+
+def batch_of_twenty(shared_data: Path, bad: str, at: int = 7) -> list[str]:
+    texts = [row["text"] for row in tfns_rows(shared_data, 19)]
+    return [*texts[:at], bad, *texts[at:]]
+
+
+def lone_surrogate_error() -> str:
+    from finsent.prompts import InputError, clean_text
+
+    with pytest.raises(InputError) as err:
+        clean_text("\ud800 Acme beats estimates")
+    assert "surrogate" in str(err.value)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["\ud800 Acme beats estimates", "   ", "Acme\nZenith \udcff slumps\n\ud800"])
+def test_one_bad_request_beside_nineteen_good_ones_fails_alone(tiny_clf, shared_data, monkeypatch, bad):
+    raws = batch_of_twenty(shared_data, bad)
+    calls, real = [], tiny_clf.classify
+    monkeypatch.setattr(tiny_clf, "classify", lambda texts, *a, **k: calls.append(list(texts)) or real(texts, *a, **k))
+    labels, tables, notices = app.classify_requests(tiny_clf, raws, ["3"] * 20)
+    monkeypatch.undo()
+    good = [i for i in range(20) if i != 7]
+    direct = tiny_clf.classify([raws[i] for i in good], "3")
+    for i, pred in zip(good, direct):
+        assert labels[i] == pytest.approx(pred.probs, abs=1e-5) and tables[i]["label"].tolist() == [pred.label]
+        assert notices[i] == f"**{pred.label}** (probability {pred.probs[pred.label]:.2f})"
+    assert len(calls) == 1  # the good texts still share one model call; the bad text never reaches it
+    assert labels[7] is None
+    if bad.strip() == "":
+        assert tables[7].empty and notices[7].startswith("Type or paste a financial headline")
+    elif "\n" not in bad:
+        assert tables[7].empty
+        assert notices[7] == f"Nothing was classified.\n\n⚠️ Text 1 was not classified: {lone_surrogate_error()}"
+    else:  # its good line is classified; each bad line is named
+        assert tables[7]["text"].tolist() == ["Acme"] and notices[7].startswith("1 text classified: see the table.")
+        assert "⚠️ Text 2 was not classified: text is not valid UTF-8 (byte 0xff" in notices[7]
+        assert f"⚠️ Text 3 was not classified: {lone_surrogate_error()}" in notices[7]
+
+
+def test_a_text_the_classifier_rejects_fails_alone(tiny_clf, shared_data, monkeypatch):
+    """Beyond the text check: whatever the model call raises for one text stays that text's error."""
+    raws = batch_of_twenty(shared_data, "POISON headline")
+    real = tiny_clf.classify
+
+    def picky(texts, *args, **kwargs):
+        if any("POISON" in text for text in texts):
+            raise RuntimeError("the tokenizer choked on POISON")
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_clf, "classify", picky)
+    labels, tables, notices = app.classify_requests(tiny_clf, raws, ["3"] * 20)
+    monkeypatch.undo()
+    good = [i for i in range(20) if i != 7]
+    for i, pred in zip(good, tiny_clf.classify([raws[i] for i in good], "3")):
+        assert labels[i] == pytest.approx(pred.probs, abs=1e-5)
+    assert labels[7] is None and tables[7].empty
+    assert notices[7] == ("Nothing was classified.\n\n⚠️ Text 1 was not classified: "
+                          "RuntimeError: the tokenizer choked on POISON")
+
+
+def test_output_csv_is_spreadsheet_safe_and_never_overwrites_a_column(tiny_clf, tmp_path):
+    texts = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+Acme beats estimates", "-Zenith slumps",
+             "@SUM(A1:A9) Orion swings", "\tMeridian sets AGM date", "Apex cuts jobs"]
+    notes = ["=1+1", "-5", "ok", "@x", "+y", "\rz"]
+    path = write_csv(tmp_path / "evil.csv", ["text", "=cmd|' /C calc'!A0"], [list(r) for r in zip(texts, notes)])
+    out = app.classify_csv_file(tiny_clf, path, "3", out_dir=tmp_path)
+    with open(out, encoding="utf-8", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    assert header == ["text", "'=cmd|' /C calc'!A0", "predicted_label", "p_negative", "p_neutral", "p_positive",
+                      "text_truncated"]
+    preds = tiny_clf.classify([t.strip() for t in texts], "3")
+    assert [row[:2] for row in rows] == [
+        ["'=HYPERLINK(\"http://evil.example\",\"click\")", "'=1+1"], ["'+Acme beats estimates", "'-5"],
+        ["'-Zenith slumps", "ok"], ["'@SUM(A1:A9) Orion swings", "'@x"], ["'\tMeridian sets AGM date", "'+y"],
+        ["Apex cuts jobs", "'\rz"],
+    ]
+    assert [row[2:] for row in rows] == [
+        [p.label, *(f"{p.probs[label]:.6f}" for label in SCHEMES["3"]), "False"] for p in preds]
+
+
+def test_each_csv_job_deletes_the_earlier_result_folders_older_than_the_age(tmp_path):
+    mine = app.ResultFolders(tmp_path, age=0)
+    first = mine.new()
+    (first / "a-finsent.csv").write_text("text\n")
+    foreign = tmp_path / "job-not-ours"
+    foreign.mkdir()
+    second = mine.new()
+    assert not first.exists() and second.is_dir() and foreign.is_dir()  # only what it made is deleted
+    keep = app.ResultFolders(tmp_path / "keep", age=3600)
+    a, b = keep.new(), keep.new()
+    assert a.is_dir() and b.is_dir() and keep.sweep() == []
+    default = app.ResultFolders(age=None)
+    assert default.root.is_dir() and default.root.name.startswith("finsent-space-results-")
+    root = default.root
+    del default
+    import gc
+
+    gc.collect()
+    assert not root.exists()  # a default root is removed with its ResultFolders
+
+
+def launched(demo):
+    """Launch a demo on 127.0.0.1 at a free port; its URL."""
+    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                           quiet=True)
+    return url
+
+
+def test_a_running_csv_job_does_not_hold_up_classify(tiny_clf, monkeypatch, tmp_path):
+    from gradio_client import Client, handle_file
+
+    started, gate, real = threading.Event(), threading.Event(), app.classify_csv_file
+
+    def held(*args, **kwargs):  # the CSV job runs until the test releases it
+        started.set()
+        assert gate.wait(120), "the test never released the CSV job"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app, "classify_csv_file", held)
+    demo = app.build_demo(tiny_clf, results_dir=tmp_path / "results")
+    url = launched(demo)
+    try:
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        path = write_csv(tmp_path / "news.csv", ["text"], [["Acme beats estimates"], ["Zenith slumps"]])
+        job = client.submit(handle_file(str(path)), "3", api_name="/classify_csv")
+        assert started.wait(60), "the CSV job never started"
+        label, _, _ = client.submit("Orion swings to a loss", "3", api_name="/classify").result(timeout=60)
+        assert label["label"] == tiny_clf.classify("Orion swings to a loss", "3").label
+        assert job.status().code.name == "PROCESSING" and not job.done()  # answered while the CSV job ran
+        gate.set()
+        with open(job.result(timeout=60), encoding="utf-8", newline="") as handle:
+            assert [row["text"] for row in csv.DictReader(handle)] == ["Acme beats estimates", "Zenith slumps"]
+    finally:
+        gate.set()
+        demo.close()
+
+
+def test_uploads_and_results_of_a_finished_job_are_deleted_after_the_age(tiny_clf, tmp_path):
+    import uuid
+
+    from gradio_client import Client, handle_file
+
+    age = 3  # seconds; Gradio checks every second, the app at the next CSV job
+    demo = app.build_demo(tiny_clf, delete_cache=(1, age), results_dir=tmp_path / "results")
+    url = launched(demo)
+    try:
+        client = Client(url, verbose=False, download_files=False)  # the server's paths, not downloaded copies
+        names = [f"news-{uuid.uuid4().hex}" for _ in range(2)]
+        uploads = [write_csv(tmp_path / f"{name}.csv", ["text"], [["Acme beats estimates"]]) for name in names]
+        first = client.predict(handle_file(str(uploads[0])), "3", api_name="/classify_csv")
+        served_copy = Path(first["path"])  # Gradio's copy in its cache
+        assert served_copy.name == f"{names[0]}-finsent.csv" and served_copy.is_file()
+        cache = Path(demo.GRADIO_CACHE)
+        assert sorted(p.name for p in cache.rglob(f"{names[0]}*")) == [f"{names[0]}-finsent.csv", f"{names[0]}.csv"]
+        (job_folder,) = (tmp_path / "results").iterdir()  # the app's own result folder
+        assert (job_folder / f"{names[0]}-finsent.csv").is_file()
+        deadline = time.monotonic() + 60
+        while list(cache.rglob(f"{names[0]}*")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert list(cache.rglob(f"{names[0]}*")) == []  # Gradio deleted the upload and its copy of the result
+        second = client.predict(handle_file(str(uploads[1])), "3", api_name="/classify_csv")
+        assert Path(second["path"]).name == f"{names[1]}-finsent.csv"
+        assert not job_folder.exists()  # the new job deleted the earlier job's folder
+        assert [p.name for p in (tmp_path / "results").rglob("*.csv")] == [f"{names[1]}-finsent.csv"]
+    finally:
+        demo.close()
 
 
 def test_csv_round_trip_keeps_every_input_column_and_reports_progress(tiny_clf, shared_data, tmp_path):
@@ -324,6 +528,27 @@ def test_twenty_concurrent_requests_are_batched_and_all_match_direct_calls(serve
     for (label, _, _), pred in zip(results, direct):
         assert {c["label"]: c["confidence"] for c in label["confidences"]} == pytest.approx(pred.probs, abs=1e-4)
     assert sum(sizes) == 20 and len(sizes) < 20 and max(sizes) <= app.MAX_BATCH  # requests shared model calls
+
+
+@pytest.mark.slow
+def test_one_invalid_request_beside_nineteen_good_ones_fails_alone_on_the_server(served, shared_data, monkeypatch):
+    import json
+
+    clf, _, client = served
+    raws = batch_of_twenty(shared_data, "\ud800 Acme beats estimates")
+    # httpx cannot UTF-8 encode a lone surrogate; sent as the JSON escape \ud800, as any raw HTTP client can.
+    monkeypatch.setattr("httpx._content.json_dumps", lambda obj, **kw: json.dumps(obj, **{**kw, "ensure_ascii": True}))
+    with ThreadPoolExecutor(20) as pool:
+        jobs = list(pool.map(lambda t: client.submit(t, "3", api_name="/classify"), raws))
+        results = [job.result(timeout=120) for job in jobs]
+    label, table, notice = results.pop(7)
+    assert label == {} and table["data"] == []
+    assert notice == f"Nothing was classified.\n\n⚠️ Text 1 was not classified: {lone_surrogate_error()}"
+    direct = clf.classify(raws[:7] + raws[8:], "3")
+    assert [r[0]["label"] for r in results] == [p.label for p in direct]  # all 19 good requests answered
+    for (label, _, notice), pred in zip(results, direct):
+        assert {c["label"]: c["confidence"] for c in label["confidences"]} == pytest.approx(pred.probs, abs=1e-4)
+        assert notice.startswith(f"**{pred.label}** (probability")
 
 
 @pytest.mark.slow
