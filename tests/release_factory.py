@@ -1,16 +1,22 @@
-"""Writes the reports and results of a release folder (the shared schemas), with fixed numbers, for tests.
+"""Writes the reports and results of a release folder, with fixed numbers, for tests.
 
 The card's golden render and the push tests build their release folders with these, so the values
-are deterministic; the model files come from a real model folder (``add_model``).
+are deterministic; the model files come from a real model folder (``add_model``), or, for the card,
+a sparse stand-in of the published size (``write_weights``). Every report is checked against its one
+declaration in ``finsent.reports`` before it is written, and may hold no field that is not declared
+there: the factory cannot drift from what the writers and the card use.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import yaml
+
+from finsent.reports import SCHEMAS, check_report
 
 MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -31,7 +37,7 @@ def add_model(release: Path, model_dir: Path) -> None:
 
 
 def pruning_report(hidden=2048, before=8192, after=4916, layers=16, params_before=1235814400,
-                   params_after=913770496, bytes_on_disk=1827540992) -> dict:
+                   params_after=913770496, bytes_on_disk=3655081984) -> dict:
     return {"method": "ppm", "ratio": 0.4, "round_to": 1, "hidden_size": hidden,
             "intermediate_before": before, "intermediate_after": after,
             "expansion_before": before / hidden * 100, "expansion_after": after / hidden * 100,
@@ -83,7 +89,7 @@ def speed_report() -> dict:
          "items_per_second": 0.24, "p50_ms": 4150.0, "p95_ms": 4400.0, "peak_memory_mb": 3900.0,
          "speedup_vs_card": 1.0},
     ]
-    return {"device": "AMD EPYC", "threads": 2, "model": "Llama-FinSent-S",
+    return {"device": "AMD EPYC", "threads": 2, "memory": "process_rss", "model": "Llama-FinSent-S",
             "shape": "Llama-3.2-1B, GLU 4916", "params": 913770496, "bytes_on_disk": 1827540992, "rows": rows,
             "compute_floor": {"items_per_second": 2.9, "note": "one 30-token forward pass"}}
 
@@ -109,21 +115,45 @@ RECIPE = {
 }
 
 
+def checked(kind: str, data: dict) -> dict:
+    """``data`` if it satisfies the ``kind`` schema and declares every field it holds (top level)."""
+    check_report(kind, data, f"release_factory {kind}")
+    undeclared = sorted(set(data) - set(SCHEMAS[kind].fields))
+    assert not undeclared, f"release_factory {kind}: fields not declared in finsent.reports: {undeclared}"
+    return data
+
+
+def write_weights(path: Path, params: int = 913770496, dtype: str = "F16") -> Path:
+    """A sparse safetensors file of ``params`` values (one tensor; zeros that take no disk space) with a
+    valid header: the size of the published fp16 model without writing 1.8 GB."""
+    width = {"F16": 2, "BF16": 2, "F32": 4}[dtype]
+    header = json.dumps({"model.weight": {"dtype": dtype, "shape": [params], "data_offsets": [0, width * params]}})
+    header += " " * (-len(header) % 8)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(header)) + header.encode())
+        fh.truncate(8 + len(header) + width * params)
+    return path
+
+
 def write_reports(release: Path, scores: dict[tuple[str, str, str], float] | None = None,
                   references: bool = True) -> Path:
-    """reports/{pruning,training}.json + recipe.yaml, eval/<b>-<s>-<m>.json (+ PNG), speed.json, references."""
+    """reports/{pruning,training}.json + recipe.yaml, eval/<b>-<s>-<m>.json (+ PNG), speed.json, references,
+    and the sparse stand-in weights unless the folder already has weights (``add_model``)."""
     (release / "reports").mkdir(parents=True, exist_ok=True)
     (release / "eval").mkdir(parents=True, exist_ok=True)
-    (release / "reports" / "pruning.json").write_text(json.dumps(pruning_report(), indent=2))
-    (release / "reports" / "training.json").write_text(json.dumps(training_report(), indent=2))
+    if not any(release.glob("*.safetensors")):
+        write_weights(release / "model.safetensors")
+    (release / "reports" / "pruning.json").write_text(json.dumps(checked("pruning", pruning_report()), indent=2))
+    (release / "reports" / "training.json").write_text(json.dumps(checked("training", training_report()), indent=2))
     (release / "reports" / "recipe.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
     scores = scores if scores is not None else {("tfns", "3", "score"): 0.8512, ("tfns", "3", "generate"): 0.8231,
                                                 ("nwgi", "7", "score"): 0.4123, ("fpb", "3", "score"): 0.7845}
     for (bench, scheme, mode), f1 in scores.items():
         stem = f"{bench}-{scheme}-{mode}"
-        (release / "eval" / f"{stem}.json").write_text(json.dumps(eval_result(bench, scheme, mode, f1), indent=2))
+        result = checked("eval", eval_result(bench, scheme, mode, f1))
+        (release / "eval" / f"{stem}.json").write_text(json.dumps(result, indent=2))
         (release / "eval" / f"{stem}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + stem.encode())
-    (release / "eval" / "speed.json").write_text(json.dumps(speed_report(), indent=2))
+    (release / "eval" / "speed.json").write_text(json.dumps(checked("speed", speed_report()), indent=2))
     if references:
         (release / "eval" / "references.yaml").write_text(yaml.safe_dump(REFERENCES, sort_keys=False))
     return release

@@ -179,3 +179,107 @@ def test_card_without_hub_datasets_names_the_training_files(release):
     assert sentence.strip() == "`FinGPT/fingpt-sentiment-train` (76,772 rows)"  # the fixture's training.json
     assert training["data"][0]["path"] == "FinGPT/fingpt-sentiment-train"
     assert "datasets: []" in text.split("---")[1]
+
+
+def test_a_file_trained_on_twice_is_named_once(release):
+    path = release / "reports" / "training.json"
+    training = json.loads(path.read_text())
+    source = {"path": "data/finsent-headlines/train.jsonl", "schema": "finsent", "weight": 1.0, "rows_read": 1342,
+              "rows_used": 1342}
+    training["data"] = [{**source, "scheme": "3"}, {**source, "scheme": "7"}]
+    path.write_text(json.dumps(training))
+    text = render_card(recipe_of(release, **{"card.datasets": []}), release)
+    named = "`data/finsent-headlines/train.jsonl` (2,684 rows: 1,342 3-class + 1,342 7-class)"
+    assert f"LoRA fine-tuning on\n{named}, and merging" in text
+    assert f"| training rows | 76,772 from {named} |" in text
+    assert text.count("data/finsent-headlines/train.jsonl") == 2
+
+
+def test_weights_on_disk_are_the_release_files_not_the_pruning_intermediate(release):
+    pruning = json.loads((release / "reports" / "pruning.json").read_text())
+    assert pruning["bytes_on_disk"] == 3655081984  # the float32 pruned model the prune stage saved
+    text = render_card(recipe_of(release), release)
+    assert "This release's weights on disk: 1,827.5 MB\n  (`model.safetensors`, float16)." in text
+    assert "3,655.1 MB" not in text
+    (release / "model.safetensors").unlink()
+    with pytest.raises(CardError, match=r"no weights \(\*.safetensors\) in .*release"):
+        render_card(recipe_of(release), release)
+
+
+def test_peak_memory_is_labelled_for_what_was_measured(release):
+    text = render_card(recipe_of(release), release)
+    assert "| p95 latency | process peak RSS | speed-up |" in text and "| peak memory |" not in text
+    assert "Memory column (process peak RSS): peak resident memory (RSS) of the whole benchmarking process" in text
+    path = release / "eval" / "speed.json"
+    speed = json.loads(path.read_text())
+    speed.update(device="NVIDIA H200", memory="cuda_allocated")
+    path.write_text(json.dumps(speed))
+    text = render_card(recipe_of(release), release)
+    assert "| p95 latency | peak GPU memory | speed-up |" in text and "max_memory_allocated" in text
+    del speed["memory"]  # an older speed.json: inferred from the device finsent bench names
+    path.write_text(json.dumps({**speed, "device": "CPU AMD EPYC 7B13, 2 cores"}))
+    assert "| process peak RSS |" in render_card(recipe_of(release), release)
+
+
+def test_shape_speed_path_is_found_from_the_current_folder(release, tmp_path, monkeypatch):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "speed.json").write_text((release / "eval" / "speed.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    text = render_card(recipe_of(release, **{"card.shape_speed": "bench/speed.json"}), release)
+    assert "### This model's shape on a small CPU" in text
+
+
+def test_template_and_references_are_package_data():
+    from finsent.card import TEMPLATE
+    from finsent.eval_summary import REFERENCES_FILE, load_references
+
+    package = Path(__import__("finsent").__file__).parent
+    assert TEMPLATE == package / "resources" / "MODEL_CARD.md" and TEMPLATE.is_file()
+    assert REFERENCES_FILE == package / "resources" / "references.yaml"
+    assert len(load_references()["models"]) >= 5
+
+
+# --- the report schemas (finsent.reports): declared once, checked by every reader ---------------------
+
+
+def test_check_report_names_the_file_and_the_missing_field():
+    from release_factory import eval_result, speed_report, training_report
+
+    from finsent.reports import ReportError, check_report
+
+    training = training_report()
+    training["lora"].pop("alpha")
+    with pytest.raises(ReportError, match=r"^reports/training.json: lora: missing alpha$"):
+        check_report("training", training)
+    speed = speed_report()
+    del speed["rows"][1]["p95_ms"]
+    with pytest.raises(ReportError, match=r"^x/speed.json: rows\[1\]: missing p95_ms$"):
+        check_report("speed", speed, "x/speed.json")
+    result = eval_result("tfns", "3", "score", float("nan"))
+    with pytest.raises(ReportError, match=r": metrics: not a finite number: accuracy = nan, .*weighted_f1 = nan$"):
+        check_report("eval", result)
+    with pytest.raises(ReportError, match="unknown report kind 'merge'"):
+        check_report("merge", {})
+
+
+def test_the_card_reads_reports_through_their_schemas(release):
+    path = release / "reports" / "pruning.json"
+    pruning = json.loads(path.read_text())
+    del pruning["params_after"]
+    path.write_text(json.dumps(pruning))
+    with pytest.raises(CardError, match=r"pruning.json: missing params_after"):
+        render_card(recipe_of(release), release)
+
+
+def test_write_report_checks_before_writing(tmp_path):
+    from release_factory import pruning_report
+
+    from finsent.reports import ReportError, read_report, write_report
+
+    report = pruning_report()
+    assert read_report("pruning", write_report("pruning", report, tmp_path / "pruning.json")) == report
+    with pytest.raises(ReportError, match="missing hidden_size"):
+        write_report("pruning", {**report, "hidden_size": None}, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
+    with pytest.raises(ReportError, match=r"no.json is missing \(it is written by `finsent prune`\)"):
+        read_report("pruning", tmp_path / "no.json")

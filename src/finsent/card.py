@@ -1,18 +1,19 @@
-"""The model card: ``MODEL_CARD.md`` (prose + Jinja2 places) filled from the recipe, reports and results.
+"""The model card: ``resources/MODEL_CARD.md`` (prose + Jinja2 places) filled from the recipe, reports and results.
 
     finsent card releases/<recipe-name> [--recipe build/recipes/<name>.yaml]     # writes README.md there
 
 ``render_card(recipe, release_dir)`` reads ``reports/pruning.json``, ``reports/training.json``,
-``eval/<benchmark>-<scheme>-<mode>.json`` and ``eval/speed.json`` (schemas: the shared release contract),
-the published reference scores (``eval/references.yaml``, the release's copy first, else the
-project's), builds the YAML metadata with ``huggingface_hub.ModelCardData`` (``model-index`` from the
-eval results) and renders the template with ``StrictUndefined``: a missing report, key or result
-stops the render with an error naming it, and nothing is ever filled with a placeholder.
+``eval/<benchmark>-<scheme>-<mode>.json`` and ``eval/speed.json`` (their fields are declared once, in
+``finsent.reports``), the release's own weight files (their size and dtype), the published reference
+scores (the release's ``eval/references.yaml`` first, else the copy shipped in the package), builds the
+YAML metadata with ``huggingface_hub.ModelCardData`` (``model-index`` from the eval results) and renders
+the template with ``StrictUndefined``: a missing report, key or result stops the render with an error
+naming it, and nothing is ever filled with a placeholder. The template and the reference scores are
+package data (``finsent/resources/``), so an installed wheel renders cards without a source checkout.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -20,50 +21,42 @@ from pathlib import Path
 from .errors import UsageError
 from .labels import SCHEMES
 from .prompts import CUE, answer_piece, instruction, prefix_piece, prompt_text
+from .reports import MEMORY_KINDS, ReportError, memory_kind, read_report
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "MODEL_CARD.md"
+TEMPLATE = Path(__file__).resolve().parent / "resources" / "MODEL_CARD.md"
 EVAL_NAME = re.compile(r"^(?P<benchmark>[a-z0-9_]+)-(?P<scheme>[37])-(?P<mode>score|generate)\.json$")
 # Hub ids of bases that the recipes name by a short local name.
 BASE_IDS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-METHODS = {  # how each neuron-importance score is computed (REFERENCE.md s. 1)
+# How each neuron-importance score is computed: optipfair 0.4.2's compute_neuron_pair_importance_{maw,vow,
+# pon,l2} (optipfair/pruning/mlp_glu.py, https://github.com/peremartra/optipfair), which finsent.importance
+# reproduces; PPM/MAW is the method of Martra (2024), https://doi.org/10.31219/osf.io/qgxea.
+METHODS = {
     "ppm": "PPM (called MAW in the original notebook): per neuron, max + |min| of its gate_proj row plus "
            "max + |min| of its up_proj row, in float32",
     "vow": "VOW: variance of the neuron's gate_proj and up_proj weights",
     "pon": "PON: product of the norms of the neuron's gate_proj and up_proj rows",
     "l2": "L2: norm of the neuron's gate_proj and up_proj rows",
 }
-PRUNING_KEYS = ("method", "ratio", "hidden_size", "intermediate_before", "intermediate_after", "expansion_before",
-                "expansion_after", "kept_per_layer", "params_before", "params_after", "bytes_on_disk")
-TRAINING_KEYS = ("steps", "epochs", "learning_rate", "warmup_steps", "effective_batch", "loss", "train_loss",
-                 "seconds", "trainable_params", "rows", "data", "lora", "precision")
-EVAL_KEYS = ("benchmark", "dataset", "split", "scheme", "mode", "n", "metrics")
-METRIC_KEYS = ("accuracy", "macro_f1", "weighted_f1", "unparseable")
-SPEED_KEYS = ("device", "threads", "params", "rows")  # bytes_on_disk may be null (shape-only benchmarks)
-SPEED_ROW_KEYS = ("config", "mode", "scheme", "batch_size", "items_per_second", "p50_ms", "p95_ms",
-                  "peak_memory_mb", "speedup_vs_card")
+DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "I8": "int8", "U8": "uint8",
+          "F8_E4M3": "float8 e4m3", "F8_E5M2": "float8 e5m2", "I16": "int16", "I32": "int32", "I64": "int64",
+          "BOOL": "bool"}
 
 
 class CardError(UsageError, ValueError):
     """The card cannot be rendered: a report, a key or a result is missing or malformed."""
 
 
-def _read_json(path: Path, keys: tuple[str, ...], made_by: str) -> dict:
-    if not path.is_file():
+def _read(kind: str, path: Path, made_by: str | None = None) -> dict:
+    """A report checked against its schema (``finsent.reports``); any problem is a CardError naming file and key."""
+    if made_by and not path.is_file():
         raise CardError(f"cannot render the card: {path} is missing (it is written by `{made_by}`)")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CardError(f"{path}: not valid JSON ({exc})") from None
-    _require(data, keys, str(path))
-    return data
-
-
-def _require(data: dict, keys: tuple[str, ...], where: str) -> None:
-    missing = [k for k in keys if not isinstance(data, dict) or k not in data or data[k] is None]
-    if missing:
-        raise CardError(f"{where}: missing {', '.join(missing)}")
+        return read_report(kind, path)
+    except ReportError as exc:
+        prefix = "cannot render the card: " if not path.is_file() else ""
+        raise CardError(prefix + str(exc)) from None
 
 
 def read_results(release_dir: Path) -> list[dict]:
@@ -73,25 +66,76 @@ def read_results(release_dir: Path) -> list[dict]:
     if not paths:
         raise CardError(f"cannot render the card: no eval results in {eval_dir} "
                         "(<benchmark>-<scheme>-<mode>.json, written by `finsent eval`)")
-    results = []
-    for path in paths:
-        result = _read_json(path, EVAL_KEYS, "finsent eval")
-        _require(result["metrics"], METRIC_KEYS, f"{path}: metrics")
-        results.append(result)
+    results = [_read("eval", path) for path in paths]
     order = {"score": 0, "generate": 1}
     return sorted(results, key=lambda r: (r["benchmark"], r["scheme"], order[r["mode"]]))
 
 
 def read_speed(path: Path, made_by: str) -> dict:
     """A ``finsent bench`` speed.json with every key the card's speed table shows."""
-    speed = _read_json(path, SPEED_KEYS, made_by)
-    for i, row in enumerate(speed["rows"]):
-        _require(row, SPEED_ROW_KEYS, f"{path}: rows[{i}]")
-    return speed
+    return _read("speed", path, made_by)
+
+
+def release_weights(release_dir: Path) -> dict:
+    """The release's own weight files (``*.safetensors`` at its top level): names, total bytes, tensor dtypes.
+
+    This is what a user downloads (the merged model, fp16 for the published recipes), not the pruning
+    stage's intermediate that ``pruning.json``'s ``bytes_on_disk`` measured.
+    """
+    from .publish import PublishError, safetensors_header
+
+    files = sorted(release_dir.glob("*.safetensors"))
+    if not files:
+        raise CardError(f"cannot render the card: no weights (*.safetensors) in {release_dir}: the card states "
+                        "their size (they are written by `finsent merge`)")
+    dtypes = set()
+    for path in files:
+        try:
+            header = safetensors_header(path)
+        except PublishError as exc:
+            raise CardError(str(exc)) from None
+        dtypes |= {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    return {"files": [p.name for p in files], "bytes": sum(p.stat().st_size for p in files),
+            "dtypes": [DTYPES.get(d, d) for d in sorted(dtypes)]}
+
+
+def training_sources(data: list) -> list[str]:
+    """training.json's ``data`` as card text, one entry per file: a file used twice (e.g. once with the
+    3-class and once with the 7-class instruction) is named once, with the rows of each use."""
+    grouped: dict[str, list] = {}
+    for item in data:
+        item = item if isinstance(item, dict) else {"path": str(item)}
+        grouped.setdefault(item["path"], []).append(item)
+    out = []
+    for path, uses in grouped.items():
+        used = [u.get("rows_used") for u in uses]
+        if any(n is None for n in used):
+            out.append(f"`{path}`")
+        elif len(uses) == 1:
+            out.append(f"`{path}` ({used[0]:,d} rows)")
+        else:
+            parts = " + ".join(f"{n:,d}" + (f" {u['scheme']}-class" if u.get("scheme") else "")
+                               for n, u in zip(used, uses))
+            out.append(f"`{path}` ({sum(used):,d} rows: {parts})")
+    return out
+
+
+def find_shape_speed(name: str) -> Path:
+    """A recipe's ``card.shape_speed``: absolute, else relative to the current folder, else to the source
+    checkout this module runs from (an installed package has none: run from the project folder)."""
+    from .benchmarks import REPO_ROOT
+
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    for root in (Path.cwd(), REPO_ROOT):
+        if (root / path).is_file():
+            return root / path
+    return Path.cwd() / path
 
 
 def read_references(release_dir: Path) -> dict | None:
-    """Published reference scores: the release's eval/references.yaml, else the project's; None if neither."""
+    """Published reference scores: the release's eval/references.yaml, else the package's; None if neither."""
     from .eval_summary import REFERENCES_FILE, load_references
 
     for path in (release_dir / "eval" / "references.yaml", REFERENCES_FILE):
@@ -143,19 +187,21 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
     """Everything the template uses, read and checked."""
     release_dir = Path(release_dir)
     results = read_results(release_dir)
-    pruning = None
+    pruning = weights = None
     if recipe.prune.enabled:
-        pruning = _read_json(release_dir / "reports" / "pruning.json", PRUNING_KEYS, "finsent prune")
+        pruning = _read("pruning", release_dir / "reports" / "pruning.json")
         pruning["method_text"] = METHODS.get(pruning["method"], pruning["method"])
         pruning["reduction"] = 100 * (1 - pruning["params_after"] / pruning["params_before"])
-    training = _read_json(release_dir / "reports" / "training.json", TRAINING_KEYS, "finsent finetune")
-    _require(training["lora"], ("r", "alpha", "dropout", "target_modules"), "reports/training.json: lora")
+        # measured, not the requested ratio (null when the prune was given as a target expansion)
+        pruning["removed_share"] = 100 * (1 - pruning["intermediate_after"] / pruning["intermediate_before"])
+        weights = release_weights(release_dir)
+    training = _read("training", release_dir / "reports" / "training.json")
     speed = None
     if recipe.eval.speed:
         speed = read_speed(release_dir / "eval" / "speed.json", "finsent bench")
     shape_speed = None
     if recipe.card.shape_speed:
-        shape_speed = read_speed(TEMPLATE.parent / recipe.card.shape_speed, "finsent bench --shape")
+        shape_speed = read_speed(find_shape_speed(recipe.card.shape_speed), "finsent bench --shape")
     refs = read_references(release_dir)
     ours = {r["benchmark"]: r["metrics"]["weighted_f1"] for r in results if r["scheme"] == "3" and r["mode"] == "score"}
     from .benchmarks import BENCHMARKS
@@ -172,12 +218,14 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
     repo_id = repo_id or recipe.publish.repo_id
     if not repo_id:  # the usage code must load something real: the folder itself until a repo id is known
         repo_id = str(release_dir)
-        logger.warning("no repo id (publish.repo_id or --repo-id): the card's usage code loads %s", repo_id)
+        logger.warning("no repo id (publish.repo_id or --repo-id): the card's usage code loads %s; `finsent push "
+                       "--repo-id` refuses this card until it is rendered again with the repo id", repo_id)
     instr3, instr7 = instruction("3", "news"), instruction("7", "news")
     return {
         "card_data": data.to_yaml(), "model_name": recipe.card.model_name, "repo_id": repo_id,
         "description": recipe.description, "base": recipe.model.base, "base_id": data.base_model,
-        "license": recipe.model.license, "pruning": pruning, "training": training, "results": results,
+        "license": recipe.model.license, "pruning": pruning, "weights": weights, "training": training,
+        "training_sources": training_sources(training["data"]), "results": results,
         "speed": speed, "shape_speed": shape_speed, "references": refs, "ref_benchmarks": benchmarks,
         "ours": ours, "partial": partial,
         "instr3": instr3, "instr7": instr7, "instr_tweet": instruction("3", "tweet"),
@@ -199,16 +247,11 @@ def _env():
     env.filters["f1"] = lambda x: f"{float(x):.1f}"
     env.filters["mb"] = lambda x: "–" if x is None else f"{x / 1e6:,.1f} MB"
     env.filters["bench"] = benchmark_title
-    env.filters["source"] = _source
+    env.filters["code"] = lambda x: f"`{x}`"
+    env.filters["memory_title"] = lambda s: ("process peak RSS" if memory_kind(s) == "process_rss"
+                                             else "peak GPU memory")
+    env.filters["memory_note"] = lambda s: MEMORY_KINDS[memory_kind(s)]
     return env
-
-
-def _source(item) -> str:
-    """One training source of training.json's ``data``: a dict from ``finsent finetune``, or a plain name."""
-    if isinstance(item, dict):
-        used = item.get("rows_used")
-        return f"`{item['path']}`" + (f" ({used:,d} rows)" if used is not None else "")
-    return f"`{item}`"
 
 
 def render_card(recipe, release_dir, template: str | Path | None = None, repo_id: str | None = None) -> str:
@@ -229,7 +272,9 @@ def render_card(recipe, release_dir, template: str | Path | None = None, repo_id
     except jinja2.UndefinedError as exc:
         raise CardError(f"{template}: the template uses something the reports do not provide ({exc})") from None
     ModelCard(text)  # parses the metadata block: a broken card never gets written
-    (release_dir / "README.md").write_text(text)
+    from .outputs import write_text_atomic
+
+    write_text_atomic(release_dir / "README.md", text)
     logger.info("wrote %s (%d results)", release_dir / "README.md", len(ctx["results"]))
     return text
 
@@ -240,7 +285,7 @@ def register(sub) -> None:
     p.add_argument("release_dir", type=Path, help="the release folder (releases/<recipe-name>)")
     p.add_argument("--recipe", type=Path, help="recipe YAML (default: RELEASE_DIR/reports/recipe.yaml)")
     p.add_argument("--repo-id", help="Hub id the usage code loads (default: the recipe's publish.repo_id)")
-    p.add_argument("--template", type=Path, help=f"card template (default: {TEMPLATE.name} of the project)")
+    p.add_argument("--template", type=Path, help=f"card template (default: finsent's own {TEMPLATE.name})")
     p.set_defaults(func=_card)
 
 

@@ -4,8 +4,9 @@
 
 ``write_summary(out_dir)`` tabulates every results JSON in the folder (one row per benchmark x
 scheme x mode, a per-class table and the confusion-matrix image of each run), then compares the
-headline weighted F1 with the published scores in ``eval/references.yaml``, which are
-reported elsewhere and are marked so: this project did not measure them.
+headline weighted F1 with the published scores in ``finsent/resources/references.yaml`` (package
+data, so an installed wheel has it), which are reported elsewhere and are marked so: this project
+did not measure them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import json
 import logging
 from pathlib import Path
 
-from .benchmarks import BENCHMARKS, REPO_ROOT
+from .benchmarks import BENCHMARKS
 
 logger = logging.getLogger(__name__)
 
-REFERENCES_FILE = REPO_ROOT / "eval" / "references.yaml"
+REFERENCES_FILE = Path(__file__).resolve().parent / "resources" / "references.yaml"
 SUMMARY_NAME = "summary.md"
 
 
