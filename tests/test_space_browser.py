@@ -1,4 +1,4 @@
-"""The Space in a real browser: Debian's headless Chromium driven by Python Playwright (REFERENCE.md s. 6).
+"""The Space in a real browser: Debian's headless Chromium driven by Python Playwright.
 
 Needs /usr/bin/chromium (`make browser` installs it). One app launch (real SmolLM2) and one browser for
 the module; a screenshot of the page lands in test-artifacts/space.png.
