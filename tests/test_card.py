@@ -1,6 +1,6 @@
 """``finsent card``: the golden render, the model-index round trip, refusals, and the card's code that runs.
 
-Regenerate the golden file after an intended change of MODEL_CARD.md or card.py:
+Regenerate the golden file after an intended change of src/finsent/resources/MODEL_CARD.md or card.py:
     FINSENT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_card.py -k golden
 """
 

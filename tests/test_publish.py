@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hub_server import HubServer
 from huggingface_hub import HfApi, constants, snapshot_download
-from release_factory import add_model, write_reports
+from release_factory import RECIPE, add_model, write_reports
 
 from finsent import publish
 from finsent.publish import PublishError, UntaggedReleaseError, push_release
@@ -462,6 +463,7 @@ def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_
     from finsent.merge import run_merge
     from finsent.pruning import prune_model
     from finsent.recipes import load_recipe
+    from finsent.reports import check_report
 
     pruned, adapter, release = tmp_path / "pruned", tmp_path / "adapter", tmp_path / "release"
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
@@ -474,20 +476,25 @@ def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_
         if "lora_B" in name:
             weight.data.normal_(0, 0.01)
     lora.save_pretrained(adapter)
-    write_reports(release)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
     # Merged and saved in fp16, this model's logits differed from the float32 adapter model's by 0.248
     # (measured), over merge.tolerance's 0.05: the merge stage's own check is not what this test is about.
-    recipe = load_recipe(release / "reports" / "recipe.yaml", {"model.base": "smollm2", "merge.tolerance": 1.0})
+    recipe = load_recipe(tmp_path / "recipe.yaml", {"model.base": "smollm2", "merge.tolerance": 1.0})
     run_merge(recipe, pruned, adapter, release, dtype="float16")
-    report["bytes_on_disk"] = (release / "model.safetensors").stat().st_size
-    (release / "reports" / "pruning.json").write_text(json.dumps(report))
+    write_reports(release)  # the merged weights stay
+    report["bytes_on_disk"] = sum(p.stat().st_size for p in pruned.glob("*.safetensors"))  # as run_prune does
+    (release / "reports" / "pruning.json").write_text(json.dumps(check_report("pruning", report)))
+    (release / "eval" / "tfns-3-score.predictions.jsonl").write_text('{"i": 0, "gold": "negative"}\n')
     render_card(recipe, release)
+    assert f"weights on disk: {(release / 'model.safetensors').stat().st_size / 1e6:,.1f} MB" in \
+        (release / "README.md").read_text()
 
     out = push_release(release, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
     local = Path(snapshot_download(REPO, revision="v1.0.0", endpoint=hub.url, token=hub.token,
                                    cache_dir=tmp_path / "cache"))
     assert local.name == out["commit"]
-    sent = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    sent = {p.relative_to(release).as_posix() for p in publish.release_files(release)}
+    assert "eval/tfns-3-score.predictions.jsonl" not in sent and "README.md" in sent
     got = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()} - {".gitattributes"}
     assert got == sent
     for rel in sent:
