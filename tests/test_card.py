@@ -1,6 +1,6 @@
 """``finsent card``: the golden render, the model-index round trip, refusals, and the card's code that runs.
 
-Regenerate the golden file after an intended change of src/finsent/resources/MODEL_CARD.md or card.py:
+Regenerate the golden file after an intended change of MODEL_CARD.md or card.py:
     FINSENT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_card.py -k golden
 """
 
@@ -234,7 +234,7 @@ def test_template_and_references_are_package_data():
     from finsent.eval_summary import REFERENCES_FILE, load_references
 
     package = Path(__import__("finsent").__file__).parent
-    assert TEMPLATE == package / "resources" / "MODEL_CARD.md" and TEMPLATE.is_file()
+    assert TEMPLATE == package.parents[1] / "MODEL_CARD.md" and TEMPLATE.is_file()  # the maintainers' file
     assert REFERENCES_FILE == package / "resources" / "references.yaml"
     assert len(load_references()["models"]) >= 5
 

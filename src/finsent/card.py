@@ -1,4 +1,4 @@
-"""The model card: ``resources/MODEL_CARD.md`` (prose + Jinja2 places) filled from the recipe, reports and results.
+"""The model card: ``MODEL_CARD.md`` (prose + Jinja2 places) filled from the recipe, reports and results.
 
     finsent card releases/<recipe-name> [--recipe build/recipes/<name>.yaml]     # writes README.md there
 
@@ -8,8 +8,9 @@
 scores (the release's ``eval/references.yaml`` first, else the copy shipped in the package), builds the
 YAML metadata with ``huggingface_hub.ModelCardData`` (``model-index`` from the eval results) and renders
 the template with ``StrictUndefined``: a missing report, key or result stops the render with an error
-naming it, and nothing is ever filled with a placeholder. The template and the reference scores are
-package data (``finsent/resources/``), so an installed wheel renders cards without a source checkout.
+naming it, and nothing is ever filled with a placeholder. Maintainers edit the template at the repository's root; the wheel ships a copy of it as
+``finsent/resources/MODEL_CARD.md`` (pyproject's force-include) beside the reference scores, so an
+installed wheel renders cards without a source checkout.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .reports import MEMORY_KINDS, ReportError, memory_kind, read_report
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE = Path(__file__).resolve().parent / "resources" / "MODEL_CARD.md"
+# An installed wheel carries the template as package data; a source checkout reads the root's file.
+_PACKAGED_TEMPLATE = Path(__file__).resolve().parent / "resources" / "MODEL_CARD.md"
+TEMPLATE = _PACKAGED_TEMPLATE if _PACKAGED_TEMPLATE.is_file() else Path(__file__).resolve().parents[2] / "MODEL_CARD.md"
 EVAL_NAME = re.compile(r"^(?P<benchmark>[a-z0-9_]+)-(?P<scheme>[37])-(?P<mode>score|generate)\.json$")
 # Hub ids of bases that the recipes name by a short local name.
 BASE_IDS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
