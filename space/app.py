@@ -39,7 +39,7 @@ from finsent import SCHEMES, FinSentClassifier
 from finsent.classify import iter_chunks
 from finsent.errors import FinsentError, UsageError
 from finsent.models import PUBLISHED_MODEL
-from finsent.prompts import InputError, clean_text
+from finsent.prompts import InputError, check_text
 from finsent.tables import BadRow, TableError, csv_header, read_table
 
 logger = logging.getLogger("finsent.space")
@@ -111,13 +111,11 @@ def table_of(predictions, scheme: str) -> pd.DataFrame:
 
 
 def text_problem(text: str) -> str | None:
-    """Why a text cannot be classified (finsent's one input-text rule), or None when it can."""
+    """Why a text cannot be classified (finsent's one input-text rule, prompts.check_text), or None."""
     try:
-        clean_text(text)
+        check_text(text)
     except InputError as exc:
         return str(exc)
-    except (TypeError, UnicodeError) as exc:  # a rule the text check does not cover yet
-        return f"{type(exc).__name__}: {exc}"
     return None
 
 

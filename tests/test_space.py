@@ -194,10 +194,10 @@ def batch_of_twenty(shared_data: Path, bad: str, at: int = 7) -> list[str]:
 
 
 def lone_surrogate_error() -> str:
-    from finsent.prompts import InputError, clean_text
+    from finsent.prompts import InputError, check_text
 
     with pytest.raises(InputError) as err:
-        clean_text("\ud800 Acme beats estimates")
+        check_text("\ud800 Acme beats estimates")
     assert "surrogate" in str(err.value)
     return str(err.value)
 
