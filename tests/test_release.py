@@ -9,6 +9,7 @@ from huggingface_hub import ModelCard
 from finsent.classify import FinSentClassifier
 from finsent.cli import main
 from finsent.outputs import MARKER
+from finsent.publish import release_files
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +55,15 @@ def test_reduced_release_builds_a_complete_release_folder(tmp_path, monkeypatch,
             assert any(v == pytest.approx(run["metrics"][key], abs=5e-5) for v in values), key
 
     # The push was a dry run listing every file of the folder, and nothing else; finsent's own marker files
-    # (the folders it wrote: .finsent-output.json) are bookkeeping, not published.
-    files = [p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()]
-    published = sorted(rel for rel in files if not any(part.startswith(".") for part in rel.split("/")))
-    assert sorted(set(files) - set(published)) == [MARKER, f"eval/{MARKER}"]
+    # (the folders it wrote: .finsent-output.json) are bookkeeping and the predictions hold gold labels: not published.
+    files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    published = {p.relative_to(release).as_posix() for p in release_files(release)}
+    assert sorted(files - published) == [MARKER, "eval/" + MARKER, "eval/finsent-3-score.predictions.jsonl",
+                                         "eval/finsent-7-score.predictions.jsonl"]
     for rel in published:
         assert f"add {rel}" in out
-    assert f"add {MARKER}" not in out
+    for rel in files - published:
+        assert f"add {rel}" not in out
     assert "dry run: nothing sent" in out and "Serve the Space on it" in out
 
     # A second run finds every model stage up to date: it rewrites neither the pruned model, the adapter,
