@@ -100,10 +100,12 @@ def _csv_rows(path: Path, columns: list[str] | None) -> Iterator[tuple[str, dict
             if missing:
                 raise TableError(f"{path}: no column {', '.join(map(repr, missing))} "
                                  f"(its columns: {', '.join(map(repr, header))})")
-            for n, fields in enumerate(reader, 1):
-                where = f"{path}: row {n} (line {reader.line_num})"
-                if not fields:  # a blank line
+            n = 0  # data rows as a spreadsheet numbers them under the header: blank lines are not rows
+            for fields in reader:
+                if not fields:
                     continue
+                n += 1
+                where = f"{path}: row {n} (line {reader.line_num})"
                 if len(fields) != len(header):
                     yield where, BadRow(f"{len(fields)} fields, the header has {len(header)}")
                     continue
