@@ -232,10 +232,12 @@ class Release:
     def push(self, *, dry_run: bool, repo_id: str | None, tag: str | None, **kwargs) -> dict:
         from .publish import push_release
 
-        # A dry run needs no real target: name an obviously local one rather than guess a user's namespace.
-        repo_id = repo_id or self.recipe.publish.repo_id or f"dry-run/{self.recipe.card.model_name}"
+        # A dry run needs no real target: name an obviously local one rather than guess a user's namespace,
+        # and read a remote repo only when one was named (the placeholder has none to compare with).
+        known = repo_id or self.recipe.publish.repo_id
         tag = tag or self.recipe.publish.tag or "v0.1.0"
-        return push_release(self.release_dir, repo_id, tag, dry_run=dry_run, **kwargs)
+        return push_release(self.release_dir, known or f"dry-run/{self.recipe.card.model_name}", tag,
+                            dry_run=dry_run, read_remote=bool(known), **kwargs)
 
     def space(self, space_id: str, model_id: str, **kwargs):
         from .spaces import deploy_space
