@@ -33,12 +33,14 @@ from pathlib import Path
 
 from .benchmarks import BENCHMARKS, get_spec, load_eval_benchmark, parse_benchmark_arg
 from .classify import MODES as RESULT_MODES  # the classifier's modes, defined once
+from .cli import positive_int
 from .errors import UsageError
 from .eval_summary import plot_confusion, write_summary  # write_summary is part of this module's API
 from .labels import labels_of
 from .outputs import OutputError, check_output_dir, output_dir
 from .prompts import KINDS
 from .recipes import EvalBenchmark
+from .reports import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +146,7 @@ def evaluate_into(folder: Path, model: str | Path, benchmarks: Sequence[EvalBenc
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             }
             _write_predictions(out_dir / f"{stem}.predictions.jsonl", data, preds)
-            (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+            write_report("eval", result, out_dir / f"{stem}.json")
             plot_confusion(result, out_dir / f"{stem}.png")
             logger.info("%s: accuracy %.4f, weighted F1 %.4f, unparseable %d, %.1f items/s",
                         stem, metrics["accuracy"], metrics["weighted_f1"], metrics["unparseable"],
@@ -258,8 +260,8 @@ def register(sub) -> None:
                    help=f"repeatable; NAME in {', '.join(BENCHMARKS)} (default: the recipe's, else all)")
     p.add_argument("--scheme", choices=["3", "7"], help="label scheme (default 3; 7 only for nwgi and finsent)")
     p.add_argument("--mode", choices=["score", "generate", "both"], help="default: the recipe's, else score")
-    p.add_argument("--limit", type=int, help="evaluate a seeded sample of N rows of each benchmark")
-    p.add_argument("--batch-size", type=int, help="default: the recipe's, else 16")
+    p.add_argument("--limit", type=positive_int, help="evaluate a seeded sample of N rows of each benchmark")
+    p.add_argument("--batch-size", type=positive_int, help="default: the recipe's, else 16")
     p.add_argument("--out", help="output folder, written whole (default: releases/<recipe>/eval, else "
                                   "eval/results/<model>); a folder finsent did not write, or one holding committed "
                                   "results, is refused unless --overwrite")
@@ -285,7 +287,7 @@ def _eval_command(args) -> int:
     modes = _modes(args.mode, recipe)
     benchmarks = _benchmarks(args, recipe)
     check_runs(benchmarks, modes)
-    batch_size = args.batch_size or (recipe.eval.batch_size if recipe else 16)
+    batch_size = args.batch_size if args.batch_size is not None else (recipe.eval.batch_size if recipe else 16)
     if out is None:
         from .models import resolve_model
 
@@ -319,7 +321,8 @@ def _benchmarks(args, recipe) -> list[EvalBenchmark]:
     if args.benchmark:
         found = [parse_benchmark_arg(b, args.scheme or "3", args.limit) for b in args.benchmark]
     elif recipe is not None and recipe.eval.benchmarks:
-        found = [EvalBenchmark(b.name, b.path, args.scheme or b.scheme, args.limit or b.limit)
+        limit = args.limit  # None = each benchmark's own (0 is refused by positive_int, never a default)
+        found = [EvalBenchmark(b.name, b.path, args.scheme or b.scheme, limit if limit is not None else b.limit)
                  for b in recipe.eval.benchmarks]
     else:
         scheme = args.scheme or "3"

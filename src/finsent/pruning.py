@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import UsageError
 from .importance import METHODS, canonical_method, check_amount, kept_size, neuron_scores
 from .outputs import check_name, check_output_dir, output_dir
+from .reports import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
             seconds_load=round(loaded - start, 3), seconds_prune=round(pruned - loaded, 3),
             seconds_save=round(time.perf_counter() - pruned, 3),
         )
-        (tmp / "pruning.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_report("pruning", report, tmp / "pruning.json")
         _plot(report, tmp / "pruning.png")
     logger.info("pruned %s: %d -> %d params, %d bytes in %s", base, report["params_before"],
                 report["params_after"], report["bytes_on_disk"], out_dir)

@@ -19,7 +19,6 @@ compute floor: FLOPs per item over the GEMM throughput measured in the same run 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from .cli import positive_int
 from .errors import UsageError
+from .reports import write_report
 from .speed_floor import compute_floor, floor_items_per_second
 
 logger = logging.getLogger(__name__)
@@ -319,11 +319,12 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
         "device": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name(),
         "threads": torch.get_num_threads(), "model": str(clf.source), "shape": shape or label,
         "params": params, "bytes_on_disk": size, "bytes_fp16": 2 * params,  # fp16 safetensors, as published
+        "memory": "cuda_allocated" if device.type == "cuda" else "process_rss",  # what peak_memory_mb measured
         "tokenizer": note, "texts": f"{texts_file.name} first {n}",
         "torch": torch.__version__, "rows": rows, "compute_floor": floor,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (out_dir / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_report("speed", result, out_dir / "speed.json")
     (out_dir / "speed.md").write_text(format_table(result) + "\n")
     plot(result, out_dir / "speed.png")
     return result
