@@ -348,15 +348,17 @@ def test_private_repo_is_created_private(hub, release):
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("empty", r"model.safetensors: 0 bytes: an empty or truncated weights file"),
-    ("truncated", r"model.safetensors: the header describes .* bytes but the file has .*: truncated"),
-    ("header", r"model.safetensors: not a readable safetensors file"),
+    ("empty", r"model.safetensors: empty \(0 bytes\)"),
+    ("truncated", r"model.safetensors: truncated \([0-9,]+ bytes, its header lists [0-9,]+\)"),
+    ("header", r"model.safetensors: truncated \(64 bytes, shorter than its own header\)"),  # n = 0xff..ff
+    ("json", r"model.safetensors: not a readable safetensors file \(unreadable header\)"),
 ])
 def test_broken_weights_are_refused_before_any_request(hub, release, tmp_path, damage, message):
     bad = copy_release(release, tmp_path / "bad")
     weights = bad / "model.safetensors"
     data = weights.read_bytes()
-    weights.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "header": b"\xff" * 64}[damage])
+    weights.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "header": b"\xff" * 64,
+                         "json": (4).to_bytes(8, "little") + b"{{{{"}[damage])
     with pytest.raises(PublishError, match=message):
         push_release(bad, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
     with pytest.raises(PublishError, match=message):

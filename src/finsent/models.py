@@ -111,33 +111,43 @@ def check_model_folder(path: Path) -> None:
     else:
         files = sorted(path.glob("*.safetensors"))
     for file in files:
-        check_safetensors(file)
+        safetensors_header(file)
 
 
-def check_safetensors(file: Path) -> None:
-    """ModelNotAvailableError unless ``file`` holds a complete safetensors header and every tensor it lists.
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit on the header size
+
+
+def safetensors_header(file: Path, error: type[Exception] | None = None) -> dict:
+    """The JSON header of a safetensors file, checked against the file's size, else ``error`` (default
+    ModelNotAvailableError) saying the file is empty, truncated or corrupt. One check for loading and
+    publishing.
 
     The format: 8 bytes (little-endian header length N), N bytes of JSON mapping each tensor to its
-    ``data_offsets`` in the data that follows.
+    ``data_offsets`` in the data that follows, which must end exactly at the end of the file.
     """
+    error = error or ModelNotAvailableError
     file = Path(file)
     size = file.stat().st_size
+    again = "copy or download the weights again"
     if size == 0:
-        raise ModelNotAvailableError(f"{file}: empty (0 bytes): copy or download the weights again")
+        raise error(f"{file}: empty (0 bytes): {again}")
     with open(file, "rb") as handle:
-        head = handle.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else None
-        if n is None or 8 + n > size:
-            raise ModelNotAvailableError(f"{file}: truncated ({size:,} bytes, shorter than its own header): "
-                                         "copy or download the weights again")
-        try:
-            header = json.loads(handle.read(n))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-            raise ModelNotAvailableError(f"{file}: not a safetensors file (unreadable header)") from None
-    if 8 + n + end > size:
-        raise ModelNotAvailableError(f"{file}: truncated ({size:,} bytes, its header lists {8 + n + end:,}): "
-                                     "copy or download the weights again")
+        n = int.from_bytes(handle.read(8), "little") if size >= 8 else 0
+        if size < 8 or 8 + n > size:
+            raise error(f"{file}: truncated ({size:,} bytes, shorter than its own header): {again}")
+        raw = handle.read(n) if 0 < n <= SAFETENSORS_MAX_HEADER else b""
+    try:
+        header = json.loads(raw)
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        raise error(f"{file}: not a readable safetensors file (unreadable header): {again}") from None
+    if not tensors:
+        raise error(f"{file}: holds no tensors")
+    if 8 + n + end != size:
+        problem = "truncated" if 8 + n + end > size else "corrupt"
+        raise error(f"{file}: {problem} ({size:,} bytes, its header lists {8 + n + end:,}): {again}")
+    return header
 
 
 def _offline_choices() -> str:

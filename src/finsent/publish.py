@@ -43,7 +43,6 @@ import json
 import logging
 import math
 import re
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +61,6 @@ KEEP_REMOTE = {".gitattributes"}  # files of the repo that a release never repla
 EXCLUDE = ("*.predictions.jsonl",)
 TAG_ATTEMPTS = 3  # create_tag tries before the push reports main as holding an untagged release
 TAG_RETRY_SECONDS = 1.0
-MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit on the header size
 USAGE_LINE = re.compile(r'^model_id = "(?P<id>[^"]*)"$', re.M)  # the card's usage code (MODEL_CARD.md)
 
 
@@ -95,40 +93,10 @@ def release_files(release_dir: Path) -> list[Path]:
 
 
 def safetensors_header(path: Path) -> dict:
-    """The JSON header of a safetensors file, checked against the file's size; PublishError if the file is
-    empty, truncated or not safetensors (the header must be readable and its tensors fill the file exactly)."""
-    path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise PublishError(f"{path}: {size} bytes: an empty or truncated weights file (no safetensors header)")
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > MAX_HEADER or 8 + n > size:
-            raise PublishError(f"{path}: not a readable safetensors file (header of {n} bytes in a {size}-byte "
-                               "file): truncated or corrupt")
-        raw = fh.read(n)
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PublishError(f"{path}: the safetensors header is not valid JSON: truncated or corrupt") from None
-    if not isinstance(header, dict):
-        raise PublishError(f"{path}: the safetensors header is not a JSON object")
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            start, stop = info["data_offsets"]
-            end = max(end, int(stop))
-        except (KeyError, TypeError, ValueError):
-            raise PublishError(f"{path}: tensor {name!r} has no valid data_offsets in the header") from None
-    if not any(k != "__metadata__" for k in header):
-        raise PublishError(f"{path}: holds no tensors")
-    if 8 + n + end != size:
-        raise PublishError(f"{path}: the header describes {8 + n + end:,d} bytes but the file has {size:,d}: "
-                           "truncated or corrupt")
-    return header
+    """The checked JSON header of a safetensors file (``models.safetensors_header``), else PublishError."""
+    from .models import safetensors_header as read_header
+
+    return read_header(path, PublishError)
 
 
 def check_weights(release_dir: Path) -> list[str]:
