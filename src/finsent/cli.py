@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "finsent.publish",
     "finsent.spaces",
     "finsent.release",
+    "finsent.export",
 ]
 
 
@@ -46,11 +47,30 @@ def positive_int(text: str) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "classify",
-        help="label financial texts (JSON lines out)",
+        help="label financial texts (JSON lines out, or a corpus file to file)",
         description="Classify texts given as arguments, or one per line on stdin (UTF-8), and print one JSON "
-                    "object per text, each batch as soon as it is done.",
+                    "object per text, each batch as soon as it is done. With --input/--output: classify a CSV, "
+                    "JSON-lines or parquet file (or a folder of shards) into a file of the output's format, "
+                    "keeping every column and adding predicted_label and one p_<label> column per label; "
+                    "resumable (run the same command again after an interruption), see finsent.corpus.",
     )
     p.add_argument("texts", nargs="*", help="texts to classify; none = read lines from stdin")
+    corpus = p.add_argument_group("a corpus, file to file")
+    corpus.add_argument("--input", help="a .csv, .jsonl or .parquet file, or a folder of them (shards)")
+    corpus.add_argument("--output", help="the output file; its suffix (.csv, .jsonl, .parquet) sets the format")
+    corpus.add_argument("--text-column", default=None, help="the column holding the texts (default: text)")
+    corpus.add_argument("--on-error", choices=["skip", "fail"], default=None,
+                        help="a row that cannot be classified (empty text, not UTF-8, malformed): skip it, "
+                             "report it on stderr and list it in OUTPUT.errors.jsonl (default), or stop the run")
+    corpus.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output, or discard an unfinished run with other settings")
+    corpus.add_argument("--engine", choices=["local", "ray"], default=None,
+                        help="local = this process (default); ray = Ray Data, an actor pool of classifiers on "
+                             "this machine or the cluster at $RAY_ADDRESS (pip install 'llama-finsent[scale]')")
+    corpus.add_argument("--workers", type=positive_int, default=None,
+                        help="--engine ray: classifier actors (default: one per GPU, else one per 4 CPUs)")
+    corpus.add_argument("--chunk-rows", type=positive_int, default=None,
+                        help="rows per chunk, the unit of progress saved to disk (default 1024)")
     p.add_argument("--model",
                    help="folder, Hub id or 'smollm2' (default: $FINSENT_MODEL, newest release, published model)")
     p.add_argument("--scheme", choices=["3", "7"], default="3", help="3 or 7 classes (default 3)")
@@ -102,6 +122,14 @@ def _classify(args) -> int:
     from .classify import FinSentClassifier, iter_chunks
     from .errors import UsageError
 
+    corpus_only = {"--output": args.output, "--text-column": args.text_column, "--on-error": args.on_error,
+                   "--overwrite": args.overwrite or None, "--engine": args.engine, "--workers": args.workers,
+                   "--chunk-rows": args.chunk_rows}
+    if args.input is not None:
+        return _classify_corpus(args)
+    given = [name for name, value in corpus_only.items() if value is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} go(es) with --input (classify a corpus file to file)")
     if args.texts:
         items = argument_texts(args.texts)
     else:
@@ -116,6 +144,37 @@ def _classify(args) -> int:
         for pred in clf.classify(texts, args.scheme, kind=args.kind, mode=args.mode, batch_size=args.batch_size):
             print(json.dumps(pred.to_dict(), ensure_ascii=False))
         sys.stdout.flush()  # each batch as soon as it is done: a long input streams
+    return 0
+
+
+def _classify_corpus(args) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .errors import UsageError
+
+    if args.texts:
+        raise UsageError("give texts as arguments or --input, not both")
+    if args.output is None:
+        raise UsageError("--input needs --output (a .csv, .jsonl or .parquet file)")
+    if args.mode != "score":
+        raise UsageError("--input classifies by label scoring only (--mode score): it writes every label's probability")
+    if args.workers is not None and args.engine != "ray":
+        raise UsageError("--workers goes with --engine ray")
+    options = dict(text_column=args.text_column or "text", kind=args.kind, scheme=args.scheme, model=args.model,
+                   batch_size=args.batch_size, chunk_rows=args.chunk_rows or 1024, on_error=args.on_error or "skip",
+                   overwrite=args.overwrite)
+    with logging_redirect_tqdm():
+        if args.engine == "ray":
+            from .corpus_ray import classify_with_ray
+
+            result = classify_with_ray(args.input, args.output, num_workers=args.workers, **options)
+        else:
+            from .corpus import classify_corpus
+
+            result = classify_corpus(args.input, args.output, **options)
+    rate = f", {result.items_per_s:.1f} rows/s" if result.classified and result.seconds else ""
+    skipped = f", {result.skipped} skipped (listed in {result.errors_path})" if result.skipped else ""
+    print(f"{result.output}: {result.written} rows written{skipped}{rate}", file=sys.stderr)
     return 0
 
 

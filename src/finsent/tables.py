@@ -10,7 +10,10 @@ The rules are the same for every caller:
 - A JSON object that gives one field twice is malformed (Python's json would keep the last silently).
 
 A file that cannot be read at all (not UTF-8, a broken parquet, a duplicated header) raises
-``TableError`` naming the file and the problem. A single row that cannot be parsed is yielded as a
+``TableError`` naming the file and the problem; with ``bad_bytes="row"`` (``finsent classify --input``) a
+CSV or JSON-lines row holding bytes that are not UTF-8 is a ``BadRow`` instead, so one bad row of a big
+corpus does not refuse the whole file. ``table_files`` names the files of a table given as one file or a
+folder of shards, which ``read_tables`` reads one after the other. A single row that cannot be parsed is yielded as a
 ``BadRow`` (an empty dict with ``.problem``), so each caller decides whether to skip it and count, or
 to stop naming ``where`` (``"file: row N (line L)"``).
 """
@@ -39,26 +42,37 @@ class BadRow(dict):
         self.problem = problem
 
 
-def read_table(path, *, columns: list[str] | None = None) -> Iterator[tuple[str, dict]]:
+def read_table(path, *, columns: list[str] | None = None, bad_bytes: str = "file") -> Iterator[tuple[str, dict]]:
     """Yield ``(where, row)`` for every row of a local table file; see the module's rules.
 
     ``columns``, when given, must all be present (CSV header, else checked per row by the caller).
+    ``bad_bytes``: ``"file"`` refuses a file holding bytes that are not UTF-8 (``TableError``); ``"row"``
+    yields the CSV or JSON-lines rows holding them as ``BadRow`` naming the byte and the column.
     """
+    if bad_bytes not in ("file", "row"):
+        raise ValueError(f"bad_bytes must be 'file' or 'row', got {bad_bytes!r}")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise TableError(f"{path}: unsupported file type {suffix or '(none)'!r}: use {', '.join(SUFFIXES)}")
     if not path.is_file():
         raise TableError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    errors = "surrogateescape" if bad_bytes == "row" else "strict"
     try:
         if suffix == ".csv":
-            yield from _csv_rows(path, columns)
+            rows = _csv_rows(path, columns, errors)
         elif suffix == ".parquet":
-            yield from _parquet_rows(path)
+            rows = _parquet_rows(path)
         elif suffix == ".json" and _first_char(path) == "[":
-            yield from _json_array_rows(path)
+            rows = _json_array_rows(path)
         else:
-            yield from _jsonl_rows(path)
+            rows = _jsonl_rows(path, errors)
+        for where, row in rows:
+            if errors != "strict" and not isinstance(row, BadRow):
+                problem = _undecodable(row)
+                if problem:
+                    row = BadRow(problem)
+            yield where, row
     except UnicodeDecodeError as exc:
         raise TableError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
                          "save it as UTF-8") from None
@@ -90,9 +104,56 @@ def _check_header(path: Path, header: list[str] | None) -> list[str]:
     return names
 
 
-def _csv_rows(path: Path, columns: list[str] | None) -> Iterator[tuple[str, dict]]:
+def table_files(path) -> list[Path]:
+    """The files of a table: ``path`` itself, or a folder's table files (shards) sorted by name.
+
+    In a folder, hidden entries (``.name``) are skipped; anything else that is not a table file, and a
+    folder holding none, is a ``TableError``. Sub-folders are not read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TableError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        if path.suffix.lower() not in SUFFIXES:
+            raise TableError(f"{path}: unsupported file type {path.suffix or '(none)'!r}: use {', '.join(SUFFIXES)}")
+        return [path]
+    files, other = [], []
+    for entry in sorted(path.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith("."):
+            continue
+        (files if entry.is_file() and entry.suffix.lower() in SUFFIXES else other).append(entry)
+    if other:
+        raise TableError(f"{path}: a folder of table shards holds {other[0].name!r}, which is not a "
+                         f"{', '.join(SUFFIXES)} file: move it out of the folder")
+    if not files:
+        raise TableError(f"{path}: the folder holds no table file ({', '.join(SUFFIXES)})")
+    return files
+
+
+def read_tables(files, *, columns: list[str] | None = None, bad_bytes: str = "file") -> Iterator[tuple[str, dict]]:
+    """``read_table`` over several files (``table_files``), one after the other."""
+    for file in files:
+        yield from read_table(file, columns=columns, bad_bytes=bad_bytes)
+
+
+def _undecodable(row: dict) -> str | None:
+    """The problem of a row decoded with surrogateescape that holds a byte that is not UTF-8, else None."""
+    for key, value in row.items():
+        for what, text in (("column name", key), (f"column {key!r}", value)):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    char = text[exc.start]
+                    if "\udc80" <= char <= "\udcff":  # surrogateescape's stand-in for an undecodable byte
+                        return f"not UTF-8 text (byte 0x{ord(char) - 0xDC00:02x} in the {what})"
+                    return f"not valid Unicode (lone surrogate {char!r} in the {what})"
+    return None
+
+
+def _csv_rows(path: Path, columns: list[str] | None, errors: str = "strict") -> Iterator[tuple[str, dict]]:
     # utf-8-sig drops a leading BOM; newline="" lets csv handle CRLF and quoted multi-line fields.
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="", errors=errors) as handle:
         reader = csv.reader(handle)
         try:
             header = _check_header(path, next(reader, None))
@@ -147,8 +208,8 @@ def _json_array_rows(path: Path) -> Iterator[tuple[str, dict]]:
         yield f"{path}: row {n}", row if isinstance(row, dict) else BadRow("not a JSON object")
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
-    with open(path, encoding="utf-8-sig") as handle:
+def _jsonl_rows(path: Path, errors: str = "strict") -> Iterator[tuple[str, dict]]:
+    with open(path, encoding="utf-8-sig", errors=errors) as handle:
         for n, line in enumerate(handle, 1):
             if not line.strip():
                 continue
