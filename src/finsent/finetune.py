@@ -12,24 +12,109 @@ contract), ``loss.png`` and ``checkpoints/`` as the folder OUT: built in a tempo
 into place when training is done (``outputs.output_dir``); an OUT that finsent did not write is refused
 before anything loads, unless ``--overwrite``. While training, checkpoints go to the hidden sibling
 ``.OUT.checkpoints`` so that ``--resume`` finds them after a crash; a finished run moves them into OUT.
+
+Many devices: launched by ``torchrun --nproc_per_node N -m finsent.cli finetune ...`` (or ``accelerate
+launch``), every process trains on its share of each batch (DDP: the Trainer's own distributed mode; gloo
+on CPUs, NCCL on GPUs), so one optimizer step sees ``batch_size x grad_accum x N`` rows (``effective_batch``
+in training.json) and the loss curve is a single process's on that global batch
+(``tests/test_distributed.py``). Rank 0 alone prepares the checkpoint folder, writes OUT (adapter,
+training.json, loss.png, the checkpoints' model and optimizer; each rank adds its own RNG state to a
+checkpoint, as the Trainer does) and logs; the others wait for it and raise if it failed. OUT and its
+checkpoints must be on storage that every process sees (one machine, or a shared filesystem).
+``finetune.fsdp`` shards the model with FSDP instead of replicating it, for bases too big for one device.
+``finsent release`` refuses to run under several processes (``require_single_process``): launch this
+command distributed, then ``finsent release ... --start merge`` in one process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import shutil
 import time
 from functools import partial
 from pathlib import Path
 
+from .errors import FinsentError, UsageError
 from .outputs import MARKER, OutputError, check_name, check_output_dir, is_toolkit_output, output_dir
-from .recipes import FinetuneSection, Recipe, load_recipe
+from .recipes import FinetuneSection, Recipe, RecipeError, check_recipe, load_recipe
 
 WHAT = "adapter output folder"  # names the folder in OutputError messages
 
 logger = logging.getLogger(__name__)
+
+
+class FinetuneError(UsageError, ValueError):
+    """Settings that cannot train (share_prefix without fast_loss, fp16 on a CPU, FSDP in one process...)."""
+
+
+class DistributedError(FinsentError, RuntimeError):
+    """Another process of a distributed run failed (rank 0 could not write the output, ...)."""
+
+
+def launch_world() -> tuple[int, int]:
+    """(rank, number of processes) as ``torchrun`` / ``accelerate launch`` set them (RANK, WORLD_SIZE); (0, 1)
+    in a plain process."""
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise UsageError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} "
+                         "are not integers: launch with torchrun or accelerate launch") from None
+
+
+def require_single_process(command: str) -> None:
+    """Refuse ``command`` under a distributed launch: only ``finsent finetune`` trains on several processes.
+
+    Every stage but fine-tuning would run N times over the same folders; a release is built by launching the
+    fine-tuning distributed, then running the other stages in one process (the release reuses the adapter).
+    """
+    _, world = launch_world()
+    if world > 1:
+        raise UsageError(
+            f"{command} runs in one process, not under torchrun/accelerate launch (WORLD_SIZE={world}): launch "
+            "only the training on several devices, then the rest of the release in one process:\n"
+            "  finsent release RECIPE --only prune\n"
+            "  torchrun --nproc_per_node N -m finsent.cli finetune --recipe RECIPE --base runs/NAME/pruned "
+            "--out runs/NAME/adapter\n"
+            "  finsent release RECIPE --start merge")
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _on_rank0(world: int, rank: int, work, what: str):
+    """Run ``work()`` on rank 0 only; the other ranks wait for it and raise DistributedError if it failed
+    (instead of hanging at the next collective). Returns ``work()``'s value on rank 0, None elsewhere."""
+    if world <= 1:
+        return work()
+    import torch.distributed as dist
+
+    result, error, failure = None, None, [None]
+    if rank == 0:
+        try:
+            result = work()
+        except Exception as exc:  # noqa: BLE001 - passed on to the other ranks, then raised here
+            error, failure[0] = exc, f"{type(exc).__name__}: {exc}"
+    dist.broadcast_object_list(failure, src=0)
+    if error is not None:
+        raise error
+    if failure[0] is not None:
+        raise DistributedError(f"rank 0 failed while it {what}: {failure[0]}")
+    return result
+
+
+def fsdp_arguments(f: FinetuneSection) -> dict:
+    """The TrainingArguments of ``finetune.fsdp``: transformers' FSDP2, each decoder layer its own shard unit
+    (the model's ``_no_split_modules``); ``full_shard`` also frees the gathered weights after the forward."""
+    if not f.fsdp:
+        return {}
+    return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": f.fsdp == "full_shard"}}
 
 
 def repo_root(recipe: Recipe) -> Path | None:
@@ -94,46 +179,31 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
 
     from .data import EncodedDataset, collate, load_mixture
+    from .models import locate_model
     from .prompts import PromptEncoder
+    from .reports import write_report
     from .trainer import FinSentTrainer, ThroughputCallback, autocast_dtype
 
     f = recipe.finetune
+    _check_settings(recipe)
     base_dir, out_dir = Path(base_dir), check_output_dir(out_dir, overwrite=overwrite, what=WHAT)
     _check_checkpoint_dir(out_dir)
-    if base_dir.exists() and not (base_dir / "config.json").is_file():
-        raise FileNotFoundError(f"base model folder {base_dir} has no config.json")
-    if f.share_prefix and not f.fast_loss:
-        raise ValueError("finetune.share_prefix needs finetune.fast_loss (it feeds the label-position loss)")
+    base = locate_model(str(base_dir))  # a folder with a loadable config.json, or a Hub id; else a FinsentError
+    rank, world = launch_world()
+    if world > 1 and rank != 0:
+        logging.getLogger("finsent").setLevel(logging.WARNING)  # rank 0 tells the story
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if f.threads:
         torch.set_num_threads(f.threads)
     amp = autocast_dtype(f.precision, device)
     if amp is torch.float16 and device == "cpu":
-        raise ValueError("finetune.precision fp16 needs a GPU; use auto, bf16 or fp32 on a CPU")
+        raise FinetuneError("finetune.precision fp16 needs a GPU; use auto, bf16 or fp32 on a CPU")
+    if f.fsdp and world < 2:
+        raise FinetuneError(f"finetune.fsdp {f.fsdp!r} shards the model over several processes: launch with "
+                            "torchrun --nproc_per_node N (or accelerate launch), or set finetune.fsdp: null")
     set_seed(f.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    # Frozen base in the autocast dtype wherever autocast runs (a GPU, or a CPU with native bf16): autocast
-    # would cast every float32 weight again at every matmul; without autocast, float32.
-    base_dtype = amp if amp is not None else torch.float32
-    extra = {"attn_implementation": f.attn_implementation} if f.attn_implementation else {}
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=base_dtype, **extra)
-    context = getattr(model.config, "max_position_embeddings", None) or f.max_length
-
-    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, root=repo_root(recipe))
-    encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
-    dataset = EncodedDataset(encoder, data.examples, f.loss)
-    lengths = dataset.lengths()
-    logger.info("%d training rows, %.1f tokens a row on average (max %d)", len(dataset),
-                sum(lengths) / len(lengths), max(lengths))
-
-    model = add_lora(model, f)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("LoRA: %d trainable parameters", trainable)
-
-    work = _prepare_checkpoints(out_dir, resume)
+    work = checkpoint_dir(out_dir)
     args = TrainingArguments(
         output_dir=str(work),
         per_device_train_batch_size=f.batch_size,
@@ -157,61 +227,134 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if f.group_by_length else "random",
         dataloader_num_workers=0,
+        # Several processes (torchrun / accelerate launch): DDP over gloo on CPUs (NCCL, the default, on GPUs);
+        # every LoRA weight gets a gradient at every step, so DDP need not look for unused ones.
+        ddp_backend="gloo" if device == "cpu" and world > 1 else None,
+        ddp_find_unused_parameters=False if world > 1 else None,
+        **fsdp_arguments(f),
     )
+    if args.world_size != world:  # the launcher's variables and the Trainer's process group disagree
+        raise DistributedError(f"WORLD_SIZE={world} but the Trainer runs {args.world_size} processes")
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Frozen base in the autocast dtype wherever autocast runs (a GPU, or a CPU with native bf16): autocast
+    # would cast every float32 weight again at every matmul; without autocast, float32. Under FSDP float32
+    # (sharded, so 1/N of it per device): one dtype in every shard unit, FSDP's mixed precision casts to compute.
+    base_dtype = amp if amp is not None and not f.fsdp else torch.float32
+    extra = {"attn_implementation": f.attn_implementation} if f.attn_implementation else {}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=base_dtype, **extra)
+    except (ValueError, ImportError) as exc:
+        if not f.attn_implementation:
+            raise
+        raise FinetuneError(f"finetune.attn_implementation {f.attn_implementation!r} cannot load {base}: "
+                            f"{exc}") from None
+    context = getattr(model.config, "max_position_embeddings", None) or f.max_length
+
+    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, root=repo_root(recipe))
+    encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
+    dataset = EncodedDataset(encoder, data.examples, f.loss)
+    lengths = dataset.lengths()
+    logger.info("%d training rows, %.1f tokens a row on average (max %d)", len(dataset),
+                sum(lengths) / len(lengths), max(lengths))
+
+    model = add_lora(model, f)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("LoRA: %d trainable parameters", trainable)
+    if world > 1:
+        logger.info("%d processes (%s): %d rows an optimizer step (%d a device x %d accumulation x %d)", world,
+                    "FSDP " + f.fsdp if f.fsdp else "DDP", f.batch_size * f.grad_accum * world, f.batch_size,
+                    f.grad_accum, world)
+
+    _barrier(world)  # every rank has checked OUT before rank 0 touches the checkpoint folder
+    _on_rank0(world, rank, lambda: _prepare_checkpoints(out_dir, resume), "prepared the checkpoint folder")
+    _barrier(world)
     trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss,
                              share_prefix=f.share_prefix)
     trainer.add_callback(ThroughputCallback(trainer))
     for callback in callbacks or []:
         trainer.add_callback(callback)
-    checkpoint = resume and any(work.glob("checkpoint-*"))
-    if resume and not checkpoint:
+    checkpoints = sorted(work.glob("checkpoint-*"), key=_step_of) if resume else []
+    resumed_from = _step_of(checkpoints[-1]) if checkpoints else None
+    if resume and not checkpoints:
         logger.warning("--resume: no checkpoint in %s or %s, starting from scratch", work, out_dir / "checkpoints")
+    elif resumed_from is not None:
+        logger.info("--resume: continuing from %s (step %d)", checkpoints[-1].name, resumed_from)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if checkpoint else None)
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     seconds = time.perf_counter() - start
+    tokens = trainer.global_tokens_seen()  # collective: every rank
+    # FSDP: the LoRA weights are sharded; gathering them is a collective too (rank 0 then saves them).
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if f.fsdp else None
 
-    with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        state = trainer.state
-        report = {
-            "base": str(base_dir),
-            "steps": state.global_step,
-            "epochs": round(float(state.epoch or 0), 4),
-            "learning_rate": f.learning_rate,
-            "warmup_steps": args.get_warmup_steps(state.max_steps),
-            "effective_batch": f.batch_size * f.grad_accum * max(1, args.world_size),
-            "loss": f.loss,
-            "fast_loss": f.fast_loss,
-            "share_prefix": f.share_prefix,
-            "attn_implementation": model.config._attn_implementation,
-            "train_loss": round(float(result.training_loss), 5),
-            "tokens_per_second": round(trainer.tokens_seen / seconds, 1) if seconds > 0 else None,
-            "seconds": round(seconds, 1),
-            "peak_memory_mb": round(_peak_memory_mb(device), 1),
-            "trainable_params": trainable,
-            "rows": len(dataset),
-            "tokens_per_row": round(sum(lengths) / len(lengths), 1),
-            "max_length": encoder.max_length,
-            "data": data.stats,
-            "lora": {"r": f.lora_r, "alpha": f.lora_alpha, "dropout": f.lora_dropout,
-                     "target_modules": list(f.target_modules)},
-            "precision": str(amp).replace("torch.", "") if amp is not None else "float32",
-            "device": device,
-            "threads": torch.get_num_threads(),
-            "seed": f.seed,
-            "log": [{k: v for k, v in e.items() if k in ("step", "loss", "learning_rate", "tokens_per_second")}
-                    for e in state.log_history if "loss" in e],
-        }
-        (tmp / "training.json").write_text(json.dumps(report, indent=2) + "\n")
-        _plot_loss(report["log"], tmp / "loss.png", recipe.name)
-        work.rename(tmp / "checkpoints")  # last: a failure before this keeps them for --resume
+    state = trainer.state
+    report = {
+        "base": str(base_dir),
+        "steps": state.global_step,
+        "epochs": round(float(state.epoch or 0), 4),
+        "learning_rate": f.learning_rate,
+        "warmup_steps": args.get_warmup_steps(state.max_steps),
+        "effective_batch": f.batch_size * f.grad_accum * max(1, args.world_size),
+        "processes": max(1, args.world_size),
+        "fsdp": f.fsdp,
+        "resumed_from_step": resumed_from,
+        "loss": f.loss,
+        "fast_loss": f.fast_loss,
+        "share_prefix": f.share_prefix,
+        "attn_implementation": model.config._attn_implementation,
+        "train_loss": round(float(result.training_loss), 5),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "seconds": round(seconds, 1),
+        "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "trainable_params": trainable,
+        "rows": len(dataset),
+        "tokens_per_row": round(sum(lengths) / len(lengths), 1),
+        "max_length": encoder.max_length,
+        "data": data.stats,
+        "lora": {"r": f.lora_r, "alpha": f.lora_alpha, "dropout": f.lora_dropout,
+                 "target_modules": list(f.target_modules)},
+        "precision": str(amp).replace("torch.", "") if amp is not None else "float32",
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "seed": f.seed,
+        "log": [{k: v for k, v in e.items() if k in ("step", "loss", "learning_rate", "tokens_per_second")}
+                for e in state.log_history if "loss" in e],
+    }
+
+    def write() -> None:
+        with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
+            model.save_pretrained(tmp, state_dict=state_dict)
+            tokenizer.save_pretrained(tmp)
+            write_report("training", report, tmp / "training.json")
+            _plot_loss(report["log"], tmp / "loss.png", recipe.name)
+            work.rename(tmp / "checkpoints")  # last: a failure before this keeps them for --resume
+
+    _on_rank0(world, rank, write, f"wrote {out_dir}")
     logger.info("adapter saved to %s (%d steps, train loss %.4f, %.0f tokens/s)", out_dir, report["steps"],
                 report["train_loss"], report["tokens_per_second"] or 0)
     return out_dir
+
+
+def _step_of(checkpoint: Path) -> int:
+    """checkpoint-120 -> 120 (-1 for a name without a step: sorts first)."""
+    tail = checkpoint.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _check_settings(recipe: Recipe) -> None:
+    """The recipe's values in range (a Recipe built in code skips load_recipe's checks) and its finetune
+    settings able to work together; RecipeError / FinetuneError naming the key otherwise."""
+    check_recipe(recipe)
+    f = recipe.finetune
+    if not f.data:
+        raise RecipeError(f"{recipe.source or recipe.name}: finetune.data is empty: name at least one source")
+    if f.share_prefix and not f.fast_loss:
+        raise FinetuneError("finetune.share_prefix needs finetune.fast_loss (it feeds the label-position loss)")
 
 
 def _peak_memory_mb(device: str) -> float:
@@ -250,8 +393,13 @@ def _plot_loss(log: list[dict], path: Path, title: str) -> None:
 
 
 def register(sub) -> None:
+    from .cli import positive_int
+
     p = sub.add_parser("finetune", help="train a LoRA adapter (recipe's finetune section)",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__.split("\n\n")[0],
+                       epilog="On several devices: torchrun --nproc_per_node N -m finsent.cli finetune ... "
+                              "(or accelerate launch -m finsent.cli finetune ...): data-parallel, one optimizer "
+                              "step = batch_size x grad_accum x N rows; rank 0 writes --out.")
     p.add_argument("--recipe", required=True, help="recipe YAML (build/recipes/...)")
     p.add_argument("--base", help="base model folder (default: the recipe's model.base, e.g. the embedded smollm2)")
     p.add_argument("--out", help="adapter folder to write (default: runs/<recipe name>/adapter); a folder "
@@ -261,7 +409,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint of an interrupted run (.OUT.checkpoints) or of a "
                         "finished one (OUT/checkpoints)")
-    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides epochs and max_steps)")
+    p.add_argument("--max-steps", type=positive_int,
+                   help="stop after N optimizer steps (overrides epochs and max_steps)")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows instead of stopping")
     p.set_defaults(func=_finetune)
 
@@ -275,6 +424,8 @@ def _finetune(args) -> int:
     check_output_dir(out, overwrite=args.overwrite, what=WHAT)  # before the base model is looked for
     base = Path(args.base) if args.base else Path(locate_model(recipe.model.base))
     adapter = run_finetune(recipe, base, out, resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite)
+    if launch_world()[0] != 0:
+        return 0  # rank 0 reports
     report = json.loads((adapter / "training.json").read_text())
     print(f"adapter: {adapter}  steps {report['steps']}  train loss {report['train_loss']}  "
           f"{report['tokens_per_second']} tokens/s  {report['seconds']} s")

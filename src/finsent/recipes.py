@@ -87,6 +87,10 @@ class FinetuneSection:
     # transformers' attention kernel while training (None = the model's default, sdpa). "eager" trained
     # 1.1x faster in bf16 on the project's Xeon: sdpa's bf16 backward there took 11 ms a layer at B=16, T=39.
     attn_implementation: str | None = None
+    # Several processes (torchrun/accelerate launch): null = DDP (each device holds the whole model, fine for
+    # the 1B base); full_shard / shard_grad_op = FSDP (transformers' FSDP2, one shard unit per decoder layer;
+    # full_shard also frees the gathered weights after the forward) for bases too big for one device.
+    fsdp: str | None = None
 
 
 @dataclass
@@ -278,6 +282,14 @@ DATA_SCHEMAS = ("fingpt", "fpb", "tfns", "fiqa", "nwgi", "finsent")  # finsent.d
 BENCHMARK_NAMES = ("fpb", "fiqa", "tfns", "nwgi", "finsent")  # finsent.benchmarks.BENCHMARKS
 MERGE_DTYPES = ("float32", "float16", "bfloat16")  # finsent.merge.DTYPES
 ATTENTION = ("eager", "sdpa", "flash_attention_2", "flex_attention")
+FSDP_MODES = (None, "full_shard", "shard_grad_op")
+
+
+def check_recipe(recipe: Recipe) -> Recipe:
+    """``recipe`` if every value is in range (as ``load_recipe`` checks a file), else RecipeError naming the key:
+    for a Recipe built or changed in code."""
+    _check(recipe, recipe.source or f"recipe {recipe.name!r}")
+    return recipe
 
 
 def _check(recipe: Recipe, where: str) -> None:
@@ -348,6 +360,7 @@ def _check(recipe: Recipe, where: str) -> None:
     need(f.save_steps >= 1, "finetune.save_steps", ">= 1", f.save_steps)
     need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)
     choice("finetune.attn_implementation", f.attn_implementation, (None, *ATTENTION))
+    choice("finetune.fsdp", f.fsdp, FSDP_MODES)
 
     choice("merge.dtype", recipe.merge.dtype, MERGE_DTYPES)
     need(finite(recipe.merge.tolerance) and recipe.merge.tolerance > 0, "merge.tolerance", "> 0",

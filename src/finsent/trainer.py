@@ -9,6 +9,14 @@ cross-entropy over shifted labels, in float32); ``tests/test_finetune.py`` check
 
 ``shared_prefix_hidden`` also runs each batch's instruction prefix once instead of once per row.
 
+Many processes (``torchrun`` / ``accelerate launch``, DDP or FSDP): the Trainer wraps the model, and a
+wrapper does its work in its ``forward`` (DDP arms the gradient all-reduce there, FSDP gathers the
+sharded weights). So the fast loss runs *inside* the model's forward (``LOSS_KEY``, installed by
+``FinSentTrainer``), never by calling the decoder around the wrapper; the loss is normalised by the
+labelled tokens of the whole global batch (all ranks, all accumulation steps), so DDP's gradient average
+gives the single-process gradient; and the length-grouped order depends only on (seed, epoch), the same
+on every rank and after ``--resume`` (``SeededLengthGroupedSampler``).
+
 Used by ``finsent finetune`` (``finsent.finetune``) and ``build/bench/finetune_speed.py``.
 """
 
@@ -16,14 +24,19 @@ from __future__ import annotations
 
 import logging
 import time
+import types
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from .data import IGNORE
 
 logger = logging.getLogger(__name__)
+
+# The keyword that makes the training model's forward return (loss sum, labelled-token count) of the fast path.
+LOSS_KEY = "finsent_token_loss"
 
 
 def unwrap(model):
@@ -89,12 +102,58 @@ def reference_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tens
     return loss, count
 
 
+def install_loss_forward(model) -> None:
+    """Give ``model`` (the peft model the Trainer trains) a ``forward`` that, called with ``LOSS_KEY=dict(...)``,
+    returns ``token_loss`` of those inputs, and otherwise is the model's own forward.
+
+    DDP arms its gradient all-reduce, and FSDP gathers the sharded weights, in the wrapper's forward: the fast
+    loss must run inside ``wrapped(...)``, not by calling the decoder body past the wrapper (which trains, but
+    each rank on its own gradients). accelerate's autocast wraps this forward like any other.
+    """
+    if getattr(model.forward, "finsent_loss_forward", False):
+        return
+    own = type(model).forward
+
+    def forward(self, *args, **kwargs):
+        terms = kwargs.pop(LOSS_KEY, None)
+        if terms is None:
+            return own(self, *args, **kwargs)
+        return token_loss(self, **terms)
+
+    forward.finsent_loss_forward = True
+    model.forward = types.MethodType(forward, model)
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from (seed, epoch) alone: the same on every rank and after ``--resume``.
+
+    transformers' ``LengthGroupedSampler`` draws from the global torch generator, which the ranks consume
+    differently once training runs (dropout on batches of different lengths), so from the second epoch on
+    they would disagree on the order and some rows would be seen twice, others never. ``batch_size`` is the
+    global batch of one optimizer step (per-device batch x accumulation x processes), so the rows of each
+    step are the same whatever the number of processes; accelerate then deals the per-device batches out.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 class FinSentTrainer(Trainer):
     """Trainer with the label-position loss (``fast_loss``) and a count of real tokens seen.
 
     The returned loss is already normalised over the whole accumulated batch (the Trainer passes
-    ``num_items_in_batch``, the count of labelled tokens across the accumulation steps), so it
-    matches the model's own loss under gradient accumulation.
+    ``num_items_in_batch``, the count of labelled tokens across the accumulation steps and, under
+    ``torchrun``, across the processes), so it matches the model's own loss under gradient accumulation
+    and, once DDP has averaged the processes' gradients, a single process's loss on the same global batch.
     """
 
     loss_is_scaled_for_ga = True
@@ -102,25 +161,53 @@ class FinSentTrainer(Trainer):
     def __init__(self, *args, fast_loss: bool = True, share_prefix: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fast_loss, self.share_prefix = fast_loss, share_prefix
-        self.tokens_seen = 0  # non-pad tokens through forward+backward (tokens/s in training.json)
+        self.tokens_seen = 0  # non-pad tokens through forward+backward on this process
+        if fast_loss:
+            install_loss_forward(self.model)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
+            args = self.args
+            global_batch = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+            seed = args.data_seed if args.data_seed is not None else args.seed
+            return SeededLengthGroupedSampler(global_batch, dataset.lengths(), seed)
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:
             raise NotImplementedError("FinSentTrainer computes the loss only (no evaluation loop)")
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
-        args = (model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         if self.fast_loss:
-            loss_sum, count = token_loss(*args, prefix_len=inputs.get("prefix_len") if self.share_prefix else None)
+            terms = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
+                     "labels": inputs["labels"], "prefix_len": inputs.get("prefix_len") if self.share_prefix else None}
+            loss_sum, count = model(**{LOSS_KEY: terms})  # through the DDP/FSDP wrapper, if any
         else:
-            loss_sum, count = reference_loss(*args)
+            loss_sum, count = reference_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        count = int(count)
         if num_items_in_batch is None:
-            num_items_in_batch = max(count, 1) * self.current_gradient_accumulation_steps
-        return loss_sum / num_items_in_batch
+            return loss_sum / (max(count, 1) * self.current_gradient_accumulation_steps)
+        loss = loss_sum / num_items_in_batch
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            # num_items_in_batch counts every process's labelled tokens, and DDP averages the gradients over
+            # the processes: scale back up so that the step is the single-process step on the global batch.
+            loss = loss * self.accelerator.num_processes
+        return loss
+
+    def global_tokens_seen(self) -> int:
+        """Non-pad tokens trained on by all processes together (a collective: call it on every rank)."""
+        if self.args.world_size <= 1:
+            return self.tokens_seen
+        total = self.accelerator.reduce(torch.tensor(self.tokens_seen, device=self.args.device), reduction="sum")
+        return int(total)
 
 
 class ThroughputCallback(TrainerCallback):
-    """Logs tokens/s every logging step, so a long CPU run shows its speed while it runs."""
+    """Logs tokens/s every logging step (all processes together), so a long CPU run shows its speed while it runs.
+
+    ``on_log`` runs on every rank at the same step, so the sum over processes is a collective there.
+    """
 
     def __init__(self, trainer: FinSentTrainer):
         self.trainer = trainer
@@ -128,12 +215,13 @@ class ThroughputCallback(TrainerCallback):
         self.start_tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.start_tokens = time.perf_counter(), self.trainer.tokens_seen
+        self.start, self.start_tokens = time.perf_counter(), self.trainer.global_tokens_seen()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         elapsed = time.perf_counter() - self.start
+        tokens = self.trainer.global_tokens_seen()
         if logs is not None and elapsed > 0:
-            logs["tokens_per_second"] = round((self.trainer.tokens_seen - self.start_tokens) / elapsed, 1)
+            logs["tokens_per_second"] = round((tokens - self.start_tokens) / elapsed, 1)
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
