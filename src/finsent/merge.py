@@ -157,6 +157,11 @@ def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path, folder: Path, 
     logger.info("merged %s + %s (%s, max |log-prob diff| %.4g <= %g)", base_dir, adapter_dir, name, diff,
                 recipe.merge.tolerance)
     write_text_atomic(adapter_dir / "merge.json", json.dumps(report, indent=2) + "\n")
+    # Plain transformers: ship the custom pipeline (finsent_pipeline.py, registered in config.json's
+    # custom_pipelines), so pipeline("text-classification", model=folder, trust_remote_code=True) works.
+    from .export import add_pipeline
+
+    add_pipeline(out_dir)
     return out_dir
 
 

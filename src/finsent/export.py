@@ -1,0 +1,128 @@
+"""``finsent export RELEASE --format gguf|onnx|pipeline``: run a release outside finsent.
+
+    finsent export releases/smollm2-135m --format gguf --quant f16 --out smollm2-135m.f16.gguf
+    finsent export releases/smollm2-135m --format onnx --out smollm2-135m-onnx/
+    finsent export releases/smollm2-135m --format pipeline        # (re)adds finsent_pipeline.py in place
+
+- ``gguf`` (``export_gguf``): one GGUF file for llama.cpp / Ollama / llama-cpp-python, written with the
+  ``gguf`` package's ``GGUFWriter`` (f16 or q8_0).
+- ``onnx`` (``export_onnx``): an ONNX graph (``torch.onnx``) of the release that returns the logits
+  for input ids, position ids and an additive attention mask, plus the tokenizer files, for onnxruntime.
+- ``pipeline``: ships ``finsent_pipeline.py`` (the source of ``finsent.hf_pipeline``) into the folder and
+  registers it in ``config.json`` under ``custom_pipelines``, so that
+  ``pipeline("text-classification", model=FOLDER, trust_remote_code=True)`` works without finsent. Every
+  release folder gets it at merge time; this format adds it to a folder built before.
+
+Each runtime scores labels exactly as ``FinSentClassifier`` does (the same prompt pieces and token ids):
+``score_gguf`` and ``score_onnx`` below are the reference scorers the tests and ``eval/bench/`` use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from .errors import FinsentError, UsageError
+from .outputs import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("gguf", "onnx", "pipeline")
+PIPELINE_FILE = "finsent_pipeline.py"
+PIPELINE_TASK = "text-classification"
+PIPELINE_ENTRY = {"impl": "finsent_pipeline.FinSentPipeline", "pt": ["AutoModelForCausalLM"], "tf": [],
+                  "type": "text"}
+
+
+class ExportError(FinsentError, RuntimeError):
+    """The export could not be written or does not reproduce the release."""
+
+
+class ExportInputError(UsageError, ValueError):
+    """The release folder or an option cannot be exported as asked (the user can fix it)."""
+
+
+def check_release(folder) -> Path:
+    """``folder`` as a Path if it holds a model (config.json + safetensors + tokenizer), else ExportInputError."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ExportInputError(f"{folder} is not a model folder: it has no config.json")
+    if not list(folder.glob("*.safetensors")):
+        raise ExportInputError(f"{folder} holds no *.safetensors weights")
+    if not (folder / "tokenizer.json").is_file():
+        raise ExportInputError(f"{folder} has no tokenizer.json (a fast tokenizer file is needed to export)")
+    return folder
+
+
+# --- plain transformers: the custom pipeline shipped in the folder -----------------------------------
+
+
+def pipeline_source() -> Path:
+    return Path(__file__).resolve().with_name("hf_pipeline.py")
+
+
+def add_pipeline(folder) -> Path:
+    """Copy the custom pipeline into ``folder`` and register it in its ``config.json``; returns the file."""
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ExportInputError(f"{folder} is not a model folder: it has no config.json")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    target = folder / PIPELINE_FILE
+    write_text_atomic(target, pipeline_source().read_text(encoding="utf-8"))
+    config["custom_pipelines"] = {PIPELINE_TASK: dict(PIPELINE_ENTRY)}
+    write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return target
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a release for llama.cpp (GGUF), onnxruntime (ONNX) or a plain transformers pipeline",
+        description=__doc__.split("\n\n")[0] + "\n\n" + "\n\n".join(__doc__.split("\n\n")[2:3]),
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    p.add_argument("release", help="release folder (or any Llama-architecture model folder with a tokenizer.json)")
+    p.add_argument("--format", required=True, choices=FORMATS,
+                   help="gguf: one GGUF file (llama.cpp, Ollama, llama-cpp-python); onnx: a folder with model.onnx "
+                        "and the tokenizer (onnxruntime); pipeline: add finsent_pipeline.py to the folder in place")
+    p.add_argument("--quant", default="f16", help="GGUF weight type: f16 (default) or q8_0 (row lengths must be "
+                                                  "multiples of 32: see prune.round_to)")
+    p.add_argument("--out", help="GGUF file or ONNX folder to write (default: beside the release folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if finsent did not write it")
+    p.set_defaults(func=_export)
+
+
+def _export(args) -> int:
+    release = check_release(args.release)
+    if args.format == "pipeline":
+        path = add_pipeline(release)
+        print(f"custom pipeline: {path} (registered in {release / 'config.json'})")
+        return 0
+    if args.format == "gguf":
+        from .export_gguf import QUANTS, export_gguf
+
+        if args.quant not in QUANTS:
+            raise ExportInputError(f"unknown --quant {args.quant!r}: choose one of {', '.join(QUANTS)}")
+        out = Path(args.out) if args.out else release.with_name(f"{release.name}.{args.quant}.gguf")
+        path = export_gguf(release, out, quant=args.quant, overwrite=args.overwrite)
+        print(f"GGUF ({args.quant}): {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    from .export_onnx import export_onnx
+
+    out = Path(args.out) if args.out else release.with_name(f"{release.name}-onnx")
+    path = export_onnx(release, out, overwrite=args.overwrite)
+    print(f"ONNX: {path}")
+    return 0
+
+
+def copy_tokenizer(release: Path, folder: Path) -> None:
+    """The tokenizer files of ``release`` into ``folder`` (for the ONNX export)."""
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                 "config.json", "generation_config.json"):
+        if (release / name).is_file():
+            shutil.copy2(release / name, folder / name)
