@@ -12,6 +12,7 @@ from finsent.data import collate, encode_example, load_source
 from finsent.outputs import MARKER
 from finsent.prompts import PromptEncoder
 from finsent.recipes import DataSource, Recipe, load_recipe
+from finsent.reports import read_report
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_CONTRACT = {"steps", "epochs", "learning_rate", "warmup_steps", "effective_batch", "loss", "train_loss",
@@ -125,6 +126,8 @@ def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path
     report = json.loads((out / "training.json").read_text())
     assert TRAIN_CONTRACT <= set(report)
     assert report["steps"] == 2 and report["rows"] == 48 and report["effective_batch"] == 8
+    assert read_report("training", out / "training.json") == report  # the schema release and card read
+    assert report["processes"] == 1 and report["fsdp"] is None and report["resumed_from_step"] is None
     assert report["loss"] == "answer" and report["precision"] == "float32"
     # r=8 on q,k,v,o (64x64, 64x32 twice, 64x64) and gate/up/down (64x128) in 2 layers.
     per_layer = 8 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
@@ -135,7 +138,7 @@ def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path
     assert (out / MARKER).is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "train.jsonl"]
     resumed = run_finetune(recipe, tiny_llama_dir, tmp_path / "adapter", resume=True, max_steps=4)
     again = json.loads((resumed / "training.json").read_text())
-    assert again["steps"] == 4
+    assert again["steps"] == 4 and again["resumed_from_step"] == 2
     assert [e["step"] for e in again["log"]][-2:] == [3, 4]  # continued, not restarted
 
 
@@ -190,6 +193,38 @@ def test_finetune_with_a_shared_prefix_learns_the_same_adapter(tiny_llama_dir, t
     assert any(float(w.abs().max()) > 0 for name, w in weights[1].items() if "lora_B" in name)  # it did learn
     with pytest.raises(ValueError, match="share_prefix needs finetune.fast_loss"):
         run_finetune(tiny_recipe(data, share_prefix=True, fast_loss=False), tiny_llama_dir, tmp_path / "x")
+
+
+def test_finetune_names_a_missing_base_and_bad_settings(tiny_llama_dir, tmp_path, capsys):
+    """Errors a user can fix are FinsentErrors naming the problem (one line at the command line), not tracebacks;
+    nothing is written."""
+    from finsent.cli import main
+    from finsent.errors import FinsentError, UsageError
+    from finsent.finetune import FinetuneError, run_finetune
+    from finsent.recipes import RecipeError
+
+    data = write_finsent(tmp_path / "train.jsonl", 1)
+    with pytest.raises(FinsentError, match="is neither an existing folder nor a Hub id"):
+        run_finetune(tiny_recipe(data), tmp_path / "no-such-model", tmp_path / "a")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FinsentError, match="has no config.json"):
+        run_finetune(tiny_recipe(data), tmp_path / "empty", tmp_path / "a")
+    with pytest.raises(RecipeError, match="finetune.batch_size must be >= 1, got 0"):
+        run_finetune(tiny_recipe(data, batch_size=0), tiny_llama_dir, tmp_path / "a")
+    no_data = tiny_recipe(data)
+    no_data.finetune.data = []
+    with pytest.raises(RecipeError, match="finetune.data is empty"):
+        run_finetune(no_data, tiny_llama_dir, tmp_path / "a")
+    with pytest.raises(FinetuneError, match="precision fp16 needs a GPU") as err:
+        run_finetune(tiny_recipe(data, precision="fp16"), tiny_llama_dir, tmp_path / "a")
+    assert isinstance(err.value, UsageError) and isinstance(err.value, ValueError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "train.jsonl"]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nfinetune:\n  data:\n    - {{path: {data}, schema: finsent, scheme: 3}}\n")
+    assert main(["finetune", "--recipe", str(recipe), "--base", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("finsent finetune: error: model") and "nope" in err and "Traceback" not in err
 
 
 def test_cpu_has_native_bf16_matches_the_cpu_flags():

@@ -274,6 +274,9 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss,
                              share_prefix=f.share_prefix)
+    if f.fsdp and not trainer.is_fsdp_enabled and rank == 0:  # accelerate shards on GPUs only; CPUs run DDP
+        logger.warning("finetune.fsdp %r: FSDP is not available on %s, training with DDP (every process holds the "
+                       "whole model)", f.fsdp, device)
     trainer.add_callback(ThroughputCallback(trainer))
     for callback in callbacks or []:
         trainer.add_callback(callback)
@@ -290,7 +293,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     seconds = time.perf_counter() - start
     tokens = trainer.global_tokens_seen()  # collective: every rank
     # FSDP: the LoRA weights are sharded; gathering them is a collective too (rank 0 then saves them).
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if f.fsdp else None
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
 
     state = trainer.state
     report = {
@@ -301,7 +304,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         "warmup_steps": args.get_warmup_steps(state.max_steps),
         "effective_batch": f.batch_size * f.grad_accum * max(1, args.world_size),
         "processes": max(1, args.world_size),
-        "fsdp": f.fsdp,
+        "fsdp": f.fsdp if trainer.is_fsdp_enabled else None,
         "resumed_from_step": resumed_from,
         "loss": f.loss,
         "fast_loss": f.fast_loss,
