@@ -174,7 +174,8 @@ def _classify_corpus(args) -> int:
             result = classify_corpus(args.input, args.output, **options)
     rate = f", {result.items_per_s:.1f} rows/s" if result.classified and result.seconds else ""
     skipped = f", {result.skipped} skipped (listed in {result.errors_path})" if result.skipped else ""
-    print(f"{result.output}: {result.written} rows written{skipped}{rate}", file=sys.stderr)
+    resumed = f" (resumed at row {result.resumed_at + 1})" if result.resumed_at else ""
+    print(f"{result.output}: {result.written} rows written{skipped}{rate}{resumed}", file=sys.stderr)
     return 0
 
 

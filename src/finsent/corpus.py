@@ -203,8 +203,7 @@ def fingerprint(files: list[Path], *, model, scheme, kind: str, text_column: str
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    names = {"input": "the input", "model": "the model", "scheme": "the scheme", "kind": "the kind",
-             "text_column": "the text column"}
+    names = {"text_column": "text column"}
     return [names.get(k, k) for k in new if old.get(k) != new[k]]
 
 
@@ -363,6 +362,8 @@ class Job:
         """Errors file from the parts' side files, then the output in one rename, then the parts go."""
         errors = b"".join(side.read_bytes() for side in (path.with_name(path.name[: -len(self.fmt)] + ".errors.jsonl")
                                                          for _, _, path in self._contiguous_parts()) if side.is_file())
+        self.skipped = errors.count(b"\n")  # over every part, this run's and earlier ones'
+        self.written = self.scan.rows - self.skipped
         if errors:
             _write_atomic(self.errors_path, errors)
         elif self.errors_path.is_file():
@@ -471,24 +472,30 @@ def open_job(input, output, *, text_column: str = "text", kind: str = "news", sc
 
     resuming = (parts / STATE).is_file()
     if parts.exists() and not resuming:
+        # a run killed before it wrote its state file leaves only its lock (or a temporary state file)
         ours = parts.is_dir() and all(p.name == "lock" or p.name.startswith(f".{STATE}.tmp-") for p in parts.iterdir())
-        if not ours and not overwrite:  # (a run killed before its state file leaves only its lock)
+        if not ours and not overwrite:
             raise OutputError(f"{parts} exists and was not written by finsent classify: remove it, or pass "
                               "--overwrite to replace it")
-        _remove(parts)
-    if not resuming and output.exists() and not overwrite:
-        raise OutputError(f"output {output} already exists: pass --overwrite to replace it (it is replaced only "
-                          "when the new output is complete), or choose another name")
-    parts.mkdir(exist_ok=True)
-    job._lock = _take_lock(parts)
+        if ours:
+            job._lock = _take_lock(parts)  # (another run may be starting in it right now)
+            _clear(parts)
+        else:
+            _remove(parts)
     try:
+        if not resuming and output.exists() and not overwrite:
+            raise OutputError(f"output {output} already exists: pass --overwrite to replace it (it is replaced only "
+                              "when the new output is complete), or choose another name")
+        parts.mkdir(exist_ok=True)
+        if job._lock is None:
+            job._lock = _take_lock(parts)
         state = job._read_state()
         if state and state.get("fingerprint") != fp:
             changed = _differences(state.get("fingerprint", {}), fp)
             if not overwrite:
-                raise UsageError(f"{output}: an unfinished run with another {', '.join(changed) or 'setup'} is "
-                                 f"in {parts}: run it with its own settings to finish it, or pass --overwrite to "
-                                 "discard it and start again")
+                raise UsageError(f"{output}: the unfinished run in {parts} used another "
+                                 f"{' and '.join(changed) or 'setup'}: run it with its own settings to finish it, "
+                                 "or pass --overwrite to discard it and start again")
             logger.info("discarding the unfinished run in %s (%s changed)", parts, ", ".join(changed))
             _clear(parts)
             state = {}

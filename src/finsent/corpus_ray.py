@@ -193,9 +193,23 @@ def _resources(ray, num_workers, cpus_per_worker) -> tuple[int, float, int]:
 def _run(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_rows, progress, num_workers,
          cpus_per_worker) -> float:
     ctx = ray.data.DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.target_max_block_size)
+    workers, per_cpu, per_gpu = _resources(ray, num_workers, cpus_per_worker)
     ctx.execution_options.preserve_order = True  # rows come back in input order: parts and resume rely on it
     ctx.enable_progress_bars = False  # ours counts rows written
-    workers, per_cpu, per_gpu = _resources(ray, num_workers, cpus_per_worker)
+    # Blocks small enough that every actor gets work: one file is read by one task, whose output is split
+    # into blocks of at most this size (a few per actor; 16 MiB at most, ~100k headlines).
+    size = sum(f.stat().st_size for f in job.scan.files)
+    ctx.target_max_block_size = max(4 << 10, min(16 << 20, size // (4 * workers)))
+    try:
+        return _stream(job, ray, _dataset(job, ray, model=model, scheme=scheme, kind=kind, text_column=text_column,
+                                          batch_size=batch_size, chunk_rows=chunk_rows, workers=workers,
+                                          per_cpu=per_cpu, per_gpu=per_gpu), chunk_rows, progress)
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.target_max_block_size = saved
+
+
+def _dataset(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_rows, workers, per_cpu, per_gpu):
     logger.info("Ray Data: %d classifier actor(s), %s CPU and %d GPU each", workers, per_cpu, per_gpu)
     threads = max(1, int(per_cpu))
     ds = read_dataset(ray, job).map_batches(
@@ -204,6 +218,11 @@ def _run(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_r
         num_gpus=per_gpu, fn_constructor_kwargs=dict(model=model, scheme=scheme, kind=kind, text_column=text_column,
                                                      batch_size=batch_size, threads=threads),
     )
+    return ds
+
+
+def _stream(job: Job, ray, ds, chunk_rows: int, progress: bool) -> float:
+    """Write the classified rows as they stream back in input order, one part per ``chunk_rows`` input rows."""
     start = time.perf_counter()
     index, pending, errors = 0, [], []
     pending_start = job.done
