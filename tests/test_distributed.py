@@ -100,8 +100,9 @@ def single_run(tiny_llama_dir, tmp_path_factory):
 
 
 def test_two_gloo_processes_train_like_one_on_the_same_global_batch(tiny_llama_dir, single_run, tmp_path):
-    recipe = write_recipe(tmp_path, 2)
-    run = torchrun("--recipe", str(recipe), "--base", str(tiny_llama_dir), "--out", "adapter", cwd=tmp_path)
+    recipe = write_recipe(tmp_path, 4)  # batch 4 in the file, 2 a device on the command line
+    run = torchrun("--recipe", str(recipe), "--base", str(tiny_llama_dir), "--out", "adapter", "--set",
+                   "finetune.batch_size=2", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     out = tmp_path / "adapter"
     report = json.loads((out / "training.json").read_text())
@@ -111,7 +112,7 @@ def test_two_gloo_processes_train_like_one_on_the_same_global_batch(tiny_llama_d
     worst = assert_same_curve(losses(out), losses(single_run))
     print(f"largest relative loss difference, 2 processes vs 1: {worst:.2e}")
     # Only rank 0 wrote: one adapter folder with its checkpoints, no temporary sibling, no leftover checkpoint folder.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "recipe-2.yaml", "train.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "recipe-4.yaml", "train.jsonl"]
     assert (out / MARKER).is_file() and (out / "adapter_model.safetensors").is_file()
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == [f"checkpoint-{STEPS}"]
     # The summary line is printed once (rank 0), and the finsent log lines come from rank 0 only.
@@ -207,4 +208,4 @@ def test_release_refuses_a_distributed_launch(monkeypatch):
     with pytest.raises(UsageError, match=r"finsent release runs in one process.*WORLD_SIZE=2") as err:
         require_single_process("finsent release")
     assert "torchrun --nproc_per_node N -m finsent.cli finetune" in str(err.value)
-    assert "finsent release RECIPE --start merge" in str(err.value)
+    assert "finsent release RECIPE --only merge" in str(err.value)

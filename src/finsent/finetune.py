@@ -23,7 +23,7 @@ checkpoint, as the Trainer does) and logs; the others wait for it and raise if i
 checkpoints must be on storage that every process sees (one machine, or a shared filesystem).
 ``finetune.fsdp`` shards the model with FSDP instead of replicating it, for bases too big for one device.
 ``finsent release`` refuses to run under several processes (``require_single_process``): launch this
-command distributed, then ``finsent release ... --start merge`` in one process.
+command distributed, then ``finsent release RECIPE --only merge`` (and ``--only eval``, ...) in one process.
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ def require_single_process(command: str) -> None:
     if world > 1:
         raise UsageError(
             f"{command} runs in one process, not under torchrun/accelerate launch (WORLD_SIZE={world}): launch "
-            "only the training on several devices, then the rest of the release in one process:\n"
+            "only the training on several devices, and each other stage in one process:\n"
             "  finsent release RECIPE --only prune\n"
             "  torchrun --nproc_per_node N -m finsent.cli finetune --recipe RECIPE --base runs/NAME/pruned "
             "--out runs/NAME/adapter\n"
-            "  finsent release RECIPE --start merge")
+            "  finsent release RECIPE --only merge   (then --only eval, --only card, --only push)")
 
 
 def _barrier(world: int) -> None:
@@ -415,13 +415,19 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=positive_int,
                    help="stop after N optimizer steps (overrides epochs and max_steps)")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows instead of stopping")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set finetune.grad_accum=2 to keep the global batch on 8 "
+                        "devices (YAML value)")
     p.set_defaults(func=_finetune)
 
 
 def _finetune(args) -> int:
     from .models import locate_model
+    from .release import parse_overrides
 
-    overrides = {"finetune.skip_bad_rows": True} if args.skip_bad_rows else None
+    overrides = parse_overrides(args.set)
+    if args.skip_bad_rows:
+        overrides["finetune.skip_bad_rows"] = True
     recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out) if args.out else Path("runs") / check_name(recipe.name, "recipe name") / "adapter"
     check_output_dir(out, overwrite=args.overwrite, what=WHAT)  # before the base model is looked for
