@@ -22,8 +22,8 @@ training.json, loss.png, the checkpoints' model and optimizer; each rank adds it
 checkpoint, as the Trainer does) and logs; the others wait for it and raise if it failed. OUT and its
 checkpoints must be on storage that every process sees (one machine, or a shared filesystem).
 ``finetune.fsdp`` shards the model with FSDP instead of replicating it, for bases too big for one device.
-``finsent release`` refuses to run under several processes (``require_single_process``): launch this
-command distributed, then ``finsent release RECIPE --only merge`` (and ``--only eval``, ...) in one process.
+``finsent release`` is for one process (``require_single_process`` is its check): launch this command
+distributed, then ``finsent release RECIPE --only merge`` (and ``--only eval``, ...) in one process.
 """
 
 from __future__ import annotations
