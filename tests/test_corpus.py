@@ -332,6 +332,31 @@ def test_interrupted_run_resumes_and_refuses_a_changed_model_or_input(tmp_path, 
     assert not parts.exists()
 
 
+@pytest.mark.parametrize("stop_at", ["before the rename", "after the rename"])
+def test_a_run_killed_while_finishing_completes_on_the_next_run(tmp_path, tiny, tiny_llama_dir, monkeypatch, stop_at):
+    import finsent.corpus as corpus
+
+    src = write_csv(tmp_path / "in.csv", ["id", "text"], [["1", "Acme beats"], ["2", " "], ["3", "Acme misses"]])
+    out = tmp_path / "out.csv"
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        if stop_at == "before the rename":
+            patch.setattr(corpus.Job, "_install", stop)
+        else:
+            patch.setattr(corpus.shutil, "rmtree", stop)
+        with pytest.raises(KeyboardInterrupt):
+            classify_corpus(src, out, model=tiny_llama_dir, classifier=tiny, chunk_rows=2, progress=False)
+    assert out.exists() == (stop_at == "after the rename") and parts_dir(out).is_dir()
+    result = classify_corpus(src, out, model=tiny_llama_dir, classifier=Interrupting(tiny, 1), progress=False)
+    assert (result.rows, result.written, result.skipped, result.classified) == (3, 2, 1, 0)
+    assert [r["id"] for r in read_csv(out)[1]] == ["1", "3"]
+    assert [e["row"] for e in read_jsonl(tmp_path / "out.csv.errors.jsonl")] == [2]
+    assert not parts_dir(out).exists()
+
+
 def test_two_runs_on_one_output_at_once_are_refused(tmp_path, tiny_llama_dir):
     import fcntl
 
