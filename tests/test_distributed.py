@@ -209,3 +209,6 @@ def test_release_refuses_a_distributed_launch(monkeypatch):
         require_single_process("finsent release")
     assert "torchrun --nproc_per_node N -m finsent.cli finetune" in str(err.value)
     assert "finsent release RECIPE --only merge" in str(err.value)
+    from finsent.cli import main
+
+    assert main(["release", "no-such-recipe.yaml"]) == 2  # the command refuses before reading its recipe

@@ -372,6 +372,9 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def _release_cmd(args) -> int:
+    from .finetune import require_single_process
+
+    require_single_process("finsent release")  # under torchrun every stage would run N times on one folder
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
     release = Release(recipe, args.runs_dir, args.releases_dir, overwrite=args.overwrite)
     result = release.run(force=args.force, start=args.start, only=args.only, push=args.push,

@@ -81,7 +81,7 @@ TRAINING = Schema(
               "seconds", "trainable_params", "rows", "data", "lora", "precision"),
     nullable=("tokens_per_second",),
     optional=("base", "fast_loss", "share_prefix", "attn_implementation", "peak_memory_mb", "tokens_per_row",
-              "max_length", "device", "threads", "seed", "log"),
+              "max_length", "device", "threads", "seed", "log", "processes", "fsdp", "resumed_from_step"),
     numbers=("steps", "epochs", "seconds", "trainable_params", "rows"),
     parts=(("lora", _part("training lora", ("r", "alpha", "dropout", "target_modules"))),),
     rows=(("data", _part("training source", ("path",), optional=(
