@@ -198,7 +198,7 @@ def test_fsdp_is_checked_and_passed_to_the_trainer(tiny_llama_dir, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_release_refuses_a_distributed_launch(monkeypatch):
+def test_release_refuses_a_distributed_launch(monkeypatch, capsys):
     from finsent.errors import UsageError
     from finsent.finetune import require_single_process
 
@@ -212,3 +212,4 @@ def test_release_refuses_a_distributed_launch(monkeypatch):
     from finsent.cli import main
 
     assert main(["release", "no-such-recipe.yaml"]) == 2  # the command refuses before reading its recipe
+    assert capsys.readouterr().err.startswith("finsent release: error: finsent release runs in one process")
