@@ -123,7 +123,7 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
         import ray
     except ImportError:
         raise UsageError("--engine ray needs Ray Data: pip install 'llama-finsent[scale]' (or 'ray[data]')") from None
-    from .models import resolve_model
+    from .models import locate_model, resolve_model
 
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise UsageError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
@@ -143,10 +143,12 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
         resumed_at = job.done
         seconds = 0.0
         if job.done < job.scan.rows:
+            choice = resolve_model(model)
+            locate_model(choice)  # checks a folder, converts smollm2 once here rather than in racing actors
             if not ray.is_initialized():
                 ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False)
                 started_ray = True
-            seconds = _run(job, ray, model=resolve_model(model), scheme=job.scheme, kind=kind,
+            seconds = _run(job, ray, model=choice, scheme=job.scheme, kind=kind,
                            text_column=text_column, batch_size=batch_size, chunk_rows=chunk_rows,
                            progress=progress, num_workers=num_workers, cpus_per_worker=cpus_per_worker)
         job.finish()
