@@ -171,3 +171,43 @@ def test_llama_cpp_agrees_with_the_classifier_on_200_tfns_tweets(smollm2_dir, sh
               f"max |log-prob diff| {np.abs(got - ref).max():.4f}")
     assert agreement["f16"] >= 0.99
     assert agreement["q8_0"] >= 0.95
+
+
+# --- ONNX through onnxruntime ------------------------------------------------------------------------------
+
+
+def test_onnx_export_is_scored_by_onnxruntime_like_the_classifier(tiny_release, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime onnx)")
+    from finsent.export_onnx import ONNXScorer
+
+    out = tmp_path / "tiny-onnx"
+    assert main(["export", str(tiny_release), "--format", "onnx", "--out", str(out)]) == 0
+    assert f"ONNX: {out}" in capsys.readouterr().out
+    assert {"model.onnx", "tokenizer.json", "config.json"} <= {p.name for p in out.iterdir()}
+    assert "custom_pipelines" not in json.loads((out / "config.json").read_text())
+    clf = FinSentClassifier.from_pretrained(str(tiny_release))
+    scorer = ONNXScorer(out, threads=2, batch_size=2)
+    for scheme, kind in (("3", "news"), ("7", "tweet")):
+        got = scorer.label_logprobs(TEXTS, scheme, kind)
+        ref = clf.label_logprobs(TEXTS, scheme, kind=kind).double().numpy()
+        assert np.abs(got - ref).max() < 1e-4
+        assert got.argmax(1).tolist() == ref.argmax(1).tolist()
+    # An existing folder finsent did not write is refused, and left as it was.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["export", str(tiny_release), "--format", "onnx", "--out", str(tmp_path / "mine")]) == 2
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_onnxruntime_gives_the_classifiers_labels_on_200_tfns_tweets(smollm2_dir, shared_data, tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime onnx)")
+    from finsent.export_onnx import ONNXScorer, export_onnx
+
+    tweets = tfns_tweets(shared_data)
+    ref = FinSentClassifier.from_pretrained(str(smollm2_dir)).label_logprobs(tweets, "3", kind="tweet").numpy()
+    got = ONNXScorer(export_onnx(smollm2_dir, tmp_path / "onnx"), threads=2).label_logprobs(tweets, "3", "tweet")
+    print(f"onnxruntime: label agreement {(got.argmax(1) == ref.argmax(1)).mean():.3f} on {N_TWEETS} TFNS tweets, "
+          f"max |log-prob diff| {np.abs(got - ref).max():.2e}")
+    assert got.argmax(1).tolist() == ref.argmax(1).tolist()
+    assert np.abs(got - ref).max() < 1e-3

@@ -123,6 +123,9 @@ def _export(args) -> int:
 def copy_tokenizer(release: Path, folder: Path) -> None:
     """The tokenizer files of ``release`` into ``folder`` (for the ONNX export)."""
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                 "config.json", "generation_config.json"):
+                 "generation_config.json"):
         if (release / name).is_file():
             shutil.copy2(release / name, folder / name)
+    config = json.loads((release / "config.json").read_text(encoding="utf-8"))
+    config.pop("custom_pipelines", None)  # the pipeline needs the safetensors weights, which stay in the release
+    write_text_atomic(folder / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
