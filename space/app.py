@@ -15,6 +15,9 @@ API (gradio_client):
                    spreadsheet-safe (a cell starting with = + - @ tab or CR gets a leading ')
 
 The two endpoints have separate queues (concurrency ids), so a running CSV job never holds up /classify.
+
+MCP: `python app.py` also serves both endpoints as MCP tools (Gradio's MCP server, streamable HTTP at
+/gradio_api/mcp/) when the `mcp` package is installed (pip install "gradio[mcp]"); FINSENT_MCP=0 turns it off.
 Every file the app keeps (uploads, result CSVs) is deleted once older than DELETE_CACHE's age.
 """
 
@@ -341,6 +344,12 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE,
     results = ResultFolders(results_dir, age=delete_cache[1] if delete_cache else None)
 
     def on_classify(text: list[str], scheme: list[str]):  # batch=True: one item per queued request
+        """Financial sentiment of news headlines or tweets, with every label's probability.
+
+        Args:
+            text: one financial text per line (up to 50 lines)
+            scheme: "3" (negative/neutral/positive) or "7" (strong/moderately/mildly negative, neutral, ... positive)
+        """
         return classify_requests(classifier, text, scheme)
 
     # Gradio injects the live progress tracker through this default value (its documented idiom).
@@ -408,6 +417,13 @@ def model_choice() -> str:
     return PUBLISHED_MODEL
 
 
+def mcp_available() -> bool:
+    """Whether to serve the MCP tools: the `mcp` package is installed (gradio[mcp]) and FINSENT_MCP is not "0"."""
+    import importlib.util
+
+    return os.environ.get("FINSENT_MCP", "1") != "0" and importlib.util.find_spec("mcp") is not None
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model = model_choice()
@@ -416,7 +432,7 @@ def main() -> None:
         classifier = FinSentClassifier.from_pretrained(model)
     except finsent.ModelNotAvailableError as exc:  # say what to do, not a traceback
         raise SystemExit(f"app.py: {exc}") from None
-    launch(build_demo(classifier))
+    launch(build_demo(classifier), mcp_server=mcp_available())
 
 
 if __name__ == "__main__":
