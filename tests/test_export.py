@@ -211,3 +211,39 @@ def test_onnxruntime_gives_the_classifiers_labels_on_200_tfns_tweets(smollm2_dir
           f"max |log-prob diff| {np.abs(got - ref).max():.2e}")
     assert got.argmax(1).tolist() == ref.argmax(1).tolist()
     assert np.abs(got - ref).max() < 1e-3
+
+
+def test_llama3_rope_goes_into_rope_freqs_and_llama_cpp_follows_it(smollm2_dir, tmp_path):
+    """The published model is a Llama 3.2: its scaled RoPE must reach llama.cpp (as rope_freqs.weight). A tiny
+    model whose original context is 16 tokens makes the scaling change the scores; llama.cpp matches torch."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from finsent.export_gguf import GGUFScorer, export_gguf
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    text = ["Acme Corp beats third-quarter estimates and raises full-year guidance as its shares jump on the news"]
+    scores = {}
+    for kind, rope in (("llama3", {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 32.0,
+                                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                   "original_max_position_embeddings": 16}),
+                       ("default", {"rope_type": "default", "rope_theta": 10000.0})):
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                             tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, rope_parameters=rope)
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+        with torch.no_grad():
+            for name, weight in model.named_parameters():
+                if "proj" in name:
+                    weight.mul_(8)  # sharp attention: positions matter
+        folder = tmp_path / kind
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        path = export_gguf(folder, tmp_path / f"{kind}.gguf")
+        ref = FinSentClassifier.from_pretrained(str(folder)).label_logprobs(text, "7", kind="tweet").double().numpy()
+        with GGUFScorer(path, threads=2) as scorer:
+            got = scorer.label_logprobs(text, "7", "tweet")
+        assert np.abs(got - ref).max() < 5e-3, kind
+        scores[kind] = ref
+    assert np.abs(scores["llama3"] - scores["default"]).max() > 0.1  # the scaling did change the model

@@ -3,6 +3,7 @@
 ``export_gguf`` writes with the ``gguf`` package's ``GGUFWriter`` (no script from llama.cpp's repository):
 
 - the ``llama`` architecture keys (block count, context, widths, heads, RoPE base and dimension, RMS eps);
+  Llama 3's RoPE scaling (the published Llama-3.2 model) as the ``rope_freqs`` tensor llama.cpp divides by;
 - tensors under llama.cpp's names (``token_embd``, ``blk.N.attn_q``...). ``q_proj`` and ``k_proj`` rows are
   permuted from Hugging Face's half-split RoPE layout to the interleaved pairs llama.cpp rotates;
 - tied embeddings: no ``output.weight`` (llama.cpp then uses ``token_embd`` as the output projection);
@@ -98,11 +99,30 @@ def read_config(release: Path) -> dict:
                                "Llama-architecture models only")
     if config.get("attention_bias") or config.get("mlp_bias"):
         raise ExportInputError(f"{release}: attention or MLP biases are not supported by the GGUF export")
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    if rope.get("rope_type", "default") != "default":
-        raise ExportInputError(f"{release}: RoPE type {rope.get('rope_type')!r} is not supported by the GGUF "
-                               "export yet (only the default RoPE)")
+    if rope_type(config) not in ("default", "llama3"):
+        raise ExportInputError(f"{release}: RoPE type {rope_type(config)!r} is not supported by the GGUF export "
+                               "(the default RoPE and Llama 3's are)")
     return config
+
+
+def rope_type(config: dict) -> str:
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    return rope.get("rope_type") or rope.get("type") or "default"
+
+
+def rope_freq_factors(release: Path):
+    """Llama 3 RoPE as llama.cpp takes it: ``rope_freqs.weight``, the divisor of each default frequency, read
+    from transformers' own llama3 frequencies (so the two can never differ)."""
+    import torch
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    config = AutoConfig.from_pretrained(release)
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config, torch.device("cpu"))
+    dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    base = config.rope_parameters["rope_theta"]
+    default = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    return (default / scaled.float()).numpy()
 
 
 def rope_theta(config: dict) -> float:
@@ -162,6 +182,8 @@ def gguf_tensors(release: Path, config: dict) -> list[tuple[str, object]]:
                 weights[key] = f.get_tensor(key).float().numpy()
     tied = config.get("tie_word_embeddings", False) or "lm_head.weight" not in weights
     out = []
+    if rope_type(config) == "llama3":
+        out.append(("rope_freqs.weight", np.ascontiguousarray(rope_freq_factors(release), dtype=np.float32)))
     for key, array in weights.items():
         if key == "model.embed_tokens.weight":
             name = "token_embd.weight"
