@@ -151,6 +151,11 @@ def test_out_pointing_at_a_file_is_a_clear_error(tiny_llama_dir, tmp_path, tweet
                  str(target)]) == 2
     assert f"{target} is a file, not a folder" in one_error_line(capsys.readouterr().err, "eval")
     assert target.read_text() == "keep me\n"
+    for inside in (target / "sub", target / "a" / "b"):  # refused before the model loads, not after the work
+        assert main(prune_cmd(tmp_path / "no-such-model", inside)) == 2
+        assert f"{inside} cannot be created: {target} is a file, not a folder" in one_error_line(
+            capsys.readouterr().err, "prune")
+    assert target.read_text() == "keep me\n"
 
 
 def test_finetune_and_merge_refuse_a_user_folder_before_loading_anything(tmp_path, capsys):
@@ -303,7 +308,8 @@ def test_the_same_benchmark_twice_is_an_error_naming_both(tiny_llama_dir, tmp_pa
     assert f"benchmark tfns (3 classes) is given twice (tfns:{tweets_csv} and tfns:{other})" in err
     assert "tfns-3-<mode>.json" in err
     assert not out.exists()
-    with pytest.raises(EvalError, match="finsent .3 classes. is given twice"):
+    with pytest.raises(EvalError, match=r"finsent \(3 classes\) is given twice \(finsent "
+                                        r"\(data/finsent-headlines/test.jsonl\) and finsent"):  # a file, not the Hub
         check_runs([EvalBenchmark("finsent", None, "3"), EvalBenchmark("finsent", None, "3")], ["score"])
     check_runs([EvalBenchmark("finsent", None, "3"), EvalBenchmark("finsent", None, "7")], ["score", "generate"])
 
@@ -386,3 +392,52 @@ def test_a_stage_stamp_is_removed_before_the_stage_runs(demo, monkeypatch):
     assert seen == [False, False]
     assert json.loads(stamp.read_text())["fingerprint"] == demo.fingerprints()["prune"]
     assert demo.up_to_date("prune", demo.fingerprints()["prune"], output)
+
+
+def test_a_recipe_reads_its_data_from_its_repository_wherever_it_runs(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "build" / "recipes").mkdir(parents=True)
+    (repo / "data").mkdir()
+    (repo / "data" / "rows.jsonl").write_text('{"text": "a", "label": "neutral"}\n')
+    recipe = repo / "build" / "recipes" / "r.yaml"
+    recipe.write_text("name: r\nfinetune:\n  data: [{path: data/rows.jsonl, schema: finsent}, "
+                      "{path: FinGPT/fingpt-sentiment-train}]\neval:\n  benchmarks: [{name: finsent, "
+                      "path: data/rows.jsonl}]\n  speed_texts: data/rows.jsonl\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = load_recipe(recipe)
+    anchored = str(repo / "data" / "rows.jsonl")
+    assert [s.path for s in r.finetune.data] == [anchored, "FinGPT/fingpt-sentiment-train"]  # a Hub id stays
+    assert (r.eval.benchmarks[0].path, r.eval.speed_texts) == (anchored, anchored)
+    # The finetune fingerprint hashes the file's contents from any folder, so an edit is seen.
+    before = Release(r, tmp_path / "runs", tmp_path / "releases").fingerprints()["finetune"]
+    (repo / "data" / "rows.jsonl").write_text('{"text": "b", "label": "neutral"}\n')
+    assert Release(r, tmp_path / "runs", tmp_path / "releases").fingerprints()["finetune"] != before
+    monkeypatch.chdir(repo)  # from the repository's root, paths stay as written
+    assert load_recipe(recipe).finetune.data[0].path == "data/rows.jsonl"
+
+
+def test_the_release_summary_lists_results_not_the_output_marker(demo):
+    eval_dir = demo.release_dir / "eval"
+    eval_dir.mkdir(parents=True)
+    (eval_dir / MARKER).write_text("{}\n")
+    (eval_dir / "finsent-3-score.json").write_text(json.dumps(
+        {"n": 4, "metrics": {"accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": 0.45}}))
+    assert [s["run"] for s in demo.summary()["scores"]] == ["finsent-3-score"]
+
+
+def test_output_folders_get_ordinary_modes(tmp_path):
+    import os
+
+    from finsent.outputs import output_dir
+
+    with output_dir(tmp_path / "out") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"x")
+        (tmp / "model.safetensors").chmod(0o600)  # as transformers' saving leaves it
+        (tmp / "sub").mkdir(mode=0o700)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "out" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "out" / "sub").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -75,7 +75,10 @@ def check_runs(benchmarks: Sequence[EvalBenchmark], modes: Sequence[str]) -> Non
 
 
 def _shown(bench: EvalBenchmark) -> str:
-    return f"{bench.name}:{bench.path}" if bench.path else f"{bench.name} from the Hub"
+    if bench.path:
+        return f"{bench.name}:{bench.path}"
+    spec = get_spec(bench.name)
+    return f"{bench.name} from the Hub" if spec.hub_id else f"{bench.name} ({spec.default_path})"
 
 
 def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequence[str], out_dir: Path,

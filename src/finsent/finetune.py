@@ -117,14 +117,6 @@ def fsdp_arguments(f: FinetuneSection) -> dict:
     return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": f.fsdp == "full_shard"}}
 
 
-def repo_root(recipe: Recipe) -> Path | None:
-    """The repository a recipe lives in (build/recipes/x.yaml -> .): data paths may be relative to it."""
-    if not recipe.source:
-        return None
-    parents = Path(recipe.source).resolve().parents
-    return parents[2] if len(parents) > 2 else None
-
-
 def add_lora(model, f: FinetuneSection):
     """``model`` wrapped with the section's LoRA adapters, kept in float32 whatever the base dtype."""
     from peft import LoraConfig, get_peft_model
@@ -253,7 +245,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
                             f"{exc}") from None
     context = getattr(model.config, "max_position_embeddings", None) or f.max_length
 
-    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, root=repo_root(recipe))
+    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows)
     encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
     dataset = EncodedDataset(encoder, data.examples, f.loss)
     lengths = dataset.lengths()

@@ -68,6 +68,12 @@ def check_output_dir(path, *, overwrite: bool = False, what: str = "output folde
                           "name a new folder instead (nothing was written)")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a folder (nothing was written)")
+    # The folder is created beside its parent: the nearest existing ancestor must be a writable folder.
+    ancestor = next(p for p in (path.absolute().parent, *path.absolute().parent.parents) if p.exists())
+    if not ancestor.is_dir():
+        raise OutputError(f"{what} {path} cannot be created: {ancestor} is a file, not a folder (nothing was written)")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path} cannot be created: {ancestor} is not writable (nothing was written)")
     if path.is_dir() and not overwrite:
         if any(path.iterdir()) and not is_toolkit_output(path):
             raise OutputError(f"{what} {path} already holds files that finsent did not write: "
@@ -87,16 +93,31 @@ def output_dir(path, *, overwrite: bool = False, what: str = "output folder") ->
     have appeared meanwhile). On an exception the temporary folder is removed and ``path`` is as it was.
     """
     target = check_output_dir(path, overwrite=overwrite, what=what)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as exc:  # e.g. a read-only or virtual filesystem that access() did not reveal
+        raise OutputError(f"{what} {path} cannot be created ({exc.strerror or exc}; nothing was written)") from None
     try:
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"written_by": "finsent", "time": time.time()}) + "\n")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
+        _ordinary_modes(tmp)
         check_output_dir(target, overwrite=overwrite, what=what)
         replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ordinary_modes(folder: Path) -> None:
+    """Give the folder and everything in it the modes a plain ``mkdir`` / ``open`` would (the umask's): mkdtemp
+    makes the folder private, and some writers (transformers' safetensors saving) leave files 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            executable = path.is_dir() or path.stat().st_mode & 0o100
+            path.chmod((0o777 if executable else 0o666) & ~mask)
 
 
 def replace_dir(src: Path, target: Path) -> None:

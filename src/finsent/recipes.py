@@ -221,7 +221,32 @@ def load_recipe(path: str | Path, overrides: dict | None = None) -> Recipe:
     recipe = _build(Recipe, raw, str(path), "")
     recipe.source = str(path)
     _check(recipe, str(path))
+    _anchor_local_paths(recipe, path)
     return recipe
+
+
+def _anchor_local_paths(recipe: Recipe, path: Path) -> None:
+    """Relative data paths that do not exist from the current folder are read from the recipe's repository.
+
+    Recipes live in ``<repo>/build/recipes/`` and name data as ``data/...``; anchoring them there lets a
+    release run from any folder, and every consumer (training, eval, speed texts, stage fingerprints) sees
+    the same file. Hub ids and paths found from the current folder are left as written.
+    """
+    parents = path.resolve().parents
+    if len(parents) <= 2:
+        return
+    root = parents[2]
+
+    def anchor(value: str | None) -> str | None:
+        if not value or Path(value).is_absolute() or Path(value).exists() or not (root / value).exists():
+            return value
+        return str(root / value)
+
+    for src in recipe.finetune.data:
+        src.path = anchor(src.path)
+    for bench in recipe.eval.benchmarks:
+        bench.path = anchor(bench.path)
+    recipe.eval.speed_texts = anchor(recipe.eval.speed_texts)
 
 
 def _build(cls, data, where: str, prefix: str):

@@ -298,7 +298,7 @@ class Release:
         """Headline scores, size and speed read back from the release folder."""
         out: dict = {"release_dir": str(self.release_dir), "scores": [], "speed": None, "size": None}
         eval_dir = self.release_dir / "eval"
-        for path in sorted(eval_dir.glob("*.json")) if eval_dir.is_dir() else []:
+        for path in sorted(eval_dir.glob("[!.]*.json")) if eval_dir.is_dir() else []:  # not the output marker
             data = json.loads(path.read_text())
             if path.name == "speed.json":
                 out["speed"] = data
