@@ -1,7 +1,9 @@
 """A release as an ONNX graph for onnxruntime, and label scoring through it.
 
-``export_onnx`` traces the release (float32) with ``torch.onnx`` into ``DIR/model.onnx`` (weights in
-``model.onnx.data``) and copies the tokenizer and config beside it. The graph is the decoder plus the LM
+``export_onnx`` exports the release (float32) with ``torch.onnx`` (its torch.export-based exporter when
+``onnxscript`` is installed, else the TorchScript one) into ``DIR/model.onnx`` (large weights in
+``model.onnx.data``), checks the graph against torch on a shape it was not exported with, and copies the
+tokenizer and config beside it. The graph is the decoder plus the LM
 head at chosen positions, so label scoring needs one run per batch and projects onto the vocabulary only
 where answers are read:
 
@@ -65,20 +67,31 @@ def export_onnx(release, out, *, overwrite: bool = False) -> Path:
     causal = torch.ones(seq, seq, dtype=torch.bool).tril()
     mask = torch.zeros(batch, 1, seq, seq).masked_fill(~causal, torch.finfo(torch.float32).min)
     heads = torch.tensor([[seq - 1, seq - 2]] * batch)
+    names = {"input_names": ["input_ids", "position_ids", "attention_mask", "heads"], "output_names": ["logits"]}
+    if dynamo_available():  # torch.export-based exporter (torch's default since 2.9; needs onnxscript)
+        batch_dim, seq_dim, k_dim = torch.export.Dim("batch"), torch.export.Dim("seq"), torch.export.Dim("k")
+        shapes = {"dynamo": True, "verbose": False, "dynamic_shapes": (
+            {0: batch_dim, 1: seq_dim}, {0: batch_dim, 1: seq_dim}, {0: batch_dim, 2: seq_dim, 3: seq_dim},
+            {0: batch_dim, 1: k_dim})}
+    else:  # the TorchScript exporter (deprecated by torch, still shipped)
+        shapes = {"dynamo": False, "opset_version": OPSET, "dynamic_axes": {
+            "input_ids": {0: "batch", 1: "seq"}, "position_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 2: "seq", 3: "seq"}, "heads": {0: "batch", 1: "k"},
+            "logits": {0: "batch", 1: "k"}}}
     with output_dir(out, overwrite=overwrite, what=WHAT) as tmp:
         with torch.inference_mode():
-            torch.onnx.export(
-                graph, (ids, pos, mask, heads), str(tmp / "model.onnx"), dynamo=False, opset_version=OPSET,
-                input_names=["input_ids", "position_ids", "attention_mask", "heads"], output_names=["logits"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "position_ids": {0: "batch", 1: "seq"},
-                              "attention_mask": {0: "batch", 2: "seq", 3: "seq"}, "heads": {0: "batch", 1: "k"},
-                              "logits": {0: "batch", 1: "k"}},
-                external_data=True,
-            )
+            torch.onnx.export(graph, (ids, pos, mask, heads), str(tmp / "model.onnx"), external_data=True,
+                              **names, **shapes)
         copy_tokenizer(release, tmp)
         check_graph(graph, tmp / "model.onnx")
     logger.info("wrote %s", out)
     return out
+
+
+def dynamo_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxscript") is not None
 
 
 def check_graph(graph, path: Path, tol: float = 1e-3) -> float:
