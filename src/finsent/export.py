@@ -30,6 +30,13 @@ from .outputs import write_text_atomic
 logger = logging.getLogger(__name__)
 
 FORMATS = ("gguf", "onnx", "pipeline")
+QUANTS = ("f16", "q8_0")  # GGUF weight types (export_gguf)
+RUN_IT = """run the exports:
+  llama.cpp     llama-cli -m smollm2-135m.f16.gguf -p "Instruction: ...\\nInput: ...\\nAnswer:" -n 4
+  Ollama        printf 'FROM ./smollm2-135m.f16.gguf\\n' > Modelfile && ollama create finsent -f Modelfile
+  label scores  finsent.export_gguf.GGUFScorer(FILE).classify(texts)   (llama-cpp-python, the FinGPT prompt)
+  onnxruntime   finsent.export_onnx.ONNXScorer(DIR).label_logprobs(texts)
+  transformers  pipeline("text-classification", model=RELEASE, trust_remote_code=True)(texts)"""
 PIPELINE_FILE = "finsent_pipeline.py"
 PIPELINE_TASK = "text-classification"
 PIPELINE_ENTRY = {"impl": "finsent_pipeline.FinSentPipeline", "pt": ["AutoModelForCausalLM"], "tf": [],
@@ -83,17 +90,19 @@ def add_pipeline(folder) -> Path:
 def register(sub) -> None:
     p = sub.add_parser(
         "export", help="export a release for llama.cpp (GGUF), onnxruntime (ONNX) or a plain transformers pipeline",
-        description=__doc__.split("\n\n")[0] + "\n\n" + "\n\n".join(__doc__.split("\n\n")[2:3]),
+        description="\n\n".join(__doc__.split("\n\n")[:3]), epilog=RUN_IT,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     p.add_argument("release", help="release folder (or any Llama-architecture model folder with a tokenizer.json)")
     p.add_argument("--format", required=True, choices=FORMATS,
                    help="gguf: one GGUF file (llama.cpp, Ollama, llama-cpp-python); onnx: a folder with model.onnx "
                         "and the tokenizer (onnxruntime); pipeline: add finsent_pipeline.py to the folder in place")
-    p.add_argument("--quant", default="f16", help="GGUF weight type: f16 (default) or q8_0 (row lengths must be "
-                                                  "multiples of 32: see prune.round_to)")
+    p.add_argument("--quant", default="f16", choices=QUANTS,
+                   help="GGUF weight type: f16 (default) or q8_0 (row lengths must be multiples of 32: see "
+                        "prune.round_to)")
     p.add_argument("--out", help="GGUF file or ONNX folder to write (default: beside the release folder)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out even if finsent did not write it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (any GGUF file; an ONNX folder even if finsent did not write it)")
     p.set_defaults(func=_export)
 
 
@@ -104,10 +113,8 @@ def _export(args) -> int:
         print(f"custom pipeline: {path} (registered in {release / 'config.json'})")
         return 0
     if args.format == "gguf":
-        from .export_gguf import QUANTS, export_gguf
+        from .export_gguf import export_gguf
 
-        if args.quant not in QUANTS:
-            raise ExportInputError(f"unknown --quant {args.quant!r}: choose one of {', '.join(QUANTS)}")
         out = Path(args.out) if args.out else release.with_name(f"{release.name}.{args.quant}.gguf")
         path = export_gguf(release, out, quant=args.quant, overwrite=args.overwrite)
         print(f"GGUF ({args.quant}): {path} ({path.stat().st_size / 1e6:.1f} MB)")

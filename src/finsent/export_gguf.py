@@ -29,11 +29,10 @@ import tempfile
 from pathlib import Path
 
 from .errors import UsageError
-from .export import ExportError, ExportInputError, check_release
+from .export import QUANTS, ExportError, ExportInputError, check_release
 
 logger = logging.getLogger(__name__)
 
-QUANTS = ("f16", "q8_0")
 Q8_BLOCK = 32
 # Llama 3's pre-tokenizer split pattern (tokenizer.json pre_tokenizer Split.pattern.Regex).
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
