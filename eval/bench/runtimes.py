@@ -80,8 +80,9 @@ def main(argv=None) -> int:
     rows.append((f"onnxruntime float32 b{args.batch_size}", secs, got))
 
     print(f"\n{args.model}: {args.n} TFNS validation tweets, 3-class label scoring, {args.threads} threads, "
-          f"1-minute load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at the end (a higher end value "
-          "means something else ran meanwhile: the figures are then not comparable)\n")
+          f"1-minute load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at the end (the bench's own "
+          f"{args.threads} threads count; much more means something else ran meanwhile and the figures are not "
+          "comparable)\n")
     print("| runtime | items/s | label agreement with FinSentClassifier | max abs log-prob diff |")
     print("|---|---:|---:|---:|")
     for name, secs, scores in rows:
