@@ -9,8 +9,8 @@ scores (the release's ``eval/references.yaml`` first, else the copy shipped in t
 YAML metadata with ``huggingface_hub.ModelCardData`` (``model-index`` from the eval results) and renders
 the template with ``StrictUndefined``: a missing report, key or result stops the render with an error
 naming it, and nothing is ever filled with a placeholder. Maintainers edit the template at the
-repository's root; the wheel ships a copy of it as ``finsent/resources/MODEL_CARD.md`` (pyproject's
-force-include) beside the reference scores, so an installed wheel renders cards without a source checkout.
+repository's root; the wheel ships a copy of it as ``finsent/resources/MODEL_CARD.md`` (the build hook
+``hatch_build.py``) beside the reference scores, so an installed wheel renders cards without a source checkout.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .classify import iter_chunks
 from .errors import FinsentError, UsageError
 from .labels import check_scheme, labels_of
 from .outputs import OutputError
@@ -616,7 +617,7 @@ def _run_local(job: Job, *, text_column, kind, model, batch_size, chunk_rows, pr
         start_time = time.perf_counter()  # the rate counts classification, not the model's loading
         rows = _numbered(read_tables(job.scan.files, bad_bytes="row"), skip=job.done)
         with progress_bar(job, progress) as bar:
-            for chunk in _chunks(rows, chunk_rows):
+            for chunk in iter_chunks(rows, chunk_rows):
                 out, errors = classify_rows(classifier, job, chunk, text_column=text_column, kind=kind,
                                             batch_size=batch_size)
                 job.write_part(chunk[0][0], chunk[-1][0] + 1, out, errors)
@@ -664,15 +665,3 @@ def _numbered(rows: Iterable[tuple[str, dict]], skip: int) -> Iterator[tuple[int
     for index, (where, row) in enumerate(rows):
         if index >= skip:
             yield index, where, row
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
