@@ -583,18 +583,26 @@ def classify_corpus(input, output, *, text_column: str = "text", kind: str = "ne
     ``classifier``: an already loaded ``FinSentClassifier`` (else ``model`` is loaded when there is work).
     Returns a ``CorpusResult``; a run whose output is already complete returns at once.
     """
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
-    try:
-        job, _ = open_job(input, output, text_column=text_column, kind=kind, scheme=scheme, model=model,
-                          on_error=on_error, overwrite=overwrite)
-    except _AlreadyDone as done:
-        return _already_done(done.job)
+    job = start_job(input, output, chunk_rows, text_column=text_column, kind=kind, scheme=scheme, model=model,
+                    on_error=on_error, overwrite=overwrite)
+    if isinstance(job, CorpusResult):
+        return job
     try:
         return _run_local(job, text_column=text_column, kind=kind, model=model, batch_size=batch_size,
                           chunk_rows=chunk_rows, progress=progress, classifier=classifier)
     finally:
         job.close()
+
+
+def start_job(input, output, chunk_rows, **settings) -> Job | CorpusResult:
+    """The open job of a run (both engines), or the result of a run whose output is already complete."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    try:
+        job, _ = open_job(input, output, **settings)
+    except _AlreadyDone as done:
+        return _already_done(done.job)
+    return job
 
 
 def _already_done(job: Job) -> CorpusResult:

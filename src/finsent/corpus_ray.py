@@ -49,12 +49,10 @@ from .corpus import (
     LABEL_COLUMN,
     CorpusResult,
     Job,
-    _already_done,
-    _AlreadyDone,
     _log_skipped,
-    open_job,
     prob_column,
     progress_bar,
+    start_job,
 )
 from .errors import FinsentError, UsageError
 from .labels import labels_of
@@ -125,13 +123,10 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
         raise UsageError("--engine ray needs Ray Data: pip install 'llama-finsent[scale]' (or 'ray[data]')") from None
     from .models import locate_model, resolve_model
 
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
-    try:
-        job, _ = open_job(input, output, text_column=text_column, kind=kind, scheme=scheme, model=model,
-                          on_error=on_error, overwrite=overwrite)
-    except _AlreadyDone as done:
-        return _already_done(done.job)
+    job = start_job(input, output, chunk_rows, text_column=text_column, kind=kind, scheme=scheme, model=model,
+                    on_error=on_error, overwrite=overwrite)
+    if isinstance(job, CorpusResult):
+        return job
     started_ray = False
     try:
         suffixes = {f.suffix.lower() for f in job.scan.files}

@@ -75,26 +75,25 @@ class Example:
 # --- reading raw rows ------------------------------------------------------------------------------
 
 
-def resolve_path(path: str, root: Path | None = None) -> Path | None:
-    """A local file for ``path`` (as given, else relative to ``root``), or None when it names a Hub dataset."""
+def resolve_path(path: str) -> Path | None:
+    """A local file for ``path``, or None when it names a Hub dataset. (A recipe's relative paths are already
+    anchored at its repository by ``recipes.load_recipe``.)"""
     candidate = Path(path).expanduser()
     if candidate.exists():
         return candidate
-    if root is not None and not candidate.is_absolute() and (root / candidate).exists():
-        return root / candidate
     looks_local = candidate.suffix.lower() in SUFFIXES or path.startswith((".", "/", "~"))
     if looks_local or path.count("/") != 1:
         raise DataFileNotFoundError(f"data file {path} does not exist (and it is not a Hub dataset id owner/name)")
     return None
 
 
-def read_rows(path: str, split: str = "train", root: Path | None = None) -> Iterator[tuple[str, dict]]:
+def read_rows(path: str, split: str = "train") -> Iterator[tuple[str, dict]]:
     """Yield (where, row) for every row of a local file or a Hub dataset split; ``where`` names file and row.
 
     Local files are read by ``finsent.tables.read_table`` (the reader of every table the toolkit reads);
     a row it cannot parse comes as a ``BadRow``, which ``schema_row`` turns into an error naming it.
     """
-    local = resolve_path(path, root)
+    local = resolve_path(path)
     if local is None:
         yield from _hub_rows(path, split)
         return
@@ -215,7 +214,7 @@ def row_example(src: DataSource, row: dict, where: str) -> Example | None:
     return Example(instruction(scheme, src.kind or kind), text, label, scheme, where)
 
 
-def load_source(src: DataSource, skip_bad_rows: bool = False, root: Path | None = None) -> list[Example]:
+def load_source(src: DataSource, skip_bad_rows: bool = False) -> list[Example]:
     """All usable rows of one source (first ``limit`` of them), in file order; see the module docstring."""
     if src.schema not in SCHEMAS:
         raise DataError(f"{src.path}: unknown schema {src.schema!r}; choose one of {', '.join(SCHEMAS)}")
@@ -223,7 +222,7 @@ def load_source(src: DataSource, skip_bad_rows: bool = False, root: Path | None 
         raise DataError(f"{src.path}: limit must be an integer >= 1 or null (all rows), got {src.limit!r}")
     examples: list[Example] = []
     bad: list[str] = []
-    for where, row in read_rows(src.path, src.split, root):
+    for where, row in read_rows(src.path, src.split):
         try:
             example = row_example(src, row, where)
         except (InputError, LabelError) as exc:
@@ -259,8 +258,7 @@ class LoadedData:
     stats: list[dict]  # per source: path, schema, scheme, weight, rows read, rows used
 
 
-def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bool = False,
-                 root: Path | None = None) -> LoadedData:
+def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bool = False) -> LoadedData:
     """Read every source, apply weights, and shuffle the mix with ``seed`` (deterministic)."""
     if not sources:
         raise DataError("no training data: the recipe's finetune.data is empty")
@@ -268,7 +266,7 @@ def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bo
     mixed: list[Example] = []
     stats = []
     for src in sources:
-        rows = load_source(src, skip_bad_rows=skip_bad_rows, root=root)
+        rows = load_source(src, skip_bad_rows=skip_bad_rows)
         used = weighted(rows, src.weight, rng)
         mixed.extend(used)
         stats.append({"path": src.path, "schema": src.schema, "split": src.split,
