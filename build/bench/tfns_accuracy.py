@@ -28,6 +28,16 @@ RESULTS = ROOT / "build" / "bench" / "results"
 TFNS_VALID = ROOT.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
 
 
+def git_commit() -> str:
+    """HEAD's commit, with "+dirty" when tracked files differ from it (the run is then not rebuildable as is)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def score(model, tokenizer, bench, batch_size: int = 32) -> dict:
     """Accuracy and macro-F1 of label scoring on the benchmark rows (grouped by instruction kind)."""
     from sklearn.metrics import accuracy_score, f1_score
@@ -100,6 +110,11 @@ def main() -> None:
                              "earlier run's folder, to train it for more steps)")
     parser.add_argument("--work", help="working folder (default runs/bench-<recipe name>[-TAG])")
     parser.add_argument("--tag", default="", help="suffix for the work folder and the results file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe value (YAML), e.g. --set finetune.method=full")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="choose settings: score the dev split (finetune.dev_fraction) and not TFNS validation, "
+                             "which is reported once, for the chosen recipe")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -107,13 +122,15 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finsent.benchmarks import load_benchmark
+    from finsent.devsplit import file_sha256
     from finsent.finetune import run_finetune
     from finsent.merge import run_merge
     from finsent.models import locate_model
     from finsent.pruning import run_prune
     from finsent.recipes import load_recipe
+    from finsent.release import parse_overrides
 
-    overrides = {}
+    overrides = parse_overrides(args.set)
     if args.max_steps:
         overrides["finetune.max_steps"] = args.max_steps
     if args.learning_rate:
@@ -151,18 +168,30 @@ def main() -> None:
     merged = run_merge(recipe, base, adapter, work / "merged")
     mark("merge", t)
 
-    t = time.perf_counter()
-    bench = load_benchmark("tfns", TFNS_VALID, "3", limit=args.eval_limit)
+    final = None
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
-    final = score(model, AutoTokenizer.from_pretrained(merged), bench)
-    mark("eval", t)
+    if not args.dev_only:
+        t = time.perf_counter()
+        bench = load_benchmark("tfns", TFNS_VALID, "3", limit=args.eval_limit)
+        final = score(model, AutoTokenizer.from_pretrained(merged), bench)
+        mark("eval", t)
 
-    result = {"recipe": recipe.source, "pruned": not args.no_prune, "max_steps": recipe.finetune.max_steps,
+    result = {"git_commit": git_commit(), "recipe": recipe.source, "recipe_contents": recipe.to_dict(),
+              "data_sha256": {src.path: file_sha256(src.path) for src in recipe.finetune.data},
+              "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
+              "selection": {"split": f"dev: {recipe.finetune.dev_fraction} of each training source, stratified by "
+                                     f"label, seed {recipe.finetune.seed} (row ids in the adapter's dev_split.json)",
+                            "metric": "dev accuracy"} if recipe.finetune.dev_fraction else None,
+              "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),
+              "pruned": not args.no_prune, "max_steps": recipe.finetune.max_steps,
               # A resumed run's training time, tokens/s and probe curve cover only the steps after this one.
               "resumed_from_step": resumed_from,
               "learning_rate": recipe.finetune.learning_rate, "tfns_validation": final, "stages": stages,
-              "training": {k: training[k] for k in ("steps", "epochs", "train_loss", "tokens_per_second", "seconds",
-                                                    "peak_memory_mb", "rows", "tokens_per_row", "precision")},
+              "training": {k: training.get(k) for k in ("method", "steps", "epochs", "train_loss", "tokens_per_second",
+                                                        "seconds", "peak_memory_mb", "rows", "tokens_per_row",
+                                                        "precision", "trainable_params")},
+              "wall_seconds": round(sum(v["seconds"] for v in stages.values()), 1),
+              "peak_memory_mb": max(v["peak_memory_mb_so_far"] for v in stages.values()),
               "probe_curve": callbacks[0].curve if callbacks else [],
               "threads": torch.get_num_threads()}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -171,8 +200,13 @@ def main() -> None:
     if result["probe_curve"]:
         plot_curve(result["probe_curve"], out.with_suffix(".png"), f"{recipe.name}{suffix}",
                    recipe.finetune.batch_size * recipe.finetune.grad_accum)
-    print(f"TFNS validation ({final['n']} rows): accuracy {final['accuracy']}  macro-F1 {final['macro_f1']}  "
-          f"weighted-F1 {final['weighted_f1']}")
+    if result["dev"]:
+        sources = ", ".join(f"{Path(k).parent.name} {v['accuracy']}" for k, v in result["dev"]["per_source"].items())
+        print(f"dev split ({result['dev']['n']} rows): accuracy {result['dev']['accuracy']}  macro-F1 "
+              f"{result['dev']['macro_f1']}  ({sources})")
+    if final:
+        print(f"TFNS validation ({final['n']} rows): accuracy {final['accuracy']}  macro-F1 {final['macro_f1']}  "
+              f"weighted-F1 {final['weighted_f1']}")
     timings = ", ".join(f"{k} {v['seconds']} s" for k, v in stages.items())
     print(f"training: {training['steps']} steps, {training['tokens_per_second']} tokens/s, "
           f"peak {training['peak_memory_mb']} MB; stages: {timings}")

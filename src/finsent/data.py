@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .labels import (
@@ -70,6 +70,7 @@ class Example:
     answer: str
     scheme: str
     where: str  # "file: row N", for messages
+    kind: str = "news"  # the prompt's kind (news | tweet): how the classifier prompts this row (dev scoring)
 
 
 # --- reading raw rows ------------------------------------------------------------------------------
@@ -206,12 +207,14 @@ def row_example(src: DataSource, row: dict, where: str) -> Example | None:
         scheme = "7" if answer not in SCHEMES["3"] or "strong" in instr else "3"
         if src.scheme and src.scheme != scheme:
             return None
-        return Example(instr, _text(row, "input"), answer, scheme, where)
+        kind = "tweet" if "tweet" in instr.lower() else "news"
+        return Example(instr, _text(row, "input"), answer, scheme, where, kind)
     if schema not in SCHEMES_OF:
         raise DataError(f"{src.path}: unknown schema {schema!r}; choose one of {', '.join(SCHEMAS)}")
     scheme = _scheme_for(src, SCHEMES_OF[schema], SCHEMES_OF[schema][0])
     text, label, kind = schema_row(schema, row, scheme)
-    return Example(instruction(scheme, src.kind or kind), text, label, scheme, where)
+    kind = src.kind or kind
+    return Example(instruction(scheme, kind), text, label, scheme, where, kind)
 
 
 def load_source(src: DataSource, skip_bad_rows: bool = False) -> list[Example]:
@@ -255,25 +258,33 @@ def weighted(examples: list[Example], weight: float, rng: random.Random) -> list
 @dataclass
 class LoadedData:
     examples: list[Example]
-    stats: list[dict]  # per source: path, schema, scheme, weight, rows read, rows used
+    stats: list[dict]  # per source: path, schema, scheme, weight, rows read, rows held out, rows used
+    dev: dict[str, list[Example]] = field(default_factory=dict)  # source path -> its held-out dev rows
 
 
-def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bool = False) -> LoadedData:
-    """Read every source, apply weights, and shuffle the mix with ``seed`` (deterministic)."""
+def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bool = False,
+                 dev_fraction: float = 0.0) -> LoadedData:
+    """Read every source, hold out its dev rows (``finsent.devsplit.carve``), apply weights to the rest, and
+    shuffle the mix with ``seed`` (deterministic)."""
+    from .devsplit import carve
+
     if not sources:
         raise DataError("no training data: the recipe's finetune.data is empty")
     rng = random.Random(seed)
     mixed: list[Example] = []
-    stats = []
+    stats, dev = [], {}
     for src in sources:
         rows = load_source(src, skip_bad_rows=skip_bad_rows)
-        used = weighted(rows, src.weight, rng)
+        train, held = carve(rows, dev_fraction, seed, src.path)
+        if held:
+            dev.setdefault(src.path, []).extend(held)
+        used = weighted(train, src.weight, rng)
         mixed.extend(used)
         stats.append({"path": src.path, "schema": src.schema, "split": src.split,
                       "scheme": "/".join(sorted({e.scheme for e in rows})), "weight": src.weight,
-                      "rows_read": len(rows), "rows_used": len(used)})
+                      "rows_read": len(rows), "rows_dev": len(held), "rows_used": len(used)})
     rng.shuffle(mixed)
-    return LoadedData(mixed, stats)
+    return LoadedData(mixed, stats, dev)
 
 
 # --- Example -> token ids ---------------------------------------------------------------------------

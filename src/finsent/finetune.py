@@ -38,7 +38,15 @@ from functools import partial
 from pathlib import Path
 
 from .errors import FinsentError, UsageError
-from .outputs import MARKER, OutputError, check_name, check_output_dir, is_toolkit_output, output_dir
+from .outputs import (
+    MARKER,
+    OutputError,
+    check_name,
+    check_output_dir,
+    is_toolkit_output,
+    output_dir,
+    write_text_atomic,
+)
 from .recipes import FinetuneSection, Recipe, RecipeError, check_recipe, load_recipe
 
 WHAT = "adapter output folder"  # names the folder in OutputError messages
@@ -171,10 +179,11 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
 
     from .data import EncodedDataset, collate, load_mixture
+    from .devsplit import score_model
     from .models import locate_model
     from .prompts import PromptEncoder
     from .reports import write_report
-    from .trainer import FinSentTrainer, ThroughputCallback, autocast_dtype
+    from .trainer import DevCallback, FinSentTrainer, ThroughputCallback, autocast_dtype
 
     f = recipe.finetune
     _check_settings(recipe)
@@ -234,7 +243,8 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     # Frozen base in the autocast dtype wherever autocast runs (a GPU, or a CPU with native bf16): autocast
     # would cast every float32 weight again at every matmul; without autocast, float32. Under FSDP float32
     # (sharded, so 1/N of it per device): one dtype in every shard unit, FSDP's mixed precision casts to compute.
-    base_dtype = amp if amp is not None and not f.fsdp else torch.float32
+    # Full fine-tuning trains the weights themselves: float32 master weights, autocast computes in bf16.
+    base_dtype = amp if amp is not None and not f.fsdp and f.method == "lora" else torch.float32
     extra = {"attn_implementation": f.attn_implementation} if f.attn_implementation else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=base_dtype, **extra)
@@ -245,16 +255,20 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
                             f"{exc}") from None
     context = getattr(model.config, "max_position_embeddings", None) or f.max_length
 
-    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows)
+    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction)
     encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
     dataset = EncodedDataset(encoder, data.examples, f.loss)
     lengths = dataset.lengths()
     logger.info("%d training rows, %.1f tokens a row on average (max %d)", len(dataset),
                 sum(lengths) / len(lengths), max(lengths))
 
-    model = add_lora(model, f)
+    if f.method == "lora":
+        model = add_lora(model, f)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("LoRA: %d trainable parameters", trainable)
+    logger.info("%s: %d trainable parameters", "LoRA" if f.method == "lora" else "full fine-tuning", trainable)
+    if data.dev:
+        logger.info("dev split: %d rows held out of training (%s of each source, seed %d)",
+                    sum(map(len, data.dev.values())), f.dev_fraction, f.seed)
     if world > 1:
         logger.info("%d processes (%s): %d rows an optimizer step (%d a device x %d accumulation x %d)", world,
                     "FSDP " + f.fsdp if f.fsdp else "DDP", f.batch_size * f.grad_accum * world, f.batch_size,
@@ -270,7 +284,8 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         logger.warning("finetune.fsdp %r: FSDP is not available on %s, training with DDP (every process holds the "
                        "whole model)", f.fsdp, device)
     trainer.add_callback(ThroughputCallback(trainer))
-    for callback in callbacks or []:
+    dev_probe = DevCallback(tokenizer, data.dev, f.dev_every) if data.dev and f.dev_every and world == 1 else None
+    for callback in [dev_probe] * bool(dev_probe) + list(callbacks or []):
         trainer.add_callback(callback)
     checkpoints = sorted(work.glob("checkpoint-*"), key=_step_of) if resume else []
     resumed_from = _step_of(checkpoints[-1]) if checkpoints else None
@@ -287,8 +302,10 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     # FSDP: the LoRA weights are sharded; gathering them is a collective too (rank 0 then saves them).
     state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
 
+    dev = score_model(model, tokenizer, data.dev) if data.dev and rank == 0 else None
     state = trainer.state
     report = {
+        "method": f.method,
         "base": str(base_dir),
         "steps": state.global_step,
         "epochs": round(float(state.epoch or 0), 4),
@@ -312,7 +329,9 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         "max_length": encoder.max_length,
         "data": data.stats,
         "lora": {"r": f.lora_r, "alpha": f.lora_alpha, "dropout": f.lora_dropout,
-                 "target_modules": list(f.target_modules)},
+                 "target_modules": list(f.target_modules)} if f.method == "lora" else None,
+        "dev": dev,
+        "dev_curve": dev_probe.curve if dev_probe else [],
         "precision": str(amp).replace("torch.", "") if amp is not None else "float32",
         "device": device,
         "threads": torch.get_num_threads(),
@@ -323,8 +342,13 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
 
     def write() -> None:
         with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
-            model.save_pretrained(tmp, state_dict=state_dict)
+            model.save_pretrained(tmp, state_dict=state_dict)  # LoRA: the adapter; full: the whole model
             tokenizer.save_pretrained(tmp)
+            if data.dev:
+                from .devsplit import split_record
+
+                write_text_atomic(tmp / "dev_split.json",
+                                  json.dumps(split_record(f.dev_fraction, f.seed, data.dev), indent=1) + "\n")
             write_report("training", report, tmp / "training.json")
             _plot_loss(report["log"], tmp / "loss.png", recipe.name)
             work.rename(tmp / "checkpoints")  # last: a failure before this keeps them for --resume

@@ -103,11 +103,19 @@ def check_merge_inputs(recipe: Recipe, base_dir, adapter_dir, dtype: str | None 
     if name not in DTYPES:
         raise MergeError(f"merge dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     adapter_dir, base_dir = Path(adapter_dir), Path(base_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise MergeInputError(f"{adapter_dir} is not a LoRA adapter folder: it has no adapter_config.json")
+    if not (adapter_dir / "adapter_config.json").is_file() and not is_full_model(adapter_dir):
+        raise MergeInputError(f"{adapter_dir} is not a LoRA adapter folder (no adapter_config.json) nor a fully "
+                              "fine-tuned model (no config.json and weights)")
     if base_dir.exists() and not (base_dir / "config.json").is_file():
         raise MergeInputError(f"base model folder {base_dir} has no config.json")
     return name
+
+
+def is_full_model(folder: Path) -> bool:
+    """Whether ``folder`` holds a whole fine-tuned model (``finetune.method: full``) rather than a LoRA adapter."""
+    folder = Path(folder)
+    return (not (folder / "adapter_config.json").is_file() and (folder / "config.json").is_file()
+            and any(folder.glob("*.safetensors")))
 
 
 def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path, folder: Path, dtype: str | None = None) -> Path:
@@ -127,11 +135,16 @@ def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path, folder: Path, 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
-    model = PeftModel.from_pretrained(base, adapter_dir).eval()
     ids, mask = probe_batch(tokenizer)
-    expected = probe_logits(model, ids, mask)  # the adapter model, float32: the reference
-    merged = model.merge_and_unload().to(getattr(torch, name))
+    if is_full_model(adapter_dir):  # full fine-tuning: nothing to fold in, the trained float32 model is the reference
+        model = AutoModelForCausalLM.from_pretrained(adapter_dir, dtype=torch.float32).to(device).eval()
+        expected = probe_logits(model, ids, mask)
+        merged = model.to(getattr(torch, name))
+    else:
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
+        model = PeftModel.from_pretrained(base, adapter_dir).eval()
+        expected = probe_logits(model, ids, mask)  # the adapter model, float32: the reference
+        merged = model.merge_and_unload().to(getattr(torch, name))
     try:
         merged.generation_config = GenerationConfig.from_pretrained(base_dir)
     except OSError:

@@ -91,6 +91,13 @@ class FinetuneSection:
     # the 1B base); full_shard / shard_grad_op = FSDP (transformers' FSDP2, one shard unit per decoder layer;
     # full_shard also frees the gathered weights after the forward) for bases too big for one device.
     fsdp: str | None = None
+    # lora: train LoRA adapters on the frozen base (merged afterwards); full: train every weight (float32
+    # master weights, bf16 autocast where the CPU has it), the merge stage then only casts and checks.
+    method: str = "lora"
+    # Held-out dev split carved from the training files (seeded by ``seed``, stratified by source and label,
+    # rows with the same text kept on one side): settings are chosen on it, never on a benchmark. 0 = none.
+    dev_fraction: float = 0.0
+    dev_every: int = 0  # also score the dev split every N optimizer steps (0: at the end only)
 
 
 @dataclass
@@ -121,6 +128,18 @@ class EvalSection:
 
 
 @dataclass
+class ExportSection:
+    # Runtimes besides transformers, written into the release folder by the export stage (finsent.export_release)
+    # and published with it in the same commit. gguf: one file per weight type for llama.cpp / Ollama, f16 or
+    # q8_0 (q8_0 packs rows in blocks of 32: prune.round_to must be a multiple of 32). onnx: an onnx/ folder.
+    gguf: list[str] = field(default_factory=list)
+    onnx: bool = False
+    # Texts on which each export's label is compared with FinSentClassifier's (3 classes; 0: not measured),
+    # read from eval.speed_texts, else the first local eval benchmark, else TFNS validation (as the speed bench).
+    agreement_n: int = 200
+
+
+@dataclass
 class CardSection:
     model_name: str = "Llama-FinSent-S"
     language: list[str] = field(default_factory=lambda: ["en"])
@@ -146,6 +165,7 @@ class Recipe:
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
     merge: MergeSection = field(default_factory=MergeSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    export: ExportSection = field(default_factory=ExportSection)
     card: CardSection = field(default_factory=CardSection)
     publish: PublishSection = field(default_factory=PublishSection)
     description: str = ""
@@ -386,6 +406,10 @@ def _check(recipe: Recipe, where: str) -> None:
     need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)
     choice("finetune.attn_implementation", f.attn_implementation, (None, *ATTENTION))
     choice("finetune.fsdp", f.fsdp, FSDP_MODES)
+    choice("finetune.method", f.method, ("lora", "full"))
+    need(finite(f.dev_fraction) and 0 <= f.dev_fraction <= 0.5, "finetune.dev_fraction", "in [0, 0.5]",
+         f.dev_fraction)
+    need(f.dev_every >= 0, "finetune.dev_every", ">= 0", f.dev_every)
 
     choice("merge.dtype", recipe.merge.dtype, MERGE_DTYPES)
     need(finite(recipe.merge.tolerance) and recipe.merge.tolerance > 0, "merge.tolerance", "> 0",
@@ -406,6 +430,8 @@ def _check(recipe: Recipe, where: str) -> None:
     for i, size in enumerate(e.speed_batch_sizes):
         need(size >= 1, f"eval.speed_batch_sizes[{i}]", ">= 1", size)
 
+    _check_export(recipe, where, need, choice)
+
     need(bool(recipe.card.model_name.strip()), "card.model_name", "a name", recipe.card.model_name)
     pub = recipe.publish
     need(pub.repo_id is None or (pub.repo_id.count("/") == 1 and all(pub.repo_id.split("/"))), "publish.repo_id",
@@ -413,3 +439,22 @@ def _check(recipe: Recipe, where: str) -> None:
     need(pub.tag is None or bool(pub.tag.strip()), "publish.tag", "a tag name (or null)", pub.tag)
     need(finite(pub.max_regression) and pub.max_regression >= 0, "publish.max_regression", ">= 0",
          pub.max_regression)
+
+
+def _check_export(recipe: Recipe, where: str, need, choice) -> None:
+    """export.*: known GGUF types, none twice, and a pruned width that every asked type can pack."""
+    from .export import QUANT_BLOCK
+
+    x = recipe.export
+    for i, quant in enumerate(x.gguf):
+        choice(f"export.gguf[{i}]", quant, tuple(QUANT_BLOCK))
+    need(len(set(x.gguf)) == len(x.gguf), "export.gguf", "a list without repeats", x.gguf)
+    need(x.agreement_n >= 0, "export.agreement_n", ">= 0 (0: not measured)", x.agreement_n)
+    p = recipe.prune
+    for quant in x.gguf:
+        block = QUANT_BLOCK[quant]
+        if p.enabled and p.round_to % block:
+            raise RecipeError(
+                f"{where}: export.gguf asks for {quant}, which packs every weight row in blocks of {block} values, "
+                f"but prune.round_to is {p.round_to}: the pruned MLP width may not be a multiple of {block}. Set "
+                f"prune.round_to to a multiple of {block} (e.g. {block}), or drop {quant} from export.gguf")

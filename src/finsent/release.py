@@ -1,4 +1,4 @@
-"""``finsent release RECIPE``: prune -> fine-tune -> merge -> eval -> card -> push -> Space, as one command.
+"""``finsent release RECIPE``: prune -> fine-tune -> merge -> eval -> export -> card -> push -> Space, as one command.
 
 Each stage writes into a fixed place (``runs/<name>/`` for intermediate outputs, ``releases/<name>/``
 for what is published) and leaves a stamp holding a fingerprint of everything that decides its
@@ -14,6 +14,10 @@ Every folder is written through ``outputs.output_dir``: built in a temporary sib
 into place when complete (the merge stage builds the whole release folder, merged model and reports,
 that way). A folder finsent did not write is refused unless ``--overwrite``. The recipe name must be
 a plain folder name (no ``/``, no ``..``): it is checked before any folder is created.
+
+The export stage writes the GGUF files and ONNX graph the recipe's ``export:`` section asks for into the
+release folder, with their label agreement (``finsent.export_release``); the card shows how to run them
+and the push uploads them in the release's one commit.
 
 Without ``--push`` the release ends with the finished folder and a dry run of the push.
 """
@@ -38,7 +42,7 @@ from .recipes import Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("prune", "finetune", "merge", "eval", "card", "push", "space")
+STAGES = ("prune", "finetune", "merge", "eval", "export", "card", "push", "space")
 
 
 FINGERPRINT_LIBRARIES = ("torch", "transformers", "peft")  # and finsent itself
@@ -125,7 +129,14 @@ class Release:
         fp["merge"] = _fingerprint(fp["finetune"], asdict(r.merge))
         benches = _local_inputs([b.path for b in r.eval.benchmarks])
         fp["eval"] = _fingerprint(fp["merge"], asdict(r.eval), benches)
+        # The exports are made from the merged weights; the agreement texts are read like the speed bench's.
+        fp["export"] = _fingerprint(fp["merge"], asdict(r.export), _local_inputs([self._export_texts()]))
         return fp
+
+    def _exports_present(self) -> bool:
+        from .export_release import exports_present
+
+        return exports_present(self.release_dir)
 
     def _stamp(self, stage: str) -> Path:
         return self.stamps / f"{stage}.json"
@@ -177,9 +188,9 @@ class Release:
 
     def merge(self) -> Path:
         """Build the whole release folder (merged model + reports) in a temporary sibling; inputs checked first."""
-        from .merge import check_merge_inputs, merge_into
+        from .merge import check_merge_inputs, is_full_model, merge_into
 
-        if not (self.adapter_dir / "adapter_config.json").is_file():
+        if not (self.adapter_dir / "adapter_config.json").is_file() and not is_full_model(self.adapter_dir):
             raise ReleaseError(f"no adapter at {self.adapter_dir}: run the finetune stage first")
         base = Path(self._finetune_base())
         check_merge_inputs(self.recipe, base, self.adapter_dir)
@@ -222,6 +233,25 @@ class Release:
             write_summary(tmp)
         return out
 
+    def _export_texts(self) -> str | None:
+        """The file the export stage reads its agreement texts from (the speed bench's choice)."""
+        from .speed import TFNS_VALID
+
+        e = self.recipe.eval
+        if not self.recipe.export.agreement_n or not (self.recipe.export.gguf or self.recipe.export.onnx):
+            return None
+        local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
+        return str(e.speed_texts or (local[0] if local else TFNS_VALID))
+
+    def export(self) -> Path:
+        """The recipe's GGUF / ONNX exports into the release folder, with reports/exports.json (export_release)."""
+        from .export_release import MANIFEST, run_exports
+
+        if not (self.release_dir / "config.json").is_file():
+            raise ReleaseError(f"no merged model at {self.release_dir}: run the merge stage first")
+        run_exports(self.recipe, self.release_dir, texts_file=self._export_texts(), overwrite=self.overwrite)
+        return self.release_dir / MANIFEST
+
     def card(self, repo_id: str | None = None) -> Path:
         from .card import render_card
 
@@ -260,14 +290,16 @@ class Release:
         elif start:
             forced_from = STAGES.index(start)
         outputs = {"prune": self.pruned_dir / "pruning.json", "finetune": self.adapter_dir / "training.json",
-                   "merge": self.release_dir / "config.json", "eval": self.release_dir / "eval"}
+                   "merge": self.release_dir / "config.json", "eval": self.release_dir / "eval",
+                   "export": self.release_dir / "reports" / "exports.json"}
         result: dict = {"release_dir": str(self.release_dir), "skipped": [], "ran": []}
         for i, stage in enumerate(stages, 1):
             if stage == "space" and not space_id:
                 continue
             label = f"[{i}/{len(stages)}] {stage}"
             redo = force or only == stage or (start is not None and STAGES.index(stage) >= forced_from)
-            if stage in fps and not redo and self.up_to_date(stage, fps[stage], outputs[stage]):
+            if stage in fps and not redo and self.up_to_date(stage, fps[stage], outputs[stage]) \
+                    and (stage != "export" or self._exports_present()):
                 logger.info("%s: up to date, skipped", label)
                 result["skipped"].append(stage)
                 continue
@@ -341,7 +373,7 @@ def _num(x) -> str:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("release", help="run a whole release: prune, finetune, merge, eval, card, push, Space",
+    p = sub.add_parser("release", help="run a whole release: prune, finetune, merge, eval, export, card, push, Space",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", help="recipe YAML, e.g. build/recipes/smollm2-135m.yaml")
     p.add_argument("--push", action="store_true", help="really push (default: a dry run of the push)")

@@ -78,14 +78,16 @@ PRUNING = Schema(
 TRAINING = Schema(
     "training", "reports/training.json", "finsent finetune",
     required=("steps", "epochs", "learning_rate", "warmup_steps", "effective_batch", "loss", "train_loss",
-              "seconds", "trainable_params", "rows", "data", "lora", "precision"),
-    nullable=("tokens_per_second",),
+              "seconds", "trainable_params", "rows", "data", "precision"),
+    # lora is null for full fine-tuning (method: full); dev is the held-out dev split's score (finsent.devsplit).
+    nullable=("tokens_per_second", "lora"),
     optional=("base", "fast_loss", "share_prefix", "attn_implementation", "peak_memory_mb", "tokens_per_row",
-              "max_length", "device", "threads", "seed", "log", "processes", "fsdp", "resumed_from_step"),
+              "max_length", "device", "threads", "seed", "log", "processes", "fsdp", "resumed_from_step",
+              "method", "dev", "dev_curve"),
     numbers=("steps", "epochs", "seconds", "trainable_params", "rows"),
     parts=(("lora", _part("training lora", ("r", "alpha", "dropout", "target_modules"))),),
     rows=(("data", _part("training source", ("path",), optional=(
-        "schema", "split", "scheme", "weight", "rows_read", "rows_used"))),),
+        "schema", "split", "scheme", "weight", "rows_read", "rows_dev", "rows_used"))),),
 )
 
 EVAL = Schema(
@@ -140,6 +142,8 @@ def _check(s: Schema, data, where: str) -> None:
     if bad:
         raise ReportError(f"{where}: not a finite number: {', '.join(bad)}")
     for key, part in s.parts:
+        if data[key] is None and key in s.nullable:
+            continue
         _check(part, data[key], f"{where}: {key}")
     for key, row in s.rows:
         if not isinstance(data[key], list):

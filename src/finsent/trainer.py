@@ -224,6 +224,28 @@ class ThroughputCallback(TrainerCallback):
             logs["tokens_per_second"] = round((tokens - self.start_tokens) / elapsed, 1)
 
 
+class DevCallback(TrainerCallback):
+    """Scores the dev split (``finsent.devsplit``) every ``every`` optimizer steps: the curve that epochs and
+    checkpoints are chosen by, kept in ``curve`` (training.json's ``dev_curve``)."""
+
+    def __init__(self, tokenizer, dev: dict, every: int):
+        self.tokenizer, self.dev, self.every, self.curve = tokenizer, dev, every, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every:
+            return
+        from .devsplit import score_model
+
+        start = time.perf_counter()
+        result = score_model(model, self.tokenizer, self.dev)
+        self.curve.append({"step": state.global_step, "epoch": round(float(state.epoch or 0), 3),
+                           "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
+                           "per_source": {k: v["accuracy"] for k, v in result["per_source"].items()},
+                           "seconds": round(time.perf_counter() - start, 1)})
+        logger.info("step %d: dev accuracy %.4f, macro-F1 %.4f (%.0f s)", state.global_step, result["accuracy"],
+                    result["macro_f1"], time.perf_counter() - start)
+
+
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
     """The mixed-precision dtype for ``precision`` on ``device`` (None = float32 throughout).
 
