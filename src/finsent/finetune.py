@@ -264,6 +264,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
 
     if f.method == "lora":
         model = add_lora(model, f)
+    distill = load_teacher(f, model, amp or torch.float32, device)  # the teacher computes in the autocast dtype
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("%s: %d trainable parameters", "LoRA" if f.method == "lora" else "full fine-tuning", trainable)
     if data.dev:
@@ -279,7 +280,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     _barrier(world)
     trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss,
-                             share_prefix=f.share_prefix)
+                             share_prefix=f.share_prefix, distill=distill)
     if f.fsdp and not trainer.is_fsdp_enabled and rank == 0:  # accelerate shards on GPUs only; CPUs run DDP
         logger.warning("finetune.fsdp %r: FSDP is not available on %s, training with DDP (every process holds the "
                        "whole model)", f.fsdp, device)
@@ -331,6 +332,8 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         "lora": {"r": f.lora_r, "alpha": f.lora_alpha, "dropout": f.lora_dropout,
                  "target_modules": list(f.target_modules)} if f.method == "lora" else None,
         "dev": dev,
+        "distill": {"from": f.distill_from, "alpha": f.distill_alpha, "temperature": f.distill_temperature}
+        if distill else None,
         "dev_curve": dev_probe.curve if dev_probe else [],
         "precision": str(amp).replace("torch.", "") if amp is not None else "float32",
         "device": device,
@@ -357,6 +360,30 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     logger.info("adapter saved to %s (%d steps, train loss %.4f, %.0f tokens/s)", out_dir, report["steps"],
                 report["train_loss"], report["tokens_per_second"] or 0)
     return out_dir
+
+
+def load_teacher(f: FinetuneSection, student, dtype, device: str):
+    """The frozen teacher of ``finetune.distill_from`` (a ``trainer.Distill``), or None; it must share the
+    student's vocabulary, since the two distributions are compared token by token."""
+    if not f.distill_from:
+        return None
+    from transformers import AutoModelForCausalLM
+
+    from .models import locate_model
+    from .trainer import Distill
+
+    if not f.fast_loss:
+        raise FinetuneError("finetune.distill_from needs finetune.fast_loss (the teacher is read at the answer "
+                            "positions)")
+    teacher = AutoModelForCausalLM.from_pretrained(locate_model(f.distill_from), dtype=dtype).to(device).eval()
+    teacher.requires_grad_(False)
+    vocab, theirs = student.config.vocab_size, teacher.config.vocab_size
+    if vocab != theirs:
+        raise FinetuneError(f"finetune.distill_from {f.distill_from}: its vocabulary has {theirs} tokens, the "
+                            f"student's {vocab}: distillation needs the same tokenizer")
+    logger.info("distilling from %s (alpha %s, temperature %s, %d parameters)", f.distill_from, f.distill_alpha,
+                f.distill_temperature, sum(p.numel() for p in teacher.parameters()))
+    return Distill(teacher, f.distill_alpha, f.distill_temperature)
 
 
 def _step_of(checkpoint: Path) -> int:

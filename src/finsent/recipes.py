@@ -98,6 +98,11 @@ class FinetuneSection:
     # rows with the same text kept on one side): settings are chosen on it, never on a benchmark. 0 = none.
     dev_fraction: float = 0.0
     dev_every: int = 0  # also score the dev split every N optimizer steps (0: at the end only)
+    # Knowledge distillation after pruning: a model folder or Hub id (e.g. the unpruned base fine-tuned on the
+    # same data) whose next-token distribution at the answer positions the student also learns (trainer.Distill).
+    distill_from: str | None = None
+    distill_alpha: float = 0.5  # loss = (1 - alpha) x answer cross-entropy + alpha x T^2 x KL(teacher || student)
+    distill_temperature: float = 1.0
 
 
 @dataclass
@@ -410,6 +415,12 @@ def _check(recipe: Recipe, where: str) -> None:
     need(finite(f.dev_fraction) and 0 <= f.dev_fraction <= 0.5, "finetune.dev_fraction", "in [0, 0.5]",
          f.dev_fraction)
     need(f.dev_every >= 0, "finetune.dev_every", ">= 0", f.dev_every)
+    need(f.distill_from is None or bool(f.distill_from.strip()), "finetune.distill_from",
+         "a model folder or Hub id (or null)", f.distill_from)
+    need(finite(f.distill_alpha) and 0 <= f.distill_alpha <= 1, "finetune.distill_alpha", "in [0, 1]",
+         f.distill_alpha)
+    need(finite(f.distill_temperature) and f.distill_temperature > 0, "finetune.distill_temperature", "> 0",
+         f.distill_temperature)
 
     choice("merge.dtype", recipe.merge.dtype, MERGE_DTYPES)
     need(finite(recipe.merge.tolerance) and recipe.merge.tolerance > 0, "merge.tolerance", "> 0",

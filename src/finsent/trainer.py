@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 import types
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -44,23 +45,46 @@ def unwrap(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def token_loss(model, input_ids, attention_mask, labels, prefix_len=None) -> tuple[torch.Tensor, int]:
-    """(sum of cross-entropy over labelled next tokens, number of them), projecting only where needed.
+@dataclass
+class Distill:
+    """Knowledge distillation (``finetune.distill_from``): a frozen teacher, the weight of its loss, a temperature."""
 
-    Shapes: input_ids/attention_mask/labels [B, T]; hidden [B, T, H]; picked [N, H]; logits [N, V].
-    ``prefix_len`` [B] (each row's instruction prefix length) turns on ``shared_prefix_hidden``.
-    """
+    teacher: torch.nn.Module
+    alpha: float  # loss = (1 - alpha) x answer cross-entropy + alpha x T^2 x KL(teacher || student)
+    temperature: float
+
+
+def answer_logits(model, input_ids, attention_mask, keep, prefix_len=None) -> torch.Tensor:
+    """float32 logits [N, V] at the N positions of ``keep`` [B, T-1] (those that predict a labelled token)."""
     lm = unwrap(model)
     body = getattr(lm, lm.base_model_prefix)  # LlamaModel etc.: the decoder without the LM head
     hidden = shared_prefix_hidden(body, input_ids, attention_mask, prefix_len)
+    logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()  # [N, H] -> [N, V]
+    cap = getattr(lm.config, "final_logit_softcapping", None)  # Gemma 2 style capping, if the model has it
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def token_loss(model, input_ids, attention_mask, labels, prefix_len=None,
+               distill: Distill | None = None) -> tuple[torch.Tensor, int]:
+    """(sum of cross-entropy over labelled next tokens, number of them), projecting only where needed.
+
+    Shapes: input_ids/attention_mask/labels [B, T]; hidden [B, T, H]; picked [N, H]; logits [N, V].
+    ``prefix_len`` [B] (each row's instruction prefix length) turns on ``shared_prefix_hidden``. With
+    ``distill``, each position's cross-entropy is blended with the KL divergence from the teacher's
+    next-token distribution there (the answer's distribution over the labels and the rest of the vocabulary).
+    """
     targets = labels[:, 1:]  # position t predicts token t + 1
     keep = targets != IGNORE  # [B, T-1]
-    picked = hidden[:, :-1][keep]  # [N, H]
-    logits = lm.get_output_embeddings()(picked).float()
-    cap = getattr(lm.config, "final_logit_softcapping", None)  # Gemma 2 style capping, if the model has it
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits, targets[keep], reduction="sum"), int(keep.sum())
+    logits = answer_logits(model, input_ids, attention_mask, keep, prefix_len)
+    loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+    if distill is not None:
+        with torch.no_grad():
+            teacher = answer_logits(distill.teacher, input_ids, attention_mask, keep, prefix_len)
+        t = distill.temperature
+        kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
+                      reduction="sum")
+        loss = (1 - distill.alpha) * loss + distill.alpha * t * t * kl
+    return loss, int(keep.sum())
 
 
 def shared_prefix_hidden(body, input_ids, attention_mask, prefix_len=None) -> torch.Tensor:
@@ -102,7 +126,7 @@ def reference_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tens
     return loss, count
 
 
-def install_loss_forward(model) -> None:
+def install_loss_forward(model, distill: Distill | None = None) -> None:
     """Give ``model`` (the peft model the Trainer trains) a ``forward`` that, called with ``LOSS_KEY=dict(...)``,
     returns ``token_loss`` of those inputs, and otherwise is the model's own forward.
 
@@ -118,7 +142,7 @@ def install_loss_forward(model) -> None:
         terms = kwargs.pop(LOSS_KEY, None)
         if terms is None:
             return own(self, *args, **kwargs)
-        return token_loss(self, **terms)
+        return token_loss(self, **terms, distill=distill)  # the teacher stays outside the trained module
 
     forward.finsent_loss_forward = True
     model.forward = types.MethodType(forward, model)
@@ -158,12 +182,13 @@ class FinSentTrainer(Trainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, fast_loss: bool = True, share_prefix: bool = False, **kwargs):
+    def __init__(self, *args, fast_loss: bool = True, share_prefix: bool = False, distill: Distill | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.fast_loss, self.share_prefix = fast_loss, share_prefix
         self.tokens_seen = 0  # non-pad tokens through forward+backward on this process
         if fast_loss:
-            install_loss_forward(self.model)
+            install_loss_forward(self.model, distill)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

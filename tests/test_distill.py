@@ -1,0 +1,84 @@
+"""Knowledge distillation (finetune.distill_from): the blended loss, exactly, and the stage that uses it."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_finetune import batch_of, tiny_recipe, write_finsent
+
+from finsent.trainer import Distill, reference_loss, token_loss
+
+
+def random_teacher(model_dir, seed: int):
+    from transformers import AutoModelForCausalLM
+
+    teacher = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return teacher.eval()
+
+
+def test_distilled_loss_is_the_blend_of_answer_loss_and_teacher_kl(tiny_llama_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    student = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    teacher = random_teacher(tiny_llama_dir, seed=3)
+    batch = batch_of(tiny_llama_dir, tmp_path, "answer")
+    args = (batch["input_ids"], batch["attention_mask"], batch["labels"])
+    ce, n = reference_loss(student, *args)
+
+    # The same sum computed by hand from both models' full [B, T, V] logits at the labelled positions.
+    keep = batch["labels"][:, 1:] != -100
+    with torch.no_grad():
+        s_logits = student(input_ids=args[0], attention_mask=args[1]).logits[:, :-1][keep]
+        t_logits = teacher(input_ids=args[0], attention_mask=args[1]).logits[:, :-1][keep]
+    t = 2.0
+    p_teacher = F.softmax(t_logits / t, -1)
+    kl = float((p_teacher * (p_teacher.log() - F.log_softmax(s_logits / t, -1))).sum())
+    blended, count = token_loss(student, *args, distill=Distill(teacher, alpha=0.3, temperature=t))
+    assert count == n
+    assert blended.item() == pytest.approx(0.7 * float(ce) + 0.3 * t * t * kl, rel=1e-5)
+
+    # A teacher identical to the student adds nothing: the loss is (1 - alpha) x cross-entropy, and the
+    # gradients are (1 - alpha) x the plain ones.
+    twin = copy.deepcopy(student).eval()
+    student.zero_grad()
+    plain, _ = token_loss(student, *args)
+    plain.backward()
+    grads = [p.grad.clone() for p in student.parameters()]
+    student.zero_grad()
+    same, _ = token_loss(student, *args, distill=Distill(twin, alpha=0.5, temperature=1.0))
+    same.backward()
+    assert float(same) == pytest.approx(0.5 * float(plain), rel=1e-5)
+    for g, p in zip(grads, student.parameters()):
+        torch.testing.assert_close(p.grad, 0.5 * g, rtol=1e-4, atol=1e-7)
+
+
+def test_finetune_distills_from_a_teacher_folder_and_refuses_another_vocabulary(tiny_llama_dir, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from finsent.finetune import FinetuneError, run_finetune
+
+    teacher_dir = tmp_path / "teacher"
+    random_teacher(tiny_llama_dir, seed=5).save_pretrained(teacher_dir)
+    recipe = tiny_recipe(write_finsent(tmp_path / "train.jsonl"), distill_from=str(teacher_dir),
+                         distill_alpha=0.5, distill_temperature=2.0)
+    out = run_finetune(recipe, tiny_llama_dir, tmp_path / "adapter", max_steps=2)
+    report = json.loads((out / "training.json").read_text())
+    assert report["distill"] == {"from": str(teacher_dir), "alpha": 0.5, "temperature": 2.0}
+    plain = run_finetune(tiny_recipe(str(tmp_path / "train.jsonl")), tiny_llama_dir, tmp_path / "plain", max_steps=2)
+    assert json.loads((plain / "training.json").read_text())["train_loss"] != report["train_loss"]
+
+    other = tmp_path / "other"
+    LlamaForCausalLM(LlamaConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(other)
+    recipe.finetune.distill_from = str(other)
+    with pytest.raises(FinetuneError, match="its vocabulary has 1000 tokens, the student's 49152"):
+        run_finetune(recipe, tiny_llama_dir, tmp_path / "bad", max_steps=1)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / ".bad.checkpoints").exists()  # refused first
