@@ -82,6 +82,13 @@ def test_full_finetune_with_a_dev_split_trains_scores_and_merges(tiny_llama_dir,
         moved = max(float((a - b).abs().max()) for a, b in zip(trained.parameters(), base.parameters()))
     assert moved > 1e-4  # every weight trained, not an adapter
 
+    recipe.finetune.freeze_embeddings = True
+    frozen = read_report("training", run_finetune(recipe, tiny_llama_dir, tmp_path / "frozen") / "training.json")
+    embeddings = base.get_input_embeddings().weight.numel()  # tied: the LM head is the same tensor
+    assert frozen["trainable_params"] == report["trainable_params"] - embeddings
+    assert torch.equal(AutoModelForCausalLM.from_pretrained(tmp_path / "frozen").get_input_embeddings().weight,
+                       base.get_input_embeddings().weight)
+
     merged = run_merge(recipe, tiny_llama_dir, out, tmp_path / "merged")
     reloaded = AutoModelForCausalLM.from_pretrained(merged)
     for a, b in zip(reloaded.parameters(), trained.parameters()):

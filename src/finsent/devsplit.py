@@ -100,9 +100,14 @@ def score_model(model, tokenizer, dev: dict[str, list], batch_size: int = 32) ->
     from .classify import FinSentClassifier
     from .trainer import unwrap
 
+    import time
+
     was_training = model.training
     model.eval()
+    start = time.perf_counter()
     try:
-        return score_dev(FinSentClassifier(unwrap(model), tokenizer, batch_size=batch_size), dev, batch_size)
+        result = score_dev(FinSentClassifier(unwrap(model), tokenizer, batch_size=batch_size), dev, batch_size)
     finally:
         model.train(was_training)
+    # Label-scoring speed of the model as trained (its training dtype, batch ``batch_size``, this process's threads).
+    return {**result, "items_per_second": round(result["n"] / (time.perf_counter() - start), 2)}

@@ -264,6 +264,9 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
 
     if f.method == "lora":
         model = add_lora(model, f)
+    elif f.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+        model.get_output_embeddings().weight.requires_grad_(False)  # the same tensor when tied
     distill = load_teacher(f, model, amp or torch.float32, device)  # the teacher computes in the autocast dtype
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("%s: %d trainable parameters", "LoRA" if f.method == "lora" else "full fine-tuning", trainable)
@@ -307,6 +310,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     state = trainer.state
     report = {
         "method": f.method,
+        "freeze_embeddings": f.freeze_embeddings if f.method == "full" else None,
         "base": str(base_dir),
         "steps": state.global_step,
         "epochs": round(float(state.epoch or 0), 4),

@@ -94,6 +94,9 @@ class FinetuneSection:
     # lora: train LoRA adapters on the frozen base (merged afterwards); full: train every weight (float32
     # master weights, bf16 autocast where the CPU has it), the merge stage then only casts and checks.
     method: str = "lora"
+    # method full: keep the token embeddings (tied to the LM head in SmolLM2, 28M of its weights) frozen, so
+    # each step skips their dense gradient and optimizer update; the layers adapt around fixed label embeddings.
+    freeze_embeddings: bool = False
     # Held-out dev split carved from the training files (seeded by ``seed``, stratified by source and label,
     # rows with the same text kept on one side): settings are chosen on it, never on a benchmark. 0 = none.
     dev_fraction: float = 0.0
