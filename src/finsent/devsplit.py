@@ -97,10 +97,10 @@ def score_dev(classifier, dev_by_source: dict[str, list], batch_size: int = 32) 
 
 def score_model(model, tokenizer, dev: dict[str, list], batch_size: int = 32) -> dict:
     """``score_dev`` of a model being trained (LoRA-wrapped or not), in eval mode, left in its former mode."""
+    import time
+
     from .classify import FinSentClassifier
     from .trainer import unwrap
-
-    import time
 
     was_training = model.training
     model.eval()
