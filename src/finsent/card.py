@@ -3,8 +3,10 @@
     finsent card releases/<recipe-name> [--recipe build/recipes/<name>.yaml]     # writes README.md there
 
 ``render_card(recipe, release_dir)`` reads ``reports/pruning.json``, ``reports/training.json``,
-``eval/<benchmark>-<scheme>-<mode>.json`` and ``eval/speed.json`` (their fields are declared once, in
-``finsent.reports``), the release's own weight files (their size and dtype), the published reference
+``eval/<benchmark>-<scheme>-<mode>.json``, ``eval/speed.json`` (their fields are declared once, in
+``finsent.reports``), the export stage's ``reports/exports.json`` when there is one (``finsent.export_release``:
+the run-anywhere section names only the files the release carries, with their label agreement), whether the
+folder ships ``finsent_pipeline.py``, the release's own weight files (their size and dtype), the published reference
 scores (the release's ``eval/references.yaml`` first, else the copy shipped in the package), builds the
 YAML metadata with ``huggingface_hub.ModelCardData`` (``model-index`` from the eval results) and renders
 the template with ``StrictUndefined``: a missing report, key or result stops the render with an error
@@ -15,11 +17,13 @@ repository's root; the wheel ships a copy of it as ``finsent/resources/MODEL_CAR
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
 
 from .errors import UsageError
+from .export import PIPELINE_FILE
 from .labels import SCHEMES
 from .prompts import CUE, answer_piece, instruction, prefix_piece, prompt_text
 from .reports import MEMORY_KINDS, ReportError, memory_kind, read_report
@@ -163,6 +167,42 @@ def benchmark_title(name: str) -> str:
     return BENCHMARKS[name].title if name in BENCHMARKS else name
 
 
+WEIGHT_TEXT = {"f16": "float16", "q8_0": "8-bit (q8_0)"}
+EXAMPLE = "Acme Corp beats third-quarter estimates and raises its full-year guidance"
+
+
+def exports_context(release_dir: Path) -> dict | None:
+    """What the export stage wrote (``reports/exports.json``), for the card's run-anywhere section; None if the
+    release has no exports. A listed file that is missing stops the render: the card names only what is there."""
+    from .export_release import ExportsError, read_exports
+
+    try:
+        manifest = read_exports(release_dir)
+    except ExportsError as exc:
+        raise CardError(f"cannot render the card: {exc}") from None
+    if manifest is None:
+        return None
+    files = []
+    for entry in manifest["files"]:
+        if not (release_dir / entry["path"]).exists():
+            raise CardError(f"cannot render the card: {release_dir / entry['path']} is listed in "
+                            "reports/exports.json but missing: run `finsent release RECIPE --only export`")
+        agreement = entry["agreement"]
+        files.append({**entry, "weights": WEIGHT_TEXT.get(entry.get("quant"), "float32"),
+                      "agreement_text": "not measured" if agreement is None else f"{100 * agreement:.1f} %"})
+    gguf = [e for e in files if e["format"] == "gguf"]
+    onnx = next((e for e in files if e["format"] == "onnx"), None)
+    return {"files": files, "gguf": gguf, "onnx": onnx, "n": manifest["n"], "texts": manifest.get("texts"),
+            "device": manifest.get("device") or "an unnamed machine",
+            # the commands use the smallest GGUF file
+            "run_gguf": min(gguf, key=lambda e: e["bytes"]) if gguf else None}
+
+
+def shell_ansi_c(text: str) -> str:
+    """``text`` as a bash ``$'...'`` word (newlines as \\n)."""
+    return "$'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
 def card_data(recipe, results: list[dict]):
     """``ModelCardData`` with the ``model-index``: accuracy, macro and weighted F1 of every run."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -224,7 +264,13 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
         logger.warning("no repo id (publish.repo_id or --repo-id): the card's usage code loads %s; `finsent push "
                        "--repo-id` refuses this card until it is rendered again with the repo id", repo_id)
     instr3, instr7 = instruction("3", "news"), instruction("7", "news")
+    prompt3 = prompt_text(instr3, EXAMPLE)
+    request = json.dumps({"prompt": prompt3, "n_predict": 3, "temperature": 0, "stop": ["\n"]})
     return {
+        "exports": exports_context(release_dir), "example_text": EXAMPLE,
+        "pipeline": (release_dir / PIPELINE_FILE).is_file(),
+        "server_request": request.replace("'", "'\\''"), "shell_prompt": shell_ansi_c(prompt3),
+        "ollama_template": f"Instruction: {instr3}\nInput: {{{{ .Prompt }}}}\nAnswer:",
         "card_data": data.to_yaml(), "model_name": recipe.card.model_name, "repo_id": repo_id,
         "description": recipe.description, "base": recipe.model.base, "base_id": data.base_model,
         "license": recipe.model.license, "pruning": pruning, "weights": weights, "training": training,

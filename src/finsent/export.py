@@ -30,7 +30,10 @@ from .outputs import write_text_atomic
 logger = logging.getLogger(__name__)
 
 FORMATS = ("gguf", "onnx", "pipeline")
-QUANTS = ("f16", "q8_0")  # GGUF weight types (export_gguf)
+# GGUF weight types (export_gguf) and the block each packs a weight row in: a row length (hidden size, pruned MLP
+# width) must be a multiple of it. f16 has none; q8_0 packs 32 values a block (llama.cpp's k-quants would need 256).
+QUANT_BLOCK = {"f16": 1, "q8_0": 32}
+QUANTS = tuple(QUANT_BLOCK)
 RUN_IT = """run the exports:
   llama.cpp     llama-cli -m smollm2-135m.f16.gguf -p "Instruction: ...\\nInput: ...\\nAnswer:" -n 4
   Ollama        printf 'FROM ./smollm2-135m.f16.gguf\\n' > Modelfile && ollama create finsent -f Modelfile

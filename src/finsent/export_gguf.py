@@ -13,7 +13,8 @@
   split pattern -> ``llama-bpe``; any other is refused rather than guessed);
 - weights: ``f16`` (norms stay f32) or ``q8_0`` (blocks of 32 along each row). q8_0 needs every row length
   (hidden size and the pruned MLP width) to be a multiple of 32: a release pruned with ``prune.round_to: 1``
-  is refused with a message naming ``prune.round_to``.
+  to a width such as 922 is refused with a message naming ``prune.round_to`` (recipes that ask for q8_0 in
+  ``export.gguf`` must set it: ``finsent.recipes`` checks).
 
 ``GGUFScorer`` scores labels with llama-cpp-python exactly as ``FinSentClassifier`` does: the same prompt
 pieces, tokenized by llama.cpp's own tokenizer, the shared instruction prefix kept in the KV cache, each
@@ -29,11 +30,10 @@ import tempfile
 from pathlib import Path
 
 from .errors import UsageError
-from .export import QUANTS, ExportError, ExportInputError, check_release
+from .export import QUANT_BLOCK, QUANTS, ExportError, ExportInputError, check_release
 
 logger = logging.getLogger(__name__)
 
-Q8_BLOCK = 32
 # Llama 3's pre-tokenizer split pattern (tokenizer.json pre_tokenizer Split.pattern.Regex).
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -73,18 +73,21 @@ def pre_tokenizer_type(tokenizer_json: dict) -> str:
 
 
 def check_quantizable(config: dict, quant: str) -> None:
-    """q8_0 packs 32 values a block along each row: every row length must be a multiple of 32."""
-    if quant == "f16":
-        return
-    widths = {"hidden_size": config["hidden_size"], "intermediate_size": config["intermediate_size"],
+    """Every row length must be a multiple of the type's block (q8_0: 32); else ExportInputError naming
+    ``prune.round_to`` (the pruned MLP width is the one a recipe controls)."""
+    block = QUANT_BLOCK[quant]
+    widths = {"intermediate_size": config["intermediate_size"], "hidden_size": config["hidden_size"],
               "q/k/v width": config["num_attention_heads"] * head_dim(config)}
-    bad = {k: v for k, v in widths.items() if v % Q8_BLOCK}
-    if bad:
-        what = ", ".join(f"{k} {v}" for k, v in bad.items())
-        raise ExportInputError(
-            f"--quant {quant} needs row lengths that are multiples of {Q8_BLOCK}, but this model has {what}: "
-            f"prune with prune.round_to: {Q8_BLOCK} (or a multiple, e.g. 256 for k-quants) so the pruned width "
-            f"fits, or export --quant f16")
+    bad = {k: v for k, v in widths.items() if v % block}
+    if not bad:
+        return
+    what = ", ".join(f"{k} {v}" for k, v in bad.items())
+    fix = (f"prune with prune.round_to: {block} (or a multiple of it) so the pruned width "
+           f"({config['intermediate_size']} here) fits, or export --quant f16")
+    if "intermediate_size" not in bad:  # the base's own widths: pruning cannot change them
+        fix = "the base model's widths cannot be changed by pruning: export --quant f16"
+    raise ExportInputError(f"--quant {quant} packs each weight row in blocks of {block} values, so row lengths must "
+                           f"be multiples of {block}, but this model has {what}: {fix}")
 
 
 def head_dim(config: dict) -> int:

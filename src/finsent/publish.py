@@ -14,7 +14,9 @@ overwritten) and ``create_tag`` on it. ``create_pr`` opens a pull request instea
 
 What is published: every file of the folder except hidden ones and ``EXCLUDE`` (the per-row
 ``*.predictions.jsonl`` of ``finsent eval`` hold the benchmarks' gold labels: they stay local, and a
-copy an older push left on the Hub is deleted like any file the release no longer has).
+copy an older push left on the Hub is deleted like any file the release no longer has). The GGUF files
+and ONNX graph of the export stage go in the same commit, checked first against their manifest
+(``export_release.check_exports``: those the recipe asks for, made from the folder's weights, none unlisted).
 
 Failure at each step, and why a re-run is the repair (the chosen design): the Hub offers no way to
 move main onto a prepared commit (``create_branch`` cannot overwrite a branch, and there is no
@@ -149,7 +151,26 @@ def check_release(release_dir: Path) -> dict[str, float]:
     if missing:
         raise PublishError(f"{release_dir} is not a complete release: missing {', '.join(missing)}")
     check_weights(release_dir)
+    check_exports(release_dir)
     return headline_scores(read_eval_results(release_dir))
+
+
+def check_exports(release_dir: Path) -> None:
+    """The GGUF / ONNX exports the stored recipe asks for are there, listed and made from these very weights
+    (``export_release.check_exports``): they are then published in the release's one commit like any file."""
+    from .export_release import ExportsError
+    from .export_release import check_exports as check
+
+    path = release_dir / "reports" / "recipe.yaml"
+    recipe = None
+    if path.is_file():
+        from .recipes import load_recipe
+
+        recipe = load_recipe(path)
+    try:
+        check(release_dir, recipe)
+    except ExportsError as exc:
+        raise PublishError(str(exc)) from None
 
 
 def check_card(release_dir: Path, repo_id: str) -> None:
