@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix for the work folder and the results file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value (YAML), e.g. --set finetune.method=full")
+    parser.add_argument("--overwrite", action="store_true", help="replace a committed results file of this tag")
     parser.add_argument("--dev-only", action="store_true",
                         help="choose settings: score the dev split (finetune.dev_fraction) and not TFNS validation, "
                              "which is reported once, for the chosen recipe")
@@ -126,6 +127,7 @@ def main() -> None:
     from finsent.finetune import run_finetune
     from finsent.merge import run_merge
     from finsent.models import locate_model
+    from finsent.outputs import tracked_files, write_text_atomic
     from finsent.pruning import run_prune
     from finsent.recipes import load_recipe
     from finsent.release import parse_overrides
@@ -137,6 +139,9 @@ def main() -> None:
         overrides["finetune.learning_rate"] = args.learning_rate
     recipe = load_recipe(args.recipe, overrides)
     suffix = f"-{args.tag}" if args.tag else ""
+    out = RESULTS / f"tfns_accuracy{suffix}.json"
+    if out.exists() and tracked_files(out) and not args.overwrite:  # checked before an hour of training
+        raise SystemExit(f"{out} is a committed result: choose another --tag, or pass --overwrite")
     work = Path(args.work or ROOT / "runs" / f"bench-{recipe.name}{suffix}")
     stages: dict[str, dict] = {}
 
@@ -194,9 +199,7 @@ def main() -> None:
               "peak_memory_mb": max(v["peak_memory_mb_so_far"] for v in stages.values()),
               "probe_curve": callbacks[0].curve if callbacks else [],
               "threads": torch.get_num_threads()}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"tfns_accuracy{suffix}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     if result["probe_curve"]:
         plot_curve(result["probe_curve"], out.with_suffix(".png"), f"{recipe.name}{suffix}",
                    recipe.finetune.batch_size * recipe.finetune.grad_accum)
