@@ -31,13 +31,93 @@ def recipe_of(release: Path, **overrides):
     return load_recipe(release / "reports" / "recipe.yaml", overrides)
 
 
+def add_exports(release: Path, onnx: bool = True, agreement=(1.0, 0.995, 1.0)) -> Path:
+    """What the export stage leaves (reports/exports.json and the files it lists, here stand-ins: the card reads
+    the manifest, never the files' bytes) plus the shipped pipeline, with fixed numbers."""
+    from finsent.export import pipeline_source
+
+    (release / "finsent_pipeline.py").write_text(pipeline_source().read_text())
+    files = [{"format": "gguf", "quant": "f16", "path": "llama-finsent-s-F16.gguf", "bytes": 1_834_000_000},
+             {"format": "gguf", "quant": "q8_0", "path": "llama-finsent-s-Q8_0.gguf", "bytes": 975_000_000}]
+    if onnx:
+        files.append({"format": "onnx", "quant": None, "path": "onnx", "bytes": 3_660_000_000})
+    for entry, share in zip(files, agreement):
+        entry.update(sha256="0" * 64, agreement=share)
+        if entry["format"] == "onnx":
+            (release / "onnx").mkdir(exist_ok=True)
+            (release / "onnx" / "model.onnx").write_bytes(b"onnx")
+        else:
+            (release / entry["path"]).write_bytes(b"GGUF")
+    manifest = {"weights": {"model.safetensors": "0" * 64}, "files": files, "scheme": "3", "kind": "news",
+                "n": 200, "texts": "sent_valid.csv", "device": "CPU AMD EPYC, 2 cores"}
+    (release / "reports" / "exports.json").write_text(json.dumps(manifest))
+    return release
+
+
 def test_card_matches_golden(release):
+    add_exports(release)
     text = render_card(recipe_of(release), release)
     if os.environ.get("FINSENT_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
     assert (release / "README.md").read_text() == text
+
+
+def test_run_anywhere_names_only_what_the_release_carries(release):
+    text = render_card(recipe_of(release), release)
+    assert "## Run it anywhere" not in text and ".gguf" not in text  # no exports, no pipeline file
+    add_exports(release, onnx=False, agreement=(1.0, None))
+    text = render_card(recipe_of(release), release, repo_id="bob/FinSent")
+    anywhere = text.split("## Run it anywhere")[1].split("## Evaluation")[0]
+    assert 'pipeline("text-classification", model="bob/FinSent", trust_remote_code=True)' in anywhere
+    assert "| `llama-finsent-s-F16.gguf` | llama.cpp, Ollama | float16 | 1,834.0 MB | 100.0 % |" in anywhere
+    assert "| `llama-finsent-s-Q8_0.gguf` | llama.cpp, Ollama | 8-bit (q8_0) | 975.0 MB | not measured |" in anywhere
+    # the commands use the smallest GGUF, from this repo
+    assert "llama-server --hf-repo bob/FinSent --hf-file llama-finsent-s-Q8_0.gguf" in anywhere
+    assert "hf download bob/FinSent llama-finsent-s-Q8_0.gguf" in anywhere
+    assert "FROM ./llama-finsent-s-Q8_0.gguf\nTEMPLATE \"\"\"Instruction: What is the sentiment" in anywhere
+    assert "Input: {{ .Prompt }}\nAnswer:\"\"\"" in anywhere  # Ollama's placeholder, not a Jinja one
+    assert "onnxruntime" not in anywhere.split("### Exports")[1] and "onnx/" not in anywhere
+    assert "on the first 200 texts of\n`sent_valid.csv`" in anywhere
+    # the server request is the prompt as JSON; the shell prompt a $'...' word: both the exact training prompt
+    prompt = prompt_text(instruction("3", "news"), "Acme Corp beats third-quarter estimates and raises its "
+                                                   "full-year guidance")
+    request = re.search(r"completion -d '(.*)'", anywhere).group(1)
+    assert json.loads(request) == {"prompt": prompt, "n_predict": 3, "temperature": 0, "stop": ["\n"]}
+    assert "-p $'" + prompt.replace("\n", "\\n") + "'" in anywhere
+    (release / "llama-finsent-s-F16.gguf").unlink()
+    with pytest.raises(CardError, match="llama-finsent-s-F16.gguf is listed in reports/exports.json but missing"):
+        render_card(recipe_of(release), release)
+
+
+def test_card_code_for_onnxruntime_and_pipeline_runs_on_a_real_export(tiny_llama_dir, tmp_path, capsys):
+    """The card's onnxruntime and pipeline() snippets, run on a real release folder and its ONNX export, give
+    FinSentClassifier's probabilities."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the runtimes extra)")
+    from test_pipeline import merged_release
+
+    from finsent.classify import FinSentClassifier
+    from finsent.export_release import run_exports
+
+    release = merged_release(tiny_llama_dir, tmp_path / "release", tolerance=10.0)
+    write_reports(release)
+    recipe = recipe_of(release, **{"export.onnx": True, "export.agreement_n": 0})
+    run_exports(recipe, release)
+    text = render_card(recipe, release, repo_id="bob/FinSent")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    onnx = next(b for b in blocks if "onnxruntime" in b)
+    onnx = re.sub(r"folder = snapshot_download\(.*\n", f"folder = {str(release / 'onnx')!r}\n", onnx)
+    namespace: dict = {}
+    exec(onnx, namespace)
+    news = "Shares of Zenith Bank slump after regulator opens fraud probe"
+    label, probs = namespace["classify_onnx"](news)
+    pred = FinSentClassifier.from_pretrained(str(release)).classify(news, "3")
+    assert label == pred.label and probs == pytest.approx(pred.probs, abs=1e-4)
+    pipe = next(b for b in blocks if "pipeline(" in b).replace('"bob/FinSent"', repr(str(release)))
+    capsys.readouterr()
+    exec(pipe, {})
+    assert capsys.readouterr().out.startswith("[{'label': ")
 
 
 def test_model_index_round_trips_through_model_card_load(release):
