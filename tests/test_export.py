@@ -93,7 +93,8 @@ def test_export_help_documents_both_formats(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     out = capsys.readouterr().out
-    for word in ("gguf", "onnx", "pipeline", "--quant", "q8_0", "prune.round_to", "llama.cpp", "onnxruntime"):
+    for word in ("gguf", "onnx", "pipeline", "--quant", "q8_0", "prune.round_to", "llama.cpp", "onnxruntime",
+                 "llama-server", "Ollama", "export: {gguf: [f16, q8_0], onnx: true}", "finsent push"):
         assert word in out
 
 

@@ -34,12 +34,17 @@ FORMATS = ("gguf", "onnx", "pipeline")
 # width) must be a multiple of it. f16 has none; q8_0 packs 32 values a block (llama.cpp's k-quants would need 256).
 QUANT_BLOCK = {"f16": 1, "q8_0": 32}
 QUANTS = tuple(QUANT_BLOCK)
-RUN_IT = """run the exports:
-  llama.cpp     llama-cli -m smollm2-135m.f16.gguf -p "Instruction: ...\\nInput: ...\\nAnswer:" -n 4
+RUN_IT = """run the exports (the prompt: Instruction: ...\\nInput: TEXT\\nAnswer:, its first line is the label):
+  llama.cpp     llama-server -m smollm2-135m.f16.gguf   then POST /completion {"prompt": ..., "n_predict": 3}
+                llama-completion -m smollm2-135m.f16.gguf -no-cnv --temp 0 -n 3 -p $'Instruction: ...\\nAnswer:'
   Ollama        printf 'FROM ./smollm2-135m.f16.gguf\\n' > Modelfile && ollama create finsent -f Modelfile
   label scores  finsent.export_gguf.GGUFScorer(FILE).classify(texts)   (llama-cpp-python, the FinGPT prompt)
   onnxruntime   finsent.export_onnx.ONNXScorer(DIR).label_logprobs(texts)
-  transformers  pipeline("text-classification", model=RELEASE, trust_remote_code=True)(texts)"""
+  transformers  pipeline("text-classification", model=RELEASE, trust_remote_code=True)(texts)
+
+in a release: the recipe's export section (export: {gguf: [f16, q8_0], onnx: true}) makes `finsent release` write
+them into the release folder (reports/exports.json: sizes, label agreement), the card show how to run them and
+`finsent push` upload them in the release's one commit; q8_0 there needs prune.round_to: 32."""
 PIPELINE_FILE = "finsent_pipeline.py"
 PIPELINE_TASK = "text-classification"
 PIPELINE_ENTRY = {"impl": "finsent_pipeline.FinSentPipeline", "pt": ["AutoModelForCausalLM"], "tf": [],
