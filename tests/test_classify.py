@@ -165,7 +165,10 @@ def test_unknown_kind_and_mode_are_errors(tiny):
 # --- configurations ---------------------------------------------------------------------------------------
 
 
-def test_dtype_auto_is_float32_on_cpu(tiny_llama_dir):
+def test_dtype_auto_is_float32_on_a_cpu_without_native_bf16(tiny_llama_dir, monkeypatch):
+    from finsent import precision  # with AVX-512 BF16 / AMX it measures first: tests/test_speed_variants.py
+
+    monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
     clf = FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto")
     assert clf.dtype == torch.float32
 

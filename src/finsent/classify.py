@@ -33,7 +33,7 @@ from .prompts import KINDS, EncodedPrompt, InputError, PromptEncoder, check_text
 logger = logging.getLogger(__name__)
 
 MODES = ("score", "generate")
-QUANTIZE = (None, "int8")
+QUANTIZE = (None, "int8", "w8a8")
 GENERATE_MAX_NEW_TOKENS = 15
 
 
@@ -77,12 +77,13 @@ class FinSentClassifier:
                         quantize: str | None = None, **kwargs) -> FinSentClassifier:
         """Load from a folder, a Hub id or ``"smollm2"``; ``None`` follows ``models.resolve_model``.
 
-        ``dtype``: a torch dtype or its name, or ``"auto"`` (bfloat16 on CUDA, float32 on CPU: on a CPU
-        without AVX-512 BF16, such as the project's AMD EPYC, a bfloat16 GEMM measured ~100x slower than
-        float32, see eval/bench/README.md; with AMX it is ~7x faster, see trainer.cpu_has_native_bf16).
+        ``dtype``: a torch dtype or its name (default float32: exact), or ``"auto"``: bfloat16 on CUDA, and on
+        a CPU with AVX-512 BF16 or AMX when a short GEMM measures it faster there, else float32
+        (``precision.auto_dtype``; without those instructions bfloat16 is emulated, ~100x slower).
         ``threads`` sets torch's (process-wide) intra-op thread count.
-        ``quantize="int8"`` applies dynamic int8 quantization to every Linear (CPU only): faster,
-        not exact; its accuracy cost is measured in eval/bench/.
+        ``quantize="int8"`` applies dynamic int8 quantization to every Linear (CPU only); ``"w8a8"``
+        int8 per weight channel and per token to the decoder's Linears (``quant.py``, CPU only). Both
+        are faster and not exact; their accuracy cost is measured in eval/bench/.
         """
         import torch
 
@@ -92,22 +93,35 @@ class FinSentClassifier:
             raise ValueError(f"unknown quantize {quantize!r}: choose one of {QUANTIZE}")
         if threads:
             torch.set_num_threads(threads)
-        if dtype == "auto":
+        auto = dtype == "auto"
+        if auto:  # decided once the model's shape is known: loaded in float32, then converted
             cuda = torch.cuda.is_available() and str(device or "cuda").startswith("cuda")
-            dtype = torch.bfloat16 if cuda else torch.float32
+            device, dtype = device or ("cuda" if cuda else "cpu"), torch.float32
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         net, tokenizer, source = load_model_and_tokenizer(model, dtype=dtype, device=device)
+        if auto:
+            from .precision import auto_dtype
+
+            dtype, why = auto_dtype(device, net.config)
+            logger.info("dtype auto: %s (%s)", str(dtype).replace("torch.", ""), why)
+            net = net.to(dtype)
         clf = cls(net, tokenizer, source=source, **kwargs)
         if quantize:
             clf.quantize(quantize)
         return clf
 
     def quantize(self, kind: str = "int8") -> FinSentClassifier:
-        """Quantize the model in place (``"int8"``: dynamic, CPU only) and drop caches computed before."""
-        if kind != "int8":
+        """Quantize the model in place (``"int8"``: dynamic; ``"w8a8"``: per channel x per token; CPU only)
+        and drop caches computed before."""
+        if kind not in QUANTIZE[1:]:
             raise ValueError(f"unknown quantize {kind!r}: choose one of {QUANTIZE}")
-        self.model = quantize_int8(self.model)
+        if kind == "w8a8":
+            from .quant import quantize_rowwise_int8
+
+            self.model = quantize_rowwise_int8(self.model)
+        else:
+            self.model = quantize_int8(self.model)
         self._prefix_cache.clear()
         return self
 

@@ -2,19 +2,22 @@
 
 One run, one machine, the same real TFNS validation headlines for every configuration:
 
-    card loop   classify(mode="generate", batch_size=1): greedy, 15 new tokens, no_repeat_ngram_size 3
-    score b1    our scorer one text at a time (float32, exact)
-    score bN    our scorer at each batch size (float32, exact)
-    int8 bN     the scorer after dynamic int8 quantization of every Linear (CPU only; approximate)
-    best        the fastest row, repeated at every thread count of ``--threads`` when several are given
+    card loop     classify(mode="generate", batch_size=1), float32: greedy, 15 new tokens, no_repeat_ngram_size 3
+    score bN      our scorer, float32 (exact), at each batch size
+    <variant> bN  the scorer in another precision or layout (``speed_variants.py``: bf16, w8a8, int8, packed)
+    best          the fastest row that is exact or whose accuracy cost, measured on a tuned release by
+                  ``finsent bench-quality`` and passed with ``--quality``, is within 0.5 point of float32;
+                  re-measured at every thread count of ``--threads`` when several are given
 
 Requests of all configurations run interleaved (``measure_interleaved``), so on a shared machine every
-row sees the same drifting load; float32 and int8 run on two resident copies of the model. Plus the
-compute floor: FLOPs per item over the GEMM throughput measured in the same run (see
-``speed_floor.py``). Writes ``speed.json`` (the release contract), ``speed.md`` and ``speed.png``.
+row sees the same drifting load; each variant holds its own resident copy of the weights. Plus the
+compute floor: FLOPs per item over the rate of the scorer's own projection module (``speed_floor.py``)
+and a profile of one request of the best row. Writes ``speed.json`` (the release contract), ``speed.md``
+and ``speed.png``.
 
-    finsent bench --shape llama-finsent-s --n 32 --gen-n 16 --threads 1 2 --out eval/bench/llama-finsent-s
-    finsent bench --model smollm2 --schemes 3 7 --int8-accuracy 256 --out eval/bench/smollm2
+    finsent bench-quality RELEASE --out eval/bench/llama-finsent-s
+    finsent bench --shape llama-finsent-s --quality eval/bench/llama-finsent-s/quality.json \\
+        --out eval/bench/llama-finsent-s
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from pathlib import Path
 from .cli import positive_int
 from .errors import UsageError
 from .reports import write_report
-from .speed_floor import compute_floor, floor_items_per_second
+from .speed_floor import compute_floor, floor_items_per_second, mlp_linear, module_gflops
+from .speed_report import format_table, plot, profile_request
+from .speed_variants import DEFAULT, MAX_ACCURACY_LOSS, VARIANTS, base_of, build, describe, unavailable
 
 logger = logging.getLogger(__name__)
 
 TFNS_VALID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tfns" / "sent_valid.csv"
 CARD = "card loop"
+RELEASE_VARIANTS = ("float32", "bf16", "int8")
 
 
 def register(sub) -> None:
@@ -52,27 +58,34 @@ def register(sub) -> None:
     p.add_argument("--gen-n", type=positive_int, help="texts for the card's loop (default: min(n, 32))")
     p.add_argument("--threads", nargs="+", type=positive_int,
                    help="torch threads; several = the best configuration is re-measured at each")
-    p.add_argument("--no-int8", action="store_true", help="skip the int8 rows")
-    p.add_argument("--int8-accuracy", type=positive_int, metavar="N",
-                   help="also score the first N labelled TFNS rows in float32 and int8 (real models only)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT),
+                   help="scorer configurations besides the card loop (default: %(default)s; the ones this "
+                        "hardware cannot run are skipped with a note)")
+    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 128)")
+    p.add_argument("--quality", type=Path, metavar="QUALITY_JSON",
+                   help="accuracy cost of each variant, from `finsent bench-quality` (a tuned release)")
+    p.add_argument("--no-profile", action="store_true", help="skip the profile of the best row")
     p.add_argument("--texts", type=Path, default=TFNS_VALID,
                    help="csv/jsonl/json/parquet with a 'text' column (default: TFNS validation)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
     p.set_defaults(func=_bench)
+    from .speed_quality import register as register_quality
+
+    register_quality(sub)
 
 
 def _bench(args) -> int:
-    if args.int8_accuracy and args.shape:
-        raise UsageError("--int8-accuracy needs real weights (--model), not --shape")
+    quality = None
+    if args.quality:
+        from .speed_quality import read_quality
+
+        quality = read_quality(args.quality)
     result = run_bench(args.model, args.out, shape=args.shape, schemes=tuple(args.schemes),
                        batch_sizes=tuple(args.batch_sizes), n=args.n, gen_n=args.gen_n,
-                       threads=tuple(args.threads or ()), int8=not args.no_int8, texts_file=args.texts)
+                       threads=tuple(args.threads or ()), variants=tuple(args.variants), texts_file=args.texts,
+                       quality=quality, pack_tokens=args.pack_tokens, profile=not args.no_profile)
     print(format_table(result))
     print(f"\nwrote {args.out / 'speed.json'}, speed.md, speed.png")
-    if args.int8_accuracy:
-        from .speed_quality import format_int8, int8_accuracy
-
-        print("\n" + format_int8(int8_accuracy(result["model"], args.texts, args.int8_accuracy, args.out)))
     return 0
 
 
@@ -168,6 +181,7 @@ class Job:
     mode: str
     batch_size: int
     threads: int
+    variant: str | None = None  # None for the card loop
     latencies: list = field(default_factory=list)  # seconds per request
     peak_mb: float = 0.0
 
@@ -182,15 +196,17 @@ class Job:
 
         seconds = sum(self.latencies)
         ms = [1000 * t for t in self.latencies]
-        dtype = str(self.clf.dtype).replace("torch.", "")
-        quantized = any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in self.clf.model.modules())
-        return {
-            "config": self.config, "exact": not quantized, "dtype": "int8 dynamic" if quantized else dtype,
-            "mode": self.mode, "scheme": self.scheme, "batch_size": self.batch_size, "n": len(self.texts),
+        row = {
+            "config": self.config, "variant": self.variant, "exact": self.variant in (None, "float32"),
+            "dtype": describe(self.variant or "float32", self.clf), "mode": self.mode, "scheme": self.scheme,
+            "batch_size": self.batch_size, "n": len(self.texts),
             "items_per_second": len(self.texts) / seconds, "p50_ms": statistics.median(ms),
             "p95_ms": _percentile(ms, 95), "peak_memory_mb": self.peak_mb, "seconds": seconds,
             "threads": self.threads or torch.get_num_threads(),
         }
+        if getattr(self.clf, "pack_tokens", None):
+            row["pack_tokens"] = self.clf.pack_tokens
+        return row
 
 
 def measure_interleaved(jobs: list[Job]) -> list[dict]:
@@ -240,7 +256,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _load(model, shape, device):
-    """(classifier, label, bytes_on_disk, tokenizer note) for a model folder / id, or a random shape."""
+    """(float32 classifier, label, bytes_on_disk, tokenizer note) for a model folder / id, or a random shape."""
     import torch
 
     from .classify import FinSentClassifier
@@ -249,11 +265,9 @@ def _load(model, shape, device):
         from .bench_shape import llama3_tokenizer, random_shape_model
 
         tokenizer, note = llama3_tokenizer()
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # the same choice as dtype="auto"
-        net = random_shape_model(shape, dtype=dtype).to(device)
+        net = random_shape_model(shape, dtype=torch.float32).to(device)
         return FinSentClassifier(net, tokenizer, source=f"random {shape}"), shape, None, note
-    dtype = "auto" if device.type == "cuda" else torch.float32
-    clf = FinSentClassifier.from_pretrained(model, dtype=dtype, device=device)
+    clf = FinSentClassifier.from_pretrained(model, dtype=torch.float32, device=device)
     folder = Path(clf.source)
     size = sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else None
     return clf, Path(clf.source).name, size or None, "the model's own tokenizer"
@@ -261,11 +275,16 @@ def _load(model, shape, device):
 
 def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = None, schemes=("3",),
               batch_sizes=(1, 8, 32), n: int = 64, classifier=None, gen_n: int | None = None,
-              threads: tuple[int, ...] = (), int8: bool = True, texts_file: Path = TFNS_VALID) -> dict:
-    """Measure every configuration side by side; write speed.json / speed.md / speed.png; return the dict."""
+              threads: tuple[int, ...] = (), variants=RELEASE_VARIANTS, texts_file: Path = TFNS_VALID,
+              quality: dict | None = None, pack_tokens: int | None = None, profile: bool = True) -> dict:
+    """Measure every configuration side by side; write speed.json / speed.md / speed.png; return the dict.
+
+    The reference (card loop and ``score`` rows) is float32; every other variant is built from it. The
+    default variants are the release eval stage's (a few, so ``make release`` stays short); the CLI's are more.
+    """
     import torch
 
-    from .classify import FinSentClassifier
+    from .precision import auto_dtype, measure_cpu_dtypes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,53 +300,92 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
     texts = load_texts(texts_file, n)
     gen_texts = texts[: gen_n or min(n, 32)]
     params = sum(p.numel() for p in clf.model.parameters())
-    plan = [(CARD, "generate", s, 1, gen_texts) for s in schemes]
-    plan += [(f"score b{b}", "score", s, b, texts) for s in schemes for b in batch_sizes]
-    floor = compute_floor(clf, texts, schemes, quantized=False)
+    config = clf.model.config
+    float_dtype, why = auto_dtype(device, config)
+    dtype_auto = {"dtype": str(float_dtype).replace("torch.", ""), "why": why}
+    if device.type == "cpu":
+        dtype_auto["gflops_32_rows"] = measure_cpu_dtypes(config.hidden_size, config.intermediate_size)
+    skipped, built, cache = {}, {}, {}
+    for variant in dict.fromkeys(variants):
+        reason = unavailable(variant, device, float_dtype)
+        if reason:
+            skipped[variant] = reason
+            logger.warning("variant %s skipped: %s", variant, reason)
+        else:
+            built[variant] = build(variant, clf, float_dtype, cache, pack_tokens)
 
-    jobs = [Job(config, clf, items, scheme, mode, bs, base_threads) for config, mode, scheme, bs, items in plan]
-    if int8 and device.type == "cpu":
-        import copy
-
-        # A second, quantized model, so float32 and int8 rows run interleaved under the same load. The
-        # copy shares every float parameter with the original (memo), so only the int8 weights are new:
-        # a plain deepcopy would hold two float32 models at once (7.3 GB for the published shape).
-        shared = {id(p): p for p in clf.model.parameters()}
-        clf8 = FinSentClassifier(copy.deepcopy(clf.model, memo=shared), clf.tokenizer, source=clf.source)
-        clf8.quantize("int8")
-        floor.update(compute_floor(clf8, texts, schemes, quantized=True))
-        jobs += [Job(f"int8 b{b}", clf8, texts, s, "score", b, base_threads) for s in schemes for b in batch_sizes]
+    jobs = [Job(CARD, clf, gen_texts, s, "generate", 1, base_threads) for s in schemes]
+    jobs += [Job("score" if v == "float32" else v, c, texts, s, "score", b, base_threads, v)
+             for v, c in built.items() for s in schemes for b in batch_sizes]
+    for job in jobs[len(schemes):]:
+        job.config += f" b{job.batch_size}"
     rows = measure_interleaved(jobs)
-    for scheme in schemes:  # the fastest score row, re-measured at every thread count (interleaved again)
-        best = max((r for r in rows if r["mode"] == "score" and r["scheme"] == scheme),
-                   key=lambda r: r["items_per_second"])
+    for row in rows:
+        _attach_quality(row, quality)
+    floor = compute_floor(clf, texts, schemes)
+    best_jobs = {}
+    for scheme in schemes:  # the fastest admissible row, re-measured at every thread count (interleaved again)
+        best = max((r for r in rows if r["mode"] == "score" and r["scheme"] == scheme and _admissible(r)),
+                   key=lambda r: r["items_per_second"], default=None)
+        if best is None:
+            continue
         rows.append({**best, "config": f"best ({best['config']})"})
+        job_of = next(j for j in jobs if j.config == best["config"] and j.scheme == scheme)
+        best_jobs[scheme] = job_of
         if len(threads) > 1:
-            job_of = next(j for j in jobs if j.config == best["config"] and j.scheme == scheme)
             sweep = [Job(f"best ({best['config']}, {t} threads)", job_of.clf, texts, scheme, "score",
-                         best["batch_size"], t) for t in threads]
-            rows += measure_interleaved(sweep)
+                         best["batch_size"], t, job_of.variant) for t in threads]
+            rows += [_attach_quality(r, quality) for r in measure_interleaved(sweep)]
     torch.set_num_threads(base_threads)
+    rates = {}
     for row in rows:
         card = next(r for r in rows if r["config"] == CARD and r["scheme"] == row["scheme"])
         row["speedup_vs_card"] = row["items_per_second"] / card["items_per_second"]
         if row["mode"] == "score":
-            key = "int8" if row["dtype"] == "int8 dynamic" else "float"
-            row["of_floor"] = row["items_per_second"] / floor_items_per_second(floor, row["scheme"], key)
+            # The floor's GEMM: the scorer's own projection module, on the rows one request feeds it.
+            m = row["batch_size"] * round(floor["tokens_per_item"][row["scheme"]])
+            key = f"{base_of(row['variant'])} m={m}"
+            if key not in rates:
+                run_clf = built.get(row["variant"]) or clf
+                rates[key] = module_gflops(mlp_linear(run_clf), m, run_clf.dtype, device, seconds=0.6)
+            row["of_floor"] = row["items_per_second"] / floor_items_per_second(floor, row["scheme"], rates[key])
+    floor["gemm_gflops"] = rates
+    floor["gemm_shape"] = [config.hidden_size, config.intermediate_size]
 
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name(),
-        "threads": torch.get_num_threads(), "model": str(clf.source), "shape": shape or label,
-        "params": params, "bytes_on_disk": size, "bytes_fp16": 2 * params,  # fp16 safetensors, as published
+        "cpu_flags": _cpu_flags(), "threads": torch.get_num_threads(), "model": str(clf.source),
+        "shape": shape or label, "params": params, "bytes_on_disk": size, "bytes_fp16": 2 * params,
         "memory": "cuda_allocated" if device.type == "cuda" else "process_rss",  # what peak_memory_mb measured
-        "tokenizer": note, "texts": f"{texts_file.name} first {n}",
-        "torch": torch.__version__, "rows": rows, "compute_floor": floor,
+        "tokenizer": note, "texts": f"{texts_file.name} first {n}", "torch": torch.__version__,
+        "git_commit": _git_commit(), "seed": 0,  # random_shape_model's seed (shape runs)
+        "dtype_auto": dtype_auto, "variants_skipped": skipped, "rows": rows, "compute_floor": floor,
+        "best_rule": {"max_accuracy_loss": MAX_ACCURACY_LOSS, "measured_on": quality["model"] if quality else None},
+        "quality": {k: v for k, v in quality.items() if k != "variants"} if quality else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if profile and schemes[0] in best_jobs:
+        result["profile"] = profile_request(best_jobs[schemes[0]])
     write_report("speed", result, out_dir / "speed.json")
     (out_dir / "speed.md").write_text(format_table(result) + "\n")
     plot(result, out_dir / "speed.png")
     return result
+
+
+def _attach_quality(row: dict, quality: dict | None) -> dict:
+    """The variant's measured accuracy cost (same scheme only: TFNS has 3-class gold labels)."""
+    cost = (quality or {}).get("variants", {}).get(row.get("variant"))
+    if row["mode"] == "score" and cost and quality["scheme"] == row["scheme"]:
+        row.update(accuracy=cost["accuracy"], accuracy_delta=cost["accuracy_delta"],
+                   label_agreement=cost["label_agreement"])
+    return row
+
+
+def _admissible(row: dict) -> bool:
+    """Exact, or a measured accuracy cost within MAX_ACCURACY_LOSS: an unmeasured inexact row is never best."""
+    if row["exact"]:
+        return True
+    return row.get("accuracy_delta") is not None and row["accuracy_delta"] >= -MAX_ACCURACY_LOSS
 
 
 def _cpu_name() -> str:
@@ -339,56 +397,21 @@ def _cpu_name() -> str:
     return f"CPU {name}, {os.cpu_count()} cores"
 
 
-def format_table(result: dict) -> str:
-    """The Markdown table of a speed.json (printed by the CLI, written as speed.md)."""
-    floor = result["compute_floor"]
-    lines = [
-        f"Speed of `{result['model']}` ({result['params']:,} parameters) on {result['device']}, "
-        f"torch {result['torch']}, {result['threads']} threads; texts: {result['texts']}; "
-        f"tokenizer: {result['tokenizer']}.",
-        "",
-        "| config | scheme | mode | batch | threads | items/s | p50 ms | p95 ms | peak MiB | x card | of floor |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["rows"]:
-        of_floor = f"{100 * r['of_floor']:.0f} %" if "of_floor" in r else "-"
-        lines.append(
-            f"| {r['config']} | {r['scheme']} | {r['mode']} | {r['batch_size']} | {r['threads']} | "
-            f"{r['items_per_second']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['peak_memory_mb']:.0f} | "
-            f"{r['speedup_vs_card']:.1f} | {of_floor} |"
-        )
-    lines += ["", "Compute floor (same run): " + ", ".join(
-        f"{k} {v:.1f} GFLOP/s" for k, v in floor.items() if k.startswith("gemm_gflops")
-    ) + "; " + ", ".join(
-        f"{s}-class {floor['flops_per_item'][s] / 1e9:.2f} GFLOP/item ({floor['tokens_per_item'][s]:.1f} tokens)"
-        for s in floor["flops_per_item"]
-    ) + "."]
-    if "dtype_probe_gflops" in floor:
-        lines.append("dtype probe, [32 x hidden] @ [hidden x intermediate] GEMM: " + ", ".join(
-            f"{k} {v:.1f} GFLOP/s" for k, v in floor["dtype_probe_gflops"].items()) + ".")
-    return "\n".join(lines)
+def _cpu_flags() -> list[str]:
+    """The CPU's vector and matrix extensions that decide the kernels (AVX2, AVX-512 BF16 / VNNI, AMX)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next(line.split(":", 1)[1].split() for line in fh if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
 
 
-def plot(result: dict, path: Path) -> None:
-    """Horizontal bars of items/s per configuration (log scale), one colour per scheme."""
-    import matplotlib
+def _git_commit() -> str | None:
+    import subprocess
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = result["rows"]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
-    colours = {"3": "tab:blue", "7": "tab:orange"}
-    names = [f"{r['config']} [{r['scheme']}-class, {r['threads']}t]" for r in rows]
-    ax.barh(names, [r["items_per_second"] for r in rows], color=[colours.get(r["scheme"], "grey") for r in rows])
-    for i, r in enumerate(rows):
-        ax.text(r["items_per_second"], i, f" {r['items_per_second']:.2f} ({r['speedup_vs_card']:.0f}x)",
-                va="center", fontsize=8)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on a short span
-    ax.invert_yaxis()
-    ax.set_xlabel("items per second (log scale)")
-    ax.set_title(f"{result['shape']} on {result['device']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -8,8 +8,9 @@ token per layer (QK^T and AV), counting only the keys the mask lets it see:
     flops = 2 * decoder_matmul_params * (body + N) + 2 * vocab * hidden * (1 + N) + attention
 
 The shared instruction prefix is computed once per run, so it is left out of the per-item count. The
-throughput is a torch GEMM with the model's own MLP shape ([32 x tokens, hidden] @ [hidden, intermediate]),
-in the model's dtype, or through a dynamic-int8 Linear for the quantized rows.
+throughput is the scorer's own [hidden -> intermediate] projection module (nn.Linear in the row's dtype, the
+dynamic-int8 Linear, or the w8a8 Linear with its per-token quantization), timed on as many rows as one
+request of that configuration feeds it (batch size x query tokens per item).
 """
 
 from __future__ import annotations
@@ -80,13 +81,10 @@ def gemm_gflops(m: int, k: int, n: int, dtype, device, quantized: bool = False, 
     return best
 
 
-def compute_floor(clf, texts, schemes, quantized: bool = False) -> dict:
-    """The floor's parts for a classifier and the benchmark texts (FLOPs per item; GEMM GFLOP/s)."""
-    import torch
-
+def compute_floor(clf, texts, schemes) -> dict:
+    """FLOPs and query tokens per item of every scheme, for a classifier and the benchmark texts."""
     config = clf.model.config
     per_item = {"flops_per_item": {}, "tokens_per_item": {}}
-    body_tokens = 0.0
     for scheme in schemes:
         labels = labels_of(scheme)
         instr = instruction(scheme, "tweet")
@@ -95,26 +93,42 @@ def compute_floor(clf, texts, schemes, quantized: bool = False) -> dict:
         flops, tokens = scoring_flops(config, len(encoded[0].prefix), [len(e.body) for e in encoded], answers)
         per_item["flops_per_item"][scheme] = flops
         per_item["tokens_per_item"][scheme] = tokens
-        body_tokens = max(body_tokens, tokens)
-    m = 32 * round(body_tokens)  # rows of a batch-32 forward
-    if quantized:
-        return {"gemm_gflops_int8": gemm_gflops(m, config.hidden_size, config.intermediate_size, None,
-                                                clf.device, quantized=True)}
-    return {
-        **per_item,
-        "gemm_shape": [m, config.hidden_size, config.intermediate_size],
-        "gemm_dtype": str(clf.dtype).replace("torch.", ""),
-        "gemm_gflops_float": gemm_gflops(m, config.hidden_size, config.intermediate_size, clf.dtype, clf.device),
-        # Why float32 on CPU: the same small GEMM (batch-1 rows) in each dtype; bfloat16 without AVX-512 BF16
-        # (or AMX) falls back to slow kernels.
-        "dtype_probe_gflops": {
-            str(dtype).replace("torch.", ""): gemm_gflops(32, config.hidden_size, config.intermediate_size, dtype,
-                                                          clf.device, seconds=0.5)
-            for dtype in (torch.float32, torch.bfloat16)
-        },
-    }
+    return per_item
 
 
-def floor_items_per_second(floor: dict, scheme: str, key: str = "float") -> float:
-    """Items/s if every FLOP ran at the measured GEMM speed: the ceiling a scorer can approach."""
-    return floor[f"gemm_gflops_{key}"] * 1e9 / floor["flops_per_item"][scheme]
+def mlp_linear(clf):
+    """The classifier's first [hidden -> intermediate] projection, as it runs: nn.Linear in the model's dtype,
+    a dynamic-int8 Linear, or a ``quant.RowwiseInt8Linear``."""
+    config = clf.model.config
+    for module in clf.model.modules():
+        if (getattr(module, "in_features", None), getattr(module, "out_features", None)) == (
+                config.hidden_size, config.intermediate_size):
+            return module
+    raise ValueError("no [hidden -> intermediate] projection found in the model")
+
+
+def module_gflops(module, m: int, dtype, device, seconds: float = 1.0, windows: int = 3) -> float:
+    """GFLOP/s of ``module`` (a Linear of any kind) on an [m, in_features] input: the best of ``windows``
+    timing windows, since a floor is what the machine can do and other work only ever slows a window down."""
+    import torch
+
+    x = torch.randn(m, module.in_features, device=device, dtype=dtype)
+    flops = 2 * m * module.in_features * module.out_features
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    best = 0.0
+    with torch.inference_mode():
+        module(x)
+        sync()
+        for _ in range(windows):
+            reps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / windows or reps < 3:
+                module(x)
+                reps += 1
+            sync()
+            best = max(best, flops * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def floor_items_per_second(floor: dict, scheme: str, gflops: float) -> float:
+    """Items/s if every FLOP ran at ``gflops``: the ceiling a scorer can approach."""
+    return gflops * 1e9 / floor["flops_per_item"][scheme]

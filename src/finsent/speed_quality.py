@@ -1,78 +1,150 @@
-"""What int8 costs in quality: the same real labelled texts scored by the float32 and the int8 classifier.
+"""``finsent bench-quality``: what each fast variant costs in accuracy, on a tuned release and real labels.
 
-``finsent bench --model smollm2 --int8-accuracy 256`` writes ``int8_accuracy.json`` and ``.md`` beside
-speed.json: accuracy and weighted F1 against the gold labels for both, how often the two agree, and
-how far their probabilities move. Dynamic int8 is never exact, so this is the price of its speed.
+Every variant of ``speed_variants`` (bf16, w8a8, int8, packed...) scores the same labelled TFNS
+validation rows (all 2,388 by default) as the exact float32 scorer; quality.json records, per variant,
+accuracy and weighted F1 against the gold labels, ``accuracy_delta`` (its accuracy minus float32's),
+``label_agreement`` (share of rows with float32's label) and how far the probabilities move. Speed is
+measured on the published shape with random weights, where accuracy means nothing; the cost is measured
+here, on a real tuned release, and ``finsent bench --quality quality.json`` puts it on the speed rows.
+
+    finsent bench-quality releases/NAME --out eval/bench/llama-finsent-s
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from pathlib import Path
 
 from .benchmarks import load_benchmark
+from .cli import positive_int
+from .errors import UsageError
 from .labels import labels_of
+from .speed_variants import DEFAULT, VARIANTS, build, describe, unavailable
 
 logger = logging.getLogger(__name__)
 
 
-def load_tfns(path: Path, n: int) -> tuple[list[str], list[str]]:
-    """``n`` (text, gold label) rows spread evenly over a TFNS CSV, whose rows come in runs of one label."""
+class QualityFileError(UsageError, ValueError):
+    """A quality.json that cannot be used (missing, not from bench-quality, no variants)."""
+
+
+def register(sub) -> None:
+    from .speed import TFNS_VALID
+
+    p = sub.add_parser("bench-quality", help="accuracy cost of bf16 / w8a8 / int8 / packed scoring (quality.json)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("release", help="a tuned release folder (or any model finsent can load)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT))
+    p.add_argument("--n", type=positive_int, help="rows, evenly spaced over the file (default: all)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 128)")
+    p.add_argument("--data", type=Path, default=TFNS_VALID, help="labelled TFNS CSV (default: validation)")
+    p.add_argument("--out", type=Path, required=True, help="folder for quality.json / quality.md")
+    p.set_defaults(func=_command)
+
+
+def _command(args) -> int:
+    result = measure_quality(args.release, args.data, args.out, variants=tuple(args.variants), n=args.n,
+                             batch_size=args.batch_size, pack_tokens=args.pack_tokens)
+    print(format_quality(result))
+    print(f"\nwrote {Path(args.out) / 'quality.json'}, quality.md")
+    return 0
+
+
+def load_tfns(path: Path, n: int | None) -> tuple[list[str], list[str]]:
+    """``n`` (text, gold label) rows spread evenly over a TFNS CSV (whose rows come in runs of one label); all
+    rows when ``n`` is None."""
     data = load_benchmark("tfns", path, "3", limit=n, sample="even")
     return [r.text for r in data.rows], [r.label for r in data.rows]
 
 
-def int8_accuracy(model: str | Path, texts_file: Path, n: int, out_dir: Path, *, scheme: str = "3",
-                  batch_size: int = 16) -> dict:
-    """Score ``n`` TFNS rows with float32 and with int8; write and return the comparison."""
+def measure_quality(model: str | Path, data_file: Path, out_dir: Path, *, variants=DEFAULT, n: int | None = None,
+                    batch_size: int = 16, scheme: str = "3", pack_tokens: int | None = None) -> dict:
+    """Score the rows with float32 and every variant that runs here; write and return quality.json."""
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
     from .classify import FinSentClassifier
+    from .precision import auto_dtype
+    from .speed import _cpu_flags, _cpu_name, _git_commit
 
-    texts, gold = load_tfns(texts_file, n)
-    clf = FinSentClassifier.from_pretrained(str(model), dtype=torch.float32, device="cpu")
-    runs = {}
-    for name in ("float32", "int8"):
-        if name == "int8":
-            clf.quantize("int8")
+    texts, gold = load_tfns(data_file, n)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    reference = FinSentClassifier.from_pretrained(str(model), dtype=torch.float32, device=device)
+    float_dtype, why = auto_dtype(device, reference.model.config)
+    runs, skipped, cache = {}, {}, {}
+    for variant in dict.fromkeys(("float32",) + tuple(variants)):
+        reason = unavailable(variant, device, float_dtype)
+        if reason:
+            skipped[variant] = reason
+            continue
+        clf = build(variant, reference, float_dtype, cache, pack_tokens)
         start = time.perf_counter()
-        preds = clf.classify(texts, scheme, kind="tweet", batch_size=batch_size, progress=True)
+        scores = clf.label_logprobs(texts, scheme, kind="tweet", batch_size=batch_size)
         seconds = time.perf_counter() - start
-        labels = [p.label for p in preds]
-        runs[name] = {
-            "labels": labels, "probs": torch.tensor([list(p.probs.values()) for p in preds]),
-            "accuracy": accuracy_score(gold, labels),
-            "weighted_f1": f1_score(gold, labels, average="weighted", labels=list(labels_of("3")), zero_division=0),
-            "items_per_second": len(texts) / seconds,
+        probs = torch.softmax(scores, dim=-1)
+        labels = [labels_of(scheme)[i] for i in probs.argmax(-1).tolist()]
+        runs[variant] = {"labels": labels, "probs": probs, "dtype": describe(variant, clf),
+                         "accuracy": accuracy_score(gold, labels),
+                         "weighted_f1": f1_score(gold, labels, average="weighted", labels=list(labels_of(scheme)),
+                                                 zero_division=0),
+                         "items_per_second": len(texts) / seconds, "seconds": seconds}
+        logger.info("%s: accuracy %.4f, %.1f items/s", variant, runs[variant]["accuracy"], len(texts) / seconds)
+    ref = runs["float32"]
+    out = {}
+    for variant, run in runs.items():
+        diff = (run["probs"] - ref["probs"]).abs()
+        out[variant] = {
+            **{k: v for k, v in run.items() if k not in ("labels", "probs")},
+            "accuracy_delta": run["accuracy"] - ref["accuracy"],
+            "label_agreement": sum(a == b for a, b in zip(run["labels"], ref["labels"])) / len(texts),
+            "mean_abs_prob_diff": diff.mean().item(), "max_abs_prob_diff": diff.max().item(),
         }
-    diff = (runs["int8"]["probs"] - runs["float32"]["probs"]).abs()
+    data_file = Path(data_file)
     result = {
-        "model": str(clf.source), "data": f"{Path(texts_file).name}, {len(texts)} rows evenly spaced", "n": len(texts),
-        "scheme": scheme, "batch_size": batch_size,
-        **{name: {k: v for k, v in run.items() if k not in ("labels", "probs")} for name, run in runs.items()},
-        "agreement": sum(a == b for a, b in zip(runs["float32"]["labels"], runs["int8"]["labels"])) / len(texts),
-        "mean_abs_prob_diff": diff.mean().item(), "max_abs_prob_diff": diff.max().item(),
+        "kind": "bench-quality", "model": str(reference.source), "scheme": scheme, "n": len(texts),
+        "data": f"{data_file.name}, {len(texts)} rows" + (" evenly spaced" if n else " (all)"),
+        "data_sha256": hashlib.sha256(data_file.read_bytes()).hexdigest(), "batch_size": batch_size,
+        "reference_accuracy": ref["accuracy"], "device": torch.cuda.get_device_name() if device.type == "cuda"
+        else _cpu_name(), "cpu_flags": _cpu_flags(), "threads": torch.get_num_threads(),
+        "dtype_auto": {"dtype": str(float_dtype).replace("torch.", ""), "why": why}, "torch": torch.__version__,
+        "git_commit": _git_commit(), "variants": out, "variants_skipped": skipped,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "int8_accuracy.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "int8_accuracy.md").write_text(format_int8(result) + "\n")
+    (out_dir / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "quality.md").write_text(format_quality(result) + "\n")
     return result
 
 
-def format_int8(result: dict) -> str:
+def read_quality(path: Path) -> dict:
+    """A quality.json written by ``finsent bench-quality``, checked enough to be put on speed rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise QualityFileError(f"{path} is missing (it is written by `finsent bench-quality RELEASE --out DIR`)")
+    data = json.loads(path.read_text())
+    if data.get("kind") != "bench-quality" or "float32" not in data.get("variants", {}):
+        raise QualityFileError(f"{path}: not a `finsent bench-quality` result with a float32 reference")
+    return data
+
+
+def format_quality(result: dict) -> str:
     lines = [
-        f"int8 vs float32 on `{result['model']}`, {result['data']}, {result['scheme']}-class label scoring:",
+        f"Accuracy cost of each scoring variant on `{result['model']}`, {result['data']}, "
+        f"{result['scheme']}-class label scoring, {result['device']}:",
         "",
-        "| weights | accuracy | weighted F1 | items/s |",
-        "|---|---:|---:|---:|",
+        "| variant | weights | accuracy | delta (points) | weighted F1 | label agreement | mean abs prob diff "
+        "| items/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("float32", "int8"):
-        r = result[name]
-        lines.append(f"| {name} | {r['accuracy']:.4f} | {r['weighted_f1']:.4f} | {r['items_per_second']:.2f} |")
-    lines += ["", f"Same label on {100 * result['agreement']:.1f} % of rows; probabilities differ by "
-                  f"{result['mean_abs_prob_diff']:.4f} on average (at most {result['max_abs_prob_diff']:.4f})."]
+    for name, r in result["variants"].items():
+        lines.append(f"| {name} | {r['dtype']} | {r['accuracy']:.4f} | {100 * r['accuracy_delta']:+.2f} | "
+                     f"{r['weighted_f1']:.4f} | {100 * r['label_agreement']:.1f} % | {r['mean_abs_prob_diff']:.4f} | "
+                     f"{r['items_per_second']:.1f} |")
+    for name, why in result.get("variants_skipped", {}).items():
+        lines.append(f"| {name} | skipped: {why} | | | | | | |")
     return "\n".join(lines)

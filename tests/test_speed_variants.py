@@ -1,0 +1,114 @@
+"""The fast scoring variants of ``finsent bench``: packing, w8a8, bf16 copies, dtype auto (no timing assertions).
+
+Run: ``.venv/bin/pytest tests/test_speed_variants.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from finsent.classify import FinSentClassifier
+from finsent.packing import PackedClassifier, _pack
+from finsent.quant import RowwiseInt8Linear
+from finsent.speed import _admissible
+from finsent.speed_variants import build, converted_copy, unavailable
+
+TEXTS = ["$AAPL beats estimates", "Oil slides as inventories build up more than expected this week",
+         "Board meets Thursday", "Acme cuts guidance, shares fall 12% in early trading on weak demand", "Hold"]
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_llama_dir):
+    return FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("scheme", ["3", "7"])
+def test_packed_rows_score_like_one_text_per_row(clf, scheme):
+    """Block-diagonal mask + restarted positions: the same log-probabilities as the one-row-per-text scorer."""
+    reference = clf.label_logprobs(TEXTS, scheme, kind="tweet", batch_size=5)
+    for capacity in (1, 40, 4096):  # every text alone, a few per row, all in one row
+        packed = PackedClassifier.wrap(clf, capacity).label_logprobs(TEXTS, scheme, kind="tweet", batch_size=5)
+        torch.testing.assert_close(packed, reference, atol=2e-5, rtol=0)
+
+
+def test_first_fit_decreasing_packing():
+    assert _pack([5, 3, 9, 4], 10) == [[2], [0, 3], [1]]
+    assert _pack([12, 2], 10) == [[0], [1]]  # a text longer than a row gets a row of its own
+    assert sorted(i for row in _pack([3] * 7, 9) for i in row) == list(range(7))
+
+
+def test_rowwise_int8_linear_is_exact_on_representable_values():
+    """Weights and inputs that are exact multiples of their scales come out exactly; the bias is added."""
+    linear = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[127.0, -1, 0, 2], [0, 0, 0, 0.5], [-63.5, 1, 2, 3]]))
+        linear.bias.copy_(torch.tensor([1.0, -2.0, 0.5]))
+    q = RowwiseInt8Linear(linear)
+    assert q.weight_t.dtype == torch.int8 and q.weight_t.shape == (4, 3)
+    torch.testing.assert_close(q.scale, torch.tensor([1.0, 0.5 / 127, 63.5 / 127]))
+    x = torch.tensor([[127.0, 0, -127, 1], [2.0, 2, 2, 2]])
+    torch.testing.assert_close(q(x), linear(x).detach(), atol=1e-4, rtol=1e-5)
+    assert q(x.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_w8a8_close_to_float32_and_reference_untouched(clf):
+    before = {k: v.clone() for k, v in clf.model.state_dict().items()}
+    cache = {}
+    w8a8 = build("w8a8", clf, torch.float32, cache)
+    packed = build("w8a8-packed", clf, torch.float32, cache)
+    assert packed.model is w8a8.model  # a packed variant reuses its base variant's weights
+    decoder_linears = [m for m in w8a8.model.model.modules() if isinstance(m, RowwiseInt8Linear)]
+    assert len(decoder_linears) == 7 * clf.model.config.num_hidden_layers
+    assert type(w8a8.model.lm_head) is torch.nn.Linear  # the vocabulary projection stays float
+    ref = clf.label_logprobs(TEXTS, "3", kind="tweet")
+    assert (w8a8.label_logprobs(TEXTS, "3", kind="tweet") - ref).abs().max() < 0.05
+    after = clf.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_bf16_copy_is_a_copy_with_tied_weights(clf):
+    copy = converted_copy(clf.model, torch.bfloat16)
+    assert {p.dtype for p in copy.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in clf.model.parameters()} == {torch.float32}
+    assert copy.lm_head.weight is copy.model.embed_tokens.weight  # still tied
+    assert torch.equal(copy.lm_head.weight.float(), clf.model.lm_head.weight.to(torch.bfloat16).float())
+
+
+def test_dtype_auto_needs_the_instructions_and_a_faster_measurement(monkeypatch):
+    from transformers import LlamaConfig
+
+    from finsent import precision
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=128)
+    monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
+    assert precision.auto_dtype("cpu", config)[0] == torch.float32
+    monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: "AVX-512 BF16")
+    monkeypatch.setattr(precision, "measure_cpu_dtypes", lambda h, i: {"float32": 100.0, "bfloat16": 400.0})
+    dtype, why = precision.auto_dtype("cpu", config)
+    assert dtype == torch.bfloat16 and "400 GFLOP/s in bfloat16, 100 in float32" in why
+    monkeypatch.setattr(precision, "measure_cpu_dtypes", lambda h, i: {"float32": 100.0, "bfloat16": 110.0})
+    assert precision.auto_dtype("cpu", config)[0] == torch.float32  # flags alone are not enough
+    assert unavailable("bf16-packed", torch.device("cpu"), torch.float32)
+    assert unavailable("w8a8", torch.device("cpu"), torch.float32) is None
+
+
+def test_from_pretrained_dtype_auto_and_w8a8(tiny_llama_dir, monkeypatch):
+    from finsent import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: "AMX")
+    monkeypatch.setattr(precision, "measure_cpu_dtypes", lambda h, i: {"float32": 1.0, "bfloat16": 9.0})
+    auto = FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto", device="cpu")
+    assert auto.dtype == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
+    assert FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto").dtype == torch.float32
+    w8a8 = FinSentClassifier.from_pretrained(str(tiny_llama_dir), quantize="w8a8")
+    assert isinstance(w8a8.model.model.layers[0].mlp.down_proj, RowwiseInt8Linear)
+
+
+def test_only_exact_or_measured_rows_within_half_a_point_can_be_best():
+    assert _admissible({"exact": True})
+    assert not _admissible({"exact": False})  # fast but unmeasured
+    assert _admissible({"exact": False, "accuracy_delta": -0.005})
+    assert not _admissible({"exact": False, "accuracy_delta": -0.0051})
+    assert _admissible({"exact": False, "accuracy_delta": 0.01})
