@@ -1,18 +1,30 @@
-"""Items/s of 3-class label scoring on one model, same texts, same machine, one run: FinSentClassifier (float32,
-exact, shared-prefix KV cache) vs llama.cpp (llama-cpp-python, f16 and q8_0 GGUF) vs onnxruntime (ONNX export).
+"""Items/s of 3-class label scoring on one model, same texts, same machine, one run: our scorer (FinSentClassifier:
+float32 exact at several batch sizes, plus its approximate bf16 and int8 modes) vs llama.cpp (llama-cpp-python, f16
+and q8_0 GGUF) vs onnxruntime (the ONNX export, float32).
 
-    .venv/bin/python eval/bench/runtimes.py --model smollm2 --n 128 --threads 2
+    .venv/bin/python eval/bench/runtimes.py --model RELEASE --n 64 --out eval/bench/runtimes --name tuned-smollm2
+    .venv/bin/python eval/bench/runtimes.py --shape llama-finsent-s --round-to 32 --n 32 --out eval/bench/runtimes \\
+        --name llama-finsent-s-4896
 
 Every runtime scores the same TFNS validation tweets (../shared/data/tfns/sent_valid.csv, read in place) with the
-same prompt; the table also gives each runtime's label agreement with FinSentClassifier. Run it on a quiet machine
-(it refuses to start when the 1-minute load average is over --max-load).
+same prompt and the same sums (the answer tokens' log-probabilities); the table gives each runtime's items/s and its
+label agreement with FinSentClassifier float32. The exports are written first (into --work, reused when there),
+then the runtimes are timed one after the other, each after a warm-up call on 4 texts. Run it on a quiet machine:
+it refuses to start when the 1-minute load average is over --max-load, and records it at the start and the end.
+``--shape`` builds random weights with the published model's shape (``finsent.bench_shape``; ``--round-to 32``
+rounds its MLP width as ``build/recipes/llama-finsent-s.yaml`` now does, 4916 -> 4896, so q8_0 can pack it).
+
+Writes ``NAME.json`` (rows, git commit, CPU, versions, seeds, load) and ``NAME.md`` (the table) into --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TFNS = REPO.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
+SEED = 0  # the random weights of --shape (finsent.bench_shape.random_shape_model)
 
 
 def tweets(n: int) -> list[str]:
@@ -34,62 +47,225 @@ def timed(fn, texts, warm: int = 4):
     return out, time.perf_counter() - t0
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor()
+    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").is_file() else ""
+    isa = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f" {f}" in flags]
+    return f"{name}, {os.cpu_count()} cores ({', '.join(isa) or 'no AVX-512'})"
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    import importlib.metadata
+
+    out = {}
+    for name in ("torch", "transformers", "llama-cpp-python", "onnxruntime", "gguf"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def shape_folder(work: Path, round_to: int) -> Path:
+    """The published shape (random weights, Llama 3 tokenizer) saved as a release-like fp16 folder."""
+    import torch
+
+    from finsent.bench_shape import llama3_tokenizer, random_shape_model
+    from finsent.pruning import kept_size
+
+    folder = work / f"shape-r{round_to}"
+    if (folder / "config.json").is_file():
+        return folder
+    model = random_shape_model("llama-finsent-s", seed=SEED)
+    width = kept_size(8192, 2048, ratio=0.4, round_to=round_to)
+    if width != model.config.intermediate_size:  # drop the last neurons: speed does not depend on which
+        for layer in model.model.layers:
+            mlp = layer.mlp
+            for name in ("gate_proj", "up_proj"):
+                old = getattr(mlp, name)
+                new = torch.nn.Linear(old.in_features, width, bias=False)
+                new.weight.data = old.weight.data[:width].clone()
+                setattr(mlp, name, new)
+            old = mlp.down_proj
+            new = torch.nn.Linear(width, old.out_features, bias=False)
+            new.weight.data = old.weight.data[:, :width].clone()
+            mlp.down_proj = new
+        model.config.intermediate_size = width
+    tokenizer, note = llama3_tokenizer()
+    model.half().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "tokenizer_note.txt").write_text(note + "\n")
+    return folder
+
+
+def llama_quantize(src: Path, out: Path) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    tmp = out.with_name(out.name + ".tmp")
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
+        raise RuntimeError(f"llama_model_quantize failed on {src}")
+    tmp.rename(out)
+
+
 def main(argv=None) -> int:
     import numpy as np
     import torch
 
     from finsent.classify import FinSentClassifier
+    from finsent.export import ExportInputError
     from finsent.export_gguf import GGUFScorer, export_gguf
     from finsent.export_onnx import ONNXScorer, export_onnx
     from finsent.models import locate_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--n", type=int, default=128)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="release folder, model folder or 'smollm2'")
+    which.add_argument("--shape", choices=["llama-finsent-s"], help="random weights of the published shape")
+    p.add_argument("--round-to", type=int, default=1, help="--shape: round the MLP width down to a multiple")
+    p.add_argument("--n", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=16, help="FinSentClassifier / onnxruntime texts per call")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 16],
+                   help="FinSentClassifier float32 batch sizes (the best is the exact row to beat)")
+    p.add_argument("--onnx-batch-size", type=int, default=16)
+    p.add_argument("--skip", nargs="*", default=[], choices=["onnx", "q8_0", "bf16", "int8"])
     p.add_argument("--max-load", type=float, default=1.5)
+    p.add_argument("--prepare-only", action="store_true", help="write the exports into --work and stop (no timing)")
     p.add_argument("--work", help="folder for the exported files (default: a temporary folder)")
+    p.add_argument("--out", type=Path, help="folder for NAME.json and NAME.md")
+    p.add_argument("--name", default="runtimes")
     args = p.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="finsent-runtimes-"))
+    work.mkdir(parents=True, exist_ok=True)
+    model = str(shape_folder(work, args.round_to)) if args.shape else locate_model(args.model)
+
+    # 1. the exports (untimed; reused when --work already holds them)
+    notes = {}
+    paths = {}
+    for quant in ("f16", "q8_0"):
+        if quant in args.skip:
+            continue
+        path = work / f"model.{quant}.gguf"
+        fallback = work / "model.q8_0-llama-quantize.gguf"
+        if fallback.exists():
+            path = fallback
+        elif not path.exists():
+            try:
+                export_gguf(model, path, quant=quant)
+            except ExportInputError as exc:
+                if "f16" not in paths:
+                    notes[f"llama.cpp {quant}"] = str(exc)
+                    continue
+                # What a user gets from llama.cpp's own `llama-quantize F16 Q8_0`: tensors whose rows q8_0
+                # cannot pack (ffn_down, 922 long) stay f16 ("fallback quantization"), the rest is q8_0.
+                llama_quantize(paths["f16"], fallback)
+                path = fallback
+        if path == fallback:
+            notes["llama.cpp q8_0"] = ("finsent export refuses q8_0 for this width (prune.round_to 1); the row is "
+                                       "llama.cpp's own llama_model_quantize to Q8_0, which keeps ffn_down in f16")
+        paths[quant] = path
+    onnx_dir = work / "onnx"
+    if "onnx" not in args.skip and not (onnx_dir / "model.onnx").exists():
+        export_onnx(model, onnx_dir)
+    if args.prepare_only:
+        print(f"exports ready in {work}; {notes or ''}")
+        return 0
+
     load = os.getloadavg()[0]
     if load > args.max_load:
         print(f"load average {load:.2f} > {args.max_load}: not a quiet machine, no table", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
-    model = locate_model(args.model)
     texts = tweets(args.n)
-    work = Path(args.work or tempfile.mkdtemp(prefix="finsent-runtimes-"))
-    paths = {q: work / f"model.{q}.gguf" for q in ("f16", "q8_0")}
-    for quant, path in paths.items():
-        if not path.exists():
-            export_gguf(model, path, quant=quant)
-    onnx_dir = work / "onnx"
-    if not (onnx_dir / "model.onnx").exists():
-        export_onnx(model, onnx_dir)
-
-    clf = FinSentClassifier.from_pretrained(model, batch_size=args.batch_size)
     rows = []
-    ref, secs = timed(lambda t: clf.label_logprobs(t, "3", kind="tweet").numpy(), texts)
-    rows.append((f"FinSentClassifier float32 b{args.batch_size} (torch {torch.__version__})", secs, ref))
+
+    def add(runtime, config, exact, secs, scores, size_mb):
+        rows.append({"runtime": runtime, "config": config, "exact": exact, "seconds": round(secs, 3),
+                     "items_per_second": round(args.n / secs, 3), "scores": np.asarray(scores), "size_mb": size_mb})
+
+    weights_mb = sum(p.stat().st_size for p in Path(model).glob("*.safetensors")) / 1e6
+    clf = FinSentClassifier.from_pretrained(model, dtype="float32")
+    for b in args.batch_sizes:
+        clf.batch_size = b
+        got, secs = timed(lambda t, c=clf: c.label_logprobs(t, "3", kind="tweet").double().numpy(), texts)
+        add("FinSentClassifier (torch)", f"float32 b{b}", True, secs, got, weights_mb)
+    exact_rows = [r for r in rows if r["exact"]]
+    best = max(exact_rows, key=lambda r: r["items_per_second"])
+    ref = best["scores"]
+    batch = int(best["config"].split("b")[-1])
+    del clf
+    for mode in ("bf16", "int8"):
+        if mode in args.skip:
+            continue
+        kwargs = {"dtype": "bfloat16"} if mode == "bf16" else {"dtype": "float32", "quantize": "int8"}
+        approx = FinSentClassifier.from_pretrained(model, batch_size=1 if mode == "int8" else batch, **kwargs)
+        got, secs = timed(lambda t, c=approx: c.label_logprobs(t, "3", kind="tweet").double().numpy(), texts)
+        add("FinSentClassifier (torch)", f"{mode} b{approx.batch_size}", False, secs, got, None)
+        del approx
     for quant, path in paths.items():
         with GGUFScorer(path, threads=args.threads) as scorer:
             got, secs = timed(lambda t, s=scorer: s.label_logprobs(t, "3", "tweet"), texts)
-        rows.append((f"llama.cpp {quant} (llama-cpp-python)", secs, got))
-    onnx = ONNXScorer(onnx_dir, threads=args.threads, batch_size=args.batch_size)
-    got, secs = timed(lambda t: onnx.label_logprobs(t, "3", "tweet"), texts)
-    rows.append((f"onnxruntime float32 b{args.batch_size}", secs, got))
+        config = quant if "llama-quantize" not in path.name else "q8_0 (llama-quantize, ffn_down f16)"
+        add("llama.cpp (llama-cpp-python)", config, False, secs, got, path.stat().st_size / 1e6)
+    if "onnx" not in args.skip:
+        onnx = ONNXScorer(onnx_dir, threads=args.threads, batch_size=args.onnx_batch_size)
+        got, secs = timed(lambda t: onnx.label_logprobs(t, "3", "tweet"), texts)
+        size = sum(p.stat().st_size for p in onnx_dir.glob("model.onnx*")) / 1e6
+        add("onnxruntime", f"float32 b{args.onnx_batch_size}", False, secs, got, size)
+        del onnx
+    end_load = os.getloadavg()[0]
 
-    print(f"\n{args.model}: {args.n} TFNS validation tweets, 3-class label scoring, {args.threads} threads, "
-          f"1-minute load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at the end (the bench's own "
-          f"{args.threads} threads count; much more means something else ran meanwhile and the figures are not "
-          "comparable)\n")
-    print("| runtime | items/s | label agreement with FinSentClassifier | max abs log-prob diff |")
-    print("|---|---:|---:|---:|")
-    for name, secs, scores in rows:
-        agree = float((np.asarray(scores).argmax(1) == ref.argmax(1)).mean())
-        diff = float(np.abs(np.asarray(scores) - ref).max())
-        print(f"| {name} | {args.n / secs:.1f} | {agree:.3f} | {diff:.2g} |")
+    for r in rows:
+        scores = r.pop("scores")
+        r["agreement"] = round(float((scores.argmax(1) == ref.argmax(1)).mean()), 4)
+        r["max_abs_logprob_diff"] = float(np.abs(scores - ref).max())
+        r["x_best_exact"] = round(r["items_per_second"] / best["items_per_second"], 2)
+    result = {"model": args.shape and f"{args.shape} shape, random weights (seed {SEED}), MLP "
+                                       f"{json.loads((Path(model) / 'config.json').read_text())['intermediate_size']}"
+              or str(args.model), "n": args.n, "texts": "TFNS validation (sent_valid.csv), first n tweets",
+              "scheme": "3", "kind": "tweet", "threads": args.threads, "cpu": cpu_name(), "commit": git_commit(),
+              "versions": versions(), "seed": SEED if args.shape else None, "load_start": round(load, 2),
+              "load_end": round(end_load, 2), "reference": f"FinSentClassifier {best['config']}",
+              "notes": notes, "rows": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    table = format_table(result)
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{args.name}.md").write_text(table + "\n")
     return 0
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{result['model']}: {result['n']} TFNS validation tweets, 3-class label scoring, {result['threads']} "
+             f"threads, {result['cpu']}; 1-minute load average {result['load_start']} at the start, "
+             f"{result['load_end']} at the end (the bench's own threads count); commit {str(result['commit'])[:10]}",
+             "", "| runtime | configuration | exact | items/s | x best exact | same label as the reference | "
+             "max abs log-prob diff | weights on disk |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        size = "–" if r["size_mb"] is None else f"{r['size_mb']:,.0f} MB"
+        lines.append(f"| {r['runtime']} | {r['config']} | {'yes' if r['exact'] else 'no'} | "
+                     f"{r['items_per_second']:.2f} | {r['x_best_exact']:.2f} | {100 * r['agreement']:.1f} % | "
+                     f"{r['max_abs_logprob_diff']:.2g} | {size} |")
+    lines.append(f"\nReference: {result['reference']} (the fastest exact row).")
+    for what, note in result["notes"].items():
+        lines.append(f"{what}: not run: {note}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
