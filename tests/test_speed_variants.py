@@ -10,7 +10,7 @@ import torch
 
 from finsent.classify import FinSentClassifier
 from finsent.packing import PackedClassifier, _pack
-from finsent.quant import RowwiseInt8Linear
+from finsent.quant import RowwiseInt8GLU, RowwiseInt8Linear, _glu, _kernel
 from finsent.speed import _admissible
 from finsent.speed_variants import build, converted_copy, unavailable
 
@@ -58,8 +58,10 @@ def test_w8a8_close_to_float32_and_reference_untouched(clf):
     w8a8 = build("w8a8", clf, torch.float32, cache)
     packed = build("w8a8-packed", clf, torch.float32, cache)
     assert packed.model is w8a8.model  # a packed variant reuses its base variant's weights
-    decoder_linears = [m for m in w8a8.model.model.modules() if isinstance(m, RowwiseInt8Linear)]
-    assert len(decoder_linears) == 7 * clf.model.config.num_hidden_layers
+    layers = clf.model.config.num_hidden_layers
+    # per layer: q, k, v, o, then the MLP as one fused gate+up GEMM and down
+    assert sum(isinstance(m, RowwiseInt8Linear) for m in w8a8.model.model.modules()) == 6 * layers
+    assert sum(isinstance(m, RowwiseInt8GLU) for m in w8a8.model.model.modules()) == layers
     assert type(w8a8.model.lm_head) is torch.nn.Linear  # the vocabulary projection stays float
     ref = clf.label_logprobs(TEXTS, "3", kind="tweet")
     assert (w8a8.label_logprobs(TEXTS, "3", kind="tweet") - ref).abs().max() < 0.05
@@ -103,7 +105,24 @@ def test_from_pretrained_dtype_auto_and_w8a8(tiny_llama_dir, monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
     assert FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto").dtype == torch.float32
     w8a8 = FinSentClassifier.from_pretrained(str(tiny_llama_dir), quantize="w8a8")
-    assert isinstance(w8a8.model.model.layers[0].mlp.down_proj, RowwiseInt8Linear)
+    assert isinstance(w8a8.model.model.layers[0].mlp, RowwiseInt8GLU)
+
+
+def test_fused_glu_equals_the_unfused_llama_mlp_math():
+    """The compiled kernel computes what the eager one does; both equal the MLP up to int8 rounding."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    torch.manual_seed(0)
+    mlp = LlamaMLP(LlamaConfig(hidden_size=32, intermediate_size=48))
+    fused = RowwiseInt8GLU(mlp)
+    x = torch.randn(5, 32)
+    with torch.inference_mode():
+        eager = _glu(x, fused.gate_up.weight_t, fused.gate_up.scale, fused.down.weight_t, fused.down.scale)
+        torch.testing.assert_close(fused(x[None])[0], eager)
+        assert _kernel("glu") is not _glu  # compiled here (a C++ compiler is part of the dev set-up)
+        reference = mlp(x)
+    assert (eager - reference).abs().max() < 0.02 * reference.abs().max()
 
 
 def test_only_exact_or_measured_rows_within_half_a_point_can_be_best():

@@ -12,8 +12,12 @@ natively), so the vocabulary log-softmax that scores the labels is not quantized
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 class RowwiseInt8Linear(nn.Module):
@@ -31,26 +35,97 @@ class RowwiseInt8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        rows = x.reshape(-1, shape[-1]).float()
-        x_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # [M, 1]: one scale per token
-        q = torch.round(rows / x_scale).clamp_(-127, 127).to(torch.int8)
-        y = torch._int_mm(q, self.weight_t).float() * x_scale * self.scale  # int32 [M, out] -> float
+        y = _kernel("linear")(x.reshape(-1, self.in_features), self.weight_t, self.scale)
         if self.bias is not None:
-            y = y + self.bias
-        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per channel x per token"
 
 
+class RowwiseInt8GLU(nn.Module):
+    """A Llama MLP, ``down(silu(gate(x)) * up(x))``, with gate and up as one int8 GEMM (x quantized once)
+    and the dequantization, SiLU, product and requantization fused around the two GEMMs."""
+
+    def __init__(self, mlp: nn.Module):
+        super().__init__()
+        gate, up = mlp.gate_proj, mlp.up_proj
+        fused = nn.Linear(gate.in_features, 2 * gate.out_features, bias=False)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([gate.weight, up.weight]).float())
+        self.gate_up = RowwiseInt8Linear(fused)
+        self.down = RowwiseInt8Linear(mlp.down_proj)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _kernel("glu")(x.reshape(-1, self.gate_up.in_features), self.gate_up.weight_t, self.gate_up.scale,
+                           self.down.weight_t, self.down.scale)
+        return y.reshape(*x.shape[:-1], self.down.out_features)
+
+
+def _quantize_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 values and the float scale of every row (symmetric, absmax / 127)."""
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+    return torch.round(rows / scale).clamp(-127, 127).to(torch.int8), scale
+
+
+def _linear(x, weight_t, scale):
+    q, x_scale = _quantize_rows(x.float())
+    return (torch._int_mm(q, weight_t).float() * x_scale * scale).to(x.dtype)
+
+
+def _glu(x, gate_up_t, gate_up_scale, down_t, down_scale):
+    q, x_scale = _quantize_rows(x.float())
+    gate, up = (torch._int_mm(q, gate_up_t).float() * x_scale * gate_up_scale).chunk(2, dim=1)
+    h = torch.nn.functional.silu(gate) * up
+    q, h_scale = _quantize_rows(h)
+    return (torch._int_mm(q, down_t).float() * h_scale * down_scale).to(x.dtype)
+
+
+_KERNELS = {"linear": _linear, "glu": _glu}
+_COMPILED: dict[str, object] = {}
+
+
+def _kernel(name: str):
+    """The kernel compiled by torch.compile (one graph for every shape: the element-wise work around the int8
+    GEMMs fused into single passes, ~1.4x faster on the EPYC), or the eager one where compiling fails."""
+    if name not in _COMPILED:
+        eager = _KERNELS[name]
+        try:
+            compiled = torch.compile(eager, dynamic=True)
+            probe = torch.randn(3, 8)
+            w8, ones = torch.ones(8, 8, dtype=torch.int8), torch.ones(8)
+            args = (probe, w8, ones) if name == "linear" else (probe, torch.ones(8, 16, dtype=torch.int8),
+                                                                 torch.ones(16), w8, ones)
+            with torch.inference_mode():
+                compiled(*args)
+            _COMPILED[name] = compiled
+        except Exception as exc:  # no C++ compiler, unsupported platform...: same math, unfused
+            logger.warning("w8a8: torch.compile failed (%s: %s); running the eager kernel", type(exc).__name__, exc)
+            _COMPILED[name] = eager
+    return _COMPILED[name]
+
+
 def quantize_rowwise_int8(model: nn.Module) -> nn.Module:
-    """Replace every Linear of the decoder (not the LM head) by a ``RowwiseInt8Linear``, in place."""
+    """Replace the decoder's Linears (not the LM head) by int8 ones, in place: each Llama MLP by a
+    ``RowwiseInt8GLU``, every other Linear by a ``RowwiseInt8Linear``."""
     decoder = getattr(model, model.base_model_prefix)
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("quantize='w8a8' runs on CPU only (torch._int_mm through oneDNN)")
     for parent in list(decoder.modules()):
         for name, child in list(parent.named_children()):
+            if _is_silu_glu(child):
+                setattr(parent, name, RowwiseInt8GLU(child))
+    for parent in list(decoder.modules()):
+        for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
                 setattr(parent, name, RowwiseInt8Linear(child))
     return model
+
+
+def _is_silu_glu(module: nn.Module) -> bool:
+    """A Llama-style MLP (``down(silu(gate(x)) * up(x))``, no biases), the only form the fused kernel computes."""
+    names = ("gate_proj", "up_proj", "down_proj")
+    return (type(module).__name__.endswith("MLP") and type(getattr(module, "act_fn", None)).__name__ in (
+        "SiLU", "SiLUActivation") and all(type(getattr(module, n, None)) is nn.Linear
+                                          and getattr(module, n).bias is None for n in names))

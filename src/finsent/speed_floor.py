@@ -98,12 +98,12 @@ def compute_floor(clf, texts, schemes) -> dict:
 
 def mlp_linear(clf):
     """The classifier's first [hidden -> intermediate] projection, as it runs: nn.Linear in the model's dtype,
-    a dynamic-int8 Linear, or a ``quant.RowwiseInt8Linear``."""
+    a dynamic-int8 Linear, or w8a8's fused gate-and-up ``quant.RowwiseInt8Linear``."""
     config = clf.model.config
     for module in clf.model.modules():
-        if (getattr(module, "in_features", None), getattr(module, "out_features", None)) == (
-                config.hidden_size, config.intermediate_size):
-            return module
+        if getattr(module, "in_features", None) == config.hidden_size and getattr(
+                module, "out_features", None) in (config.intermediate_size, 2 * config.intermediate_size):
+            return module  # w8a8 runs gate and up as one [hidden -> 2 x intermediate] GEMM
     raise ValueError("no [hidden -> intermediate] projection found in the model")
 
 
