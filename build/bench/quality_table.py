@@ -35,6 +35,7 @@ def runs() -> list[dict]:
             "params": result["model_params"], "epochs": result["training"].get("epochs"), "lr": f["learning_rate"],
             "dev": result["dev"]["accuracy"], "dev_f1": result["dev"]["macro_f1"], "tfns_dev": per.get("tfns"),
             "fpb_dev": per.get("fpb"), "tfns_valid": (result.get("tfns_validation") or {}).get("accuracy"),
+            "seven": (result.get("seven_class_test") or {}).get("accuracy"),
             "items_s": result["dev"].get("items_per_second"), "wall_min": result["wall_seconds"] / 60,
             "peak_gb": result["peak_memory_mb"] / 1024, "commit": result["git_commit"][:8],
         })
@@ -46,12 +47,13 @@ def table(rows: list[dict]) -> str:
         return "-" if value is None else fmt.format(value)
 
     lines = ["| run | method | pruned | params | epochs | lr | dev acc | dev macro-F1 | TFNS dev | FPB dev | "
-             "TFNS validation | items/s | wall | peak memory | commit |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "TFNS validation | 7-class test | items/s | wall | peak memory | commit |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['method']} | {r['prune']} | {r['params'] / 1e6:.1f}M | {cell(r['epochs'])} | "
                      f"{r['lr']:g} | {r['dev']:.4f} | {r['dev_f1']:.4f} | {cell(r['tfns_dev'], '{:.4f}')} | "
                      f"{cell(r['fpb_dev'], '{:.4f}')} | {cell(r['tfns_valid'], '{:.4f}')} | "
+                     f"{cell(r['seven'], '{:.3f}')} | "
                      f"{cell(r['items_s'], '{:.1f}')} | {r['wall_min']:.0f} min | {r['peak_gb']:.1f} GB | "
                      f"{r['commit']} |")
     return "\n".join(lines) + "\n"

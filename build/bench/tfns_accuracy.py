@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "build" / "bench" / "results"
 TFNS_VALID = ROOT.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
+SEVEN_TEST = ROOT / "data" / "finsent-headlines" / "test.jsonl"  # the project's own 7-class headlines
 
 
 def git_commit() -> str:
@@ -175,6 +176,10 @@ def main() -> None:
 
     final = None
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    # The guard of the 7-class prompt: a 3-class gain must not come from breaking it (not used to choose).
+    t = time.perf_counter()
+    seven = score(model, AutoTokenizer.from_pretrained(merged), load_benchmark("finsent", SEVEN_TEST, "7"))
+    mark("seven-class", t)
     if not args.dev_only:
         t = time.perf_counter()
         bench = load_benchmark("tfns", TFNS_VALID, "3", limit=args.eval_limit)
@@ -188,6 +193,7 @@ def main() -> None:
                                      f"label, seed {recipe.finetune.seed} (row ids in the adapter's dev_split.json)",
                             "metric": "dev accuracy"} if recipe.finetune.dev_fraction else None,
               "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),
+              "seven_class_test": seven,
               "pruned": not args.no_prune, "max_steps": recipe.finetune.max_steps,
               # A resumed run's training time, tokens/s and probe curve cover only the steps after this one.
               "resumed_from_step": resumed_from,
@@ -207,6 +213,8 @@ def main() -> None:
         sources = ", ".join(f"{Path(k).parent.name} {v['accuracy']}" for k, v in result["dev"]["per_source"].items())
         print(f"dev split ({result['dev']['n']} rows): accuracy {result['dev']['accuracy']}  macro-F1 "
               f"{result['dev']['macro_f1']}  ({sources})")
+    print(f"7-class guard, project headlines test ({seven['n']} rows): accuracy {seven['accuracy']}  "
+          f"macro-F1 {seven['macro_f1']}")
     if final:
         print(f"TFNS validation ({final['n']} rows): accuracy {final['accuracy']}  macro-F1 {final['macro_f1']}  "
               f"weighted-F1 {final['weighted_f1']}")
