@@ -131,3 +131,18 @@ def test_only_exact_or_measured_rows_within_half_a_point_can_be_best():
     assert _admissible({"exact": False, "accuracy_delta": -0.005})
     assert not _admissible({"exact": False, "accuracy_delta": -0.0051})
     assert _admissible({"exact": False, "accuracy_delta": 0.01})
+
+
+def test_fused_norm_is_llama_rms_norm():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from finsent.quant import _fused_norm
+
+    norm = LlamaRMSNorm(16, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2, 16))
+    x = torch.randn(3, 7, 16, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(_fused_norm(norm, x), norm(x), atol=1e-2, rtol=1e-2)  # bf16: rounding only
+        x32 = x.float()
+        torch.testing.assert_close(_fused_norm(norm, x32), norm(x32))

@@ -12,6 +12,7 @@ natively), so the vocabulary log-softmax that scores the labels is not quantized
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -82,7 +83,14 @@ def _glu(x, gate_up_t, gate_up_scale, down_t, down_scale):
     return (torch._int_mm(q, down_t).float() * h_scale * down_scale).to(x.dtype)
 
 
-_KERNELS = {"linear": _linear, "glu": _glu}
+def _rms_norm(x, weight, eps: float):
+    """LlamaRMSNorm's own math (float32 statistics, back to the input dtype, then the weight), fused."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+_KERNELS = {"linear": _linear, "glu": _glu, "rms_norm": _rms_norm}
 _COMPILED: dict[str, object] = {}
 
 
@@ -95,8 +103,8 @@ def _kernel(name: str):
             compiled = torch.compile(eager, dynamic=True)
             probe = torch.randn(3, 8)
             w8, ones = torch.ones(8, 8, dtype=torch.int8), torch.ones(8)
-            args = (probe, w8, ones) if name == "linear" else (probe, torch.ones(8, 16, dtype=torch.int8),
-                                                                 torch.ones(16), w8, ones)
+            args = {"linear": (probe, w8, ones), "rms_norm": (probe, ones, 1e-5),
+                    "glu": (probe, torch.ones(8, 16, dtype=torch.int8), torch.ones(16), w8, ones)}[name]
             with torch.inference_mode():
                 compiled(*args)
             _COMPILED[name] = compiled
@@ -120,7 +128,14 @@ def quantize_rowwise_int8(model: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
                 setattr(parent, name, RowwiseInt8Linear(child))
+    for module in decoder.modules():  # the norms' five element-wise passes as one (same math)
+        if type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
+            module.forward = functools.partial(_fused_norm, module)
     return model
+
+
+def _fused_norm(module, hidden_states):
+    return _kernel("rms_norm")(hidden_states, module.weight, module.variance_epsilon)
 
 
 def _is_silu_glu(module: nn.Module) -> bool:

@@ -61,7 +61,7 @@ def register(sub) -> None:
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT),
                    help="scorer configurations besides the card loop (default: %(default)s; the ones this "
                         "hardware cannot run are skipped with a note)")
-    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 128)")
+    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 96)")
     p.add_argument("--quality", type=Path, metavar="QUALITY_JSON",
                    help="accuracy cost of each variant, from `finsent bench-quality` (a tuned release)")
     p.add_argument("--no-profile", action="store_true", help="skip the profile of the best row")

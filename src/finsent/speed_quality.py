@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT))
     p.add_argument("--n", type=positive_int, help="rows, evenly spaced over the file (default: all)")
     p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 128)")
+    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 96)")
     p.add_argument("--data", type=Path, default=TFNS_VALID, help="labelled TFNS CSV (default: validation)")
     p.add_argument("--out", type=Path, required=True, help="folder for quality.json / quality.md")
     p.set_defaults(func=_command)
