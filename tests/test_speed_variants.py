@@ -146,3 +146,14 @@ def test_fused_norm_is_llama_rms_norm():
         torch.testing.assert_close(_fused_norm(norm, x), norm(x), atol=1e-2, rtol=1e-2)  # bf16: rounding only
         x32 = x.float()
         torch.testing.assert_close(_fused_norm(norm, x32), norm(x32))
+
+
+def test_card_speed_table_shows_each_rows_accuracy_cost():
+    from finsent.card import speed_cost
+
+    assert speed_cost({"mode": "generate", "exact": True}) == "–"
+    assert speed_cost({"mode": "score", "exact": True}) == "exact"
+    assert speed_cost({"mode": "score", "exact": False}) == "not measured"
+    assert speed_cost({"mode": "score", "dtype": "float32"}) == "exact"  # a speed.json from before `exact`
+    row = {"mode": "score", "exact": False, "accuracy_delta": -0.0042, "label_agreement": 0.9812}
+    assert speed_cost(row) == "-0.42 pt, 98.1 % same label"

@@ -300,7 +300,17 @@ def _env():
     env.filters["memory_title"] = lambda s: ("process peak RSS" if memory_kind(s) == "process_rss"
                                              else "peak GPU memory")
     env.filters["memory_note"] = lambda s: MEMORY_KINDS[memory_kind(s)]
+    env.filters["cost"] = speed_cost
     return env
+
+
+def speed_cost(row: dict) -> str:
+    """A speed row's accuracy cost as ``finsent bench --quality`` measured it on a tuned release."""
+    if row.get("mode") != "score":
+        return "–"
+    if row.get("accuracy_delta") is not None:
+        return f"{100 * row['accuracy_delta']:+.2f} pt, {100 * row['label_agreement']:.1f} % same label"
+    return "exact" if row.get("exact", row.get("dtype") == "float32") else "not measured"
 
 
 def render_card(recipe, release_dir, template: str | Path | None = None, repo_id: str | None = None) -> str:
