@@ -59,8 +59,8 @@ def test_w8a8_close_to_float32_and_reference_untouched(clf):
     packed = build("w8a8-packed", clf, torch.float32, cache)
     assert packed.model is w8a8.model  # a packed variant reuses its base variant's weights
     layers = clf.model.config.num_hidden_layers
-    # per layer: q, k, v, o, then the MLP as one fused gate+up GEMM and down
-    assert sum(isinstance(m, RowwiseInt8Linear) for m in w8a8.model.model.modules()) == 6 * layers
+    # per layer: q+k+v as one GEMM, o, then the MLP as one fused gate+up GEMM and down
+    assert sum(isinstance(m, RowwiseInt8Linear) for m in w8a8.model.model.modules()) == 4 * layers
     assert sum(isinstance(m, RowwiseInt8GLU) for m in w8a8.model.model.modules()) == layers
     assert type(w8a8.model.lm_head) is torch.nn.Linear  # the vocabulary projection stays float
     ref = clf.label_logprobs(TEXTS, "3", kind="tweet")
@@ -157,3 +157,24 @@ def test_card_speed_table_shows_each_rows_accuracy_cost():
     assert speed_cost({"mode": "score", "dtype": "float32"}) == "exact"  # a speed.json from before `exact`
     row = {"mode": "score", "exact": False, "accuracy_delta": -0.0042, "label_agreement": 0.9812}
     assert speed_cost(row) == "-0.42 pt, 98.1 % same label"
+
+
+def test_fused_qkv_parts_equal_three_separate_int8_projections():
+    """One int8 GEMM for q, k and v gives exactly what three do (same per-token scales), in any call order."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaAttention
+
+    from finsent.quant import RowwiseInt8QKV, _QKVPart
+
+    torch.manual_seed(0)
+    attention = LlamaAttention(LlamaConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=2), 0)
+    separate = [RowwiseInt8Linear(getattr(attention, n)) for n in ("q_proj", "k_proj", "v_proj")]
+    qkv = RowwiseInt8QKV(attention)
+    parts = [_QKVPart(qkv, i) for i in range(3)]
+    x = torch.randn(2, 5, 32)
+    with torch.inference_mode():
+        for order in ([0, 1, 2], [2, 0, 1]):
+            for i in order:
+                assert torch.equal(parts[i](x), separate[i](x))
+            assert qkv._input is None  # nothing kept once all three were served
+    assert [p.out_features for p in parts] == [32, 16, 16]

@@ -64,6 +64,43 @@ class RowwiseInt8GLU(nn.Module):
         return y.reshape(*x.shape[:-1], self.down.out_features)
 
 
+class RowwiseInt8QKV(nn.Module):
+    """An attention's q, k and v projections as one int8 GEMM: the input is quantized once (its per-token
+    scales are the same for the three), the product has 3 x more columns. Installed as the attention's
+    ``qkv_proj``; its ``q_proj`` / ``k_proj`` / ``v_proj`` become ``_QKVPart`` views that attention calls as
+    before, in any order: the first part called with a new input runs the GEMM, the other two reuse it."""
+
+    def __init__(self, attention: nn.Module):
+        super().__init__()
+        parts = [attention.q_proj, attention.k_proj, attention.v_proj]
+        fused = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), bias=False)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([p.weight for p in parts]).float())
+        self.linear = RowwiseInt8Linear(fused)
+        self.sizes = [p.out_features for p in parts]
+        self._input, self._outputs, self._served = None, None, 0
+
+    def part(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        if x is not self._input:
+            self._input, self._outputs, self._served = x, self.linear(x).split(self.sizes, dim=-1), 0
+        out = self._outputs[index]
+        self._served += 1
+        if self._served == len(self.sizes):  # all three served: keep no activations between calls
+            self._input, self._outputs = None, None
+        return out
+
+
+class _QKVPart(nn.Module):
+    def __init__(self, qkv: RowwiseInt8QKV, index: int):
+        super().__init__()
+        object.__setattr__(self, "qkv", qkv)  # not a submodule: the weights belong to the attention's qkv_proj
+        self.index = index
+        self.in_features, self.out_features = qkv.linear.in_features, qkv.sizes[index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.qkv.part(x, self.index)
+
+
 def _quantize_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 values and the float scale of every row (symmetric, absmax / 127)."""
     scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
@@ -116,7 +153,8 @@ def _kernel(name: str):
 
 def quantize_rowwise_int8(model: nn.Module) -> nn.Module:
     """Replace the decoder's Linears (not the LM head) by int8 ones, in place: each Llama MLP by a
-    ``RowwiseInt8GLU``, every other Linear by a ``RowwiseInt8Linear``."""
+    ``RowwiseInt8GLU``, each attention's q/k/v by one ``RowwiseInt8QKV``, every other Linear (o) by a
+    ``RowwiseInt8Linear``."""
     decoder = getattr(model, model.base_model_prefix)
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("quantize='w8a8' runs on CPU only (torch._int_mm through oneDNN)")
@@ -124,6 +162,10 @@ def quantize_rowwise_int8(model: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if _is_silu_glu(child):
                 setattr(parent, name, RowwiseInt8GLU(child))
+        if _is_qkv_attention(parent):
+            parent.qkv_proj = RowwiseInt8QKV(parent)
+            for index, name in enumerate(("q_proj", "k_proj", "v_proj")):
+                setattr(parent, name, _QKVPart(parent.qkv_proj, index))
     for parent in list(decoder.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
@@ -136,6 +178,11 @@ def quantize_rowwise_int8(model: nn.Module) -> nn.Module:
 
 def _fused_norm(module, hidden_states):
     return _kernel("rms_norm")(hidden_states, module.weight, module.variance_epsilon)
+
+
+def _is_qkv_attention(module: nn.Module) -> bool:
+    names = ("q_proj", "k_proj", "v_proj")
+    return all(type(getattr(module, n, None)) is nn.Linear and getattr(module, n).bias is None for n in names)
 
 
 def _is_silu_glu(module: nn.Module) -> bool:
