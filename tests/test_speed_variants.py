@@ -178,3 +178,23 @@ def test_fused_qkv_parts_equal_three_separate_int8_projections():
                 assert torch.equal(parts[i](x), separate[i](x))
             assert qkv._input is None  # nothing kept once all three were served
     assert [p.out_features for p in parts] == [32, 16, 16]
+
+
+def test_grouped_attention_scores_like_sdpa(clf):
+    """Exact in float32 (up to GEMM rounding), plain and packed, with the prefix cache's causal pass too."""
+    from transformers import AttentionInterface
+
+    from finsent.precision import GROUPED, grouped_attention, use_cpu_bf16_attention
+
+    AttentionInterface.register(GROUPED, grouped_attention)
+    grouped = FinSentClassifier(converted_copy(clf.model, torch.float32), clf.tokenizer)
+    grouped.model.set_attn_implementation(GROUPED)
+    assert clf.model.config._attn_implementation == "sdpa"  # the reference's copy is its own
+    for scheme in ("3", "7"):
+        reference = clf.label_logprobs(TEXTS, scheme, kind="tweet")
+        torch.testing.assert_close(grouped.label_logprobs(TEXTS, scheme, kind="tweet"), reference, atol=2e-5, rtol=0)
+        packed = PackedClassifier.wrap(grouped, 40).label_logprobs(TEXTS, scheme, kind="tweet")
+        torch.testing.assert_close(packed, reference, atol=2e-5, rtol=0)
+    assert not use_cpu_bf16_attention(clf.model)  # float32: left as it is
+    bf16 = build("bf16", clf, torch.bfloat16, {})
+    assert bf16.model.config._attn_implementation == GROUPED

@@ -106,6 +106,10 @@ class FinSentClassifier:
             dtype, why = auto_dtype(device, net.config)
             logger.info("dtype auto: %s (%s)", str(dtype).replace("torch.", ""), why)
             net = net.to(dtype)
+        if dtype == torch.bfloat16:
+            from .precision import use_cpu_bf16_attention
+
+            use_cpu_bf16_attention(net)  # on a CPU only: a faster kernel for bfloat16 attention
         clf = cls(net, tokenizer, source=source, **kwargs)
         if quantize:
             clf.quantize(quantize)

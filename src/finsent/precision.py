@@ -60,3 +60,46 @@ def auto_dtype(device, config) -> tuple[object, str]:
            f"{config.intermediate_size}] GEMM ran {rates['bfloat16']:.0f} GFLOP/s in bfloat16, "
            f"{rates['float32']:.0f} in float32")
     return (torch.bfloat16 if gain >= BF16_MIN_GAIN else torch.float32), why
+
+
+GROUPED = "finsent_grouped"
+
+
+def grouped_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for transformers' AttentionInterface that folds each key/value head's query heads into one
+    matmul ([kv heads] x [group x queries, keys]) instead of copying keys and values per query head.
+
+    On the Zen 5 EPYC in bfloat16 this ran twice as fast as ``scaled_dot_product_attention`` on the scorer's
+    packed rows (18 rows x 32 heads x 96 queries x 126 keys: 23 ms against 47 ms), whose custom mask keeps
+    SDPA off its fast paths. Same math as transformers' eager attention (scores in the model's dtype, softmax
+    in float32); inference only (no dropout, no attention weights returned).
+    """
+    import torch
+
+    b, heads, q, d = query.shape
+    kv = key.shape[1]
+    group = heads // kv
+    k_len = key.shape[2]
+    if attention_mask is None and q > 1:  # transformers leaves plain causal masking to the kernel (is_causal)
+        causal = torch.ones(q, k_len, dtype=torch.bool, device=query.device).tril(k_len - q)
+        attention_mask = torch.zeros(q, k_len, dtype=query.dtype, device=query.device).masked_fill_(
+            ~causal, torch.finfo(query.dtype).min)[None, None]
+    scores = torch.matmul(query.reshape(b, kv, group * q, d), key.transpose(2, 3)) * scaling
+    if attention_mask is not None:  # [B, 1, Q, K]: the same for every head
+        scores = (scores.view(b, kv, group, q, k_len) + attention_mask[:, :, None, :, :k_len]).view(b, kv, -1, k_len)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    return torch.matmul(probs, value).view(b, heads, q, d).transpose(1, 2).contiguous(), None
+
+
+def use_cpu_bf16_attention(model) -> bool:
+    """Switch a bfloat16 model on a CPU to ``grouped_attention``; True if it was switched."""
+    import torch
+
+    param = next(model.parameters())
+    if param.device.type != "cpu" or model.get_input_embeddings().weight.dtype != torch.bfloat16:
+        return False
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(GROUPED, grouped_attention)
+    model.set_attn_implementation(GROUPED)
+    return True

@@ -72,6 +72,7 @@ def build(variant: str, reference, float_dtype, cache: dict | None = None, pack_
 
     from .classify import FinSentClassifier
     from .packing import PACK_TOKENS, PackedClassifier
+    from .precision import use_cpu_bf16_attention
 
     cache = {} if cache is None else cache
     base = base_of(variant)
@@ -81,6 +82,7 @@ def build(variant: str, reference, float_dtype, cache: dict | None = None, pack_
         else:
             dtype = torch.bfloat16 if base == "bf16" else (float_dtype if base == "w8a8" else torch.float32)
             model = converted_copy(reference.model, dtype)
+            use_cpu_bf16_attention(model)  # what from_pretrained does for a bfloat16 model on a CPU
             clf = FinSentClassifier(model, reference.tokenizer, source=reference.source,
                                     batch_size=reference.batch_size)
             if base != "bf16":
