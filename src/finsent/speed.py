@@ -288,6 +288,7 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()[0]  # recorded: another job on the machine shows up here
     if threads:
         torch.set_num_threads(threads[0])
     base_threads = torch.get_num_threads()
@@ -359,6 +360,7 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
         "memory": "cuda_allocated" if device.type == "cuda" else "process_rss",  # what peak_memory_mb measured
         "tokenizer": note, "texts": f"{texts_file.name} first {n}", "torch": torch.__version__,
         "git_commit": _git_commit(), "seed": 0,  # random_shape_model's seed (shape runs)
+        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "dtype_auto": dtype_auto, "variants_skipped": skipped, "rows": rows, "compute_floor": floor,
         "best_rule": {"max_accuracy_loss": MAX_ACCURACY_LOSS, "measured_on": quality["model"] if quality else None},
         "quality": {k: v for k, v in quality.items() if k != "variants"} if quality else None,

@@ -17,7 +17,9 @@ def format_table(result: dict) -> str:
     lines = [
         f"Speed of `{result['model']}` ({result['params']:,} parameters) on {result['device']}, "
         f"torch {result['torch']}, {result['threads']} threads; texts: {result['texts']}; "
-        f"tokenizer: {result['tokenizer']}.",
+        f"tokenizer: {result['tokenizer']}." + (
+            " 1-minute load average {start:.2f} at the start, {end:.2f} at the end.".format(
+                **result["load_average_1min"]) if result.get("load_average_1min") else ""),
         "",
         "| config | scheme | weights | batch | threads | items/s | p50 ms | p95 ms | peak MiB | x card | of floor "
         "| acc. delta (points) | agreement |",
