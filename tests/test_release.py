@@ -23,6 +23,7 @@ REDUCED = [
              f'{{name: finsent, path: {TEST_SET}, scheme: "7", limit: 12}}]',
     "--set", "eval.speed_n=4",
     "--set", "eval.speed_batch_sizes=[4]",
+    "--set", "export.agreement_n=12",
 ]
 
 
@@ -45,7 +46,8 @@ def test_reduced_release_builds_a_complete_release_folder(tmp_path, monkeypatch,
     assert all(r["n"] == 12 for r in results.values())
     speed = json.loads((release / "eval" / "speed.json").read_text())
     assert {r["mode"] for r in speed["rows"]} == {"generate", "score"}
-    assert {p.name for p in (release / "reports").iterdir()} == {"pruning.json", "training.json", "recipe.yaml"}
+    assert {p.name for p in (release / "reports").iterdir()} == {"pruning.json", "training.json", "recipe.yaml",
+                                                                 "exports.json"}
     assert json.loads((release / "reports" / "training.json").read_text())["steps"] == 2
     card = ModelCard.load(release / "README.md")
     index = card.data.eval_results
@@ -53,6 +55,16 @@ def test_reduced_release_builds_a_complete_release_folder(tmp_path, monkeypatch,
     for run in results.values():  # the card rounds to 4 decimals
         for key in ("accuracy", "macro_f1", "weighted_f1"):
             assert any(v == pytest.approx(run["metrics"][key], abs=5e-5) for v in values), key
+
+    # The export stage wrote the recipe's GGUF f16 (922 neurons: no q8_0 without round_to) and checked it; the
+    # card shows how to run it.
+    exports = json.loads((release / "reports" / "exports.json").read_text())
+    assert [(e["path"], e["quant"]) for e in exports["files"]] == [("smollm2-135m-F16.gguf", "f16")]
+    assert (release / "smollm2-135m-F16.gguf").stat().st_size == exports["files"][0]["bytes"]
+    if exports["files"][0]["agreement"] is not None:  # measured where llama-cpp-python is installed
+        assert exports["files"][0]["agreement"] >= 11 / 12 and exports["n"] == 12
+    readme = (release / "README.md").read_text()
+    assert "## Run it anywhere" in readme and "--hf-file smollm2-135m-F16.gguf" in readme
 
     # The push was a dry run listing every file of the folder, and nothing else; finsent's own marker files
     # (the folders it wrote: .finsent-output.json) are bookkeeping and the predictions hold gold labels: not published.
@@ -67,10 +79,11 @@ def test_reduced_release_builds_a_complete_release_folder(tmp_path, monkeypatch,
     assert "dry run: nothing sent" in out and "Serve the Space on it" in out
 
     # A second run finds every model stage up to date: it rewrites neither the pruned model, the adapter,
-    # the merged weights nor the eval results, and only re-renders the card and repeats the dry run.
+    # the merged weights, the eval results nor the exports, and only re-renders the card and repeats the dry run.
     outputs = [tmp_path / "runs/smollm2-135m/pruned/model.safetensors",
                tmp_path / "runs/smollm2-135m/adapter/training.json",
-               release / "model.safetensors", release / "eval" / "finsent-3-score.json"]
+               release / "model.safetensors", release / "eval" / "finsent-3-score.json",
+               release / "smollm2-135m-F16.gguf"]
     before = [p.stat().st_mtime_ns for p in outputs]
     assert main(["release", "build/recipes/smollm2-135m.yaml", *REDUCED, *dirs]) == 0
     assert [p.stat().st_mtime_ns for p in outputs] == before
