@@ -89,6 +89,17 @@ def test_q8_0_refuses_a_pruned_width_that_is_no_multiple_of_32(tiny_llama_dir, t
     assert not out.exists() and not list(tmp_path.glob(".m.gguf*"))
 
 
+def test_q8_0_names_the_base_width_that_pruning_cannot_change():
+    from finsent.export_gguf import check_quantizable
+
+    config = {"hidden_size": 100, "intermediate_size": 128, "num_attention_heads": 4}
+    with pytest.raises(ExportInputError, match=r"hidden_size 100, q/k/v width 100: the base model's widths cannot "
+                                               r"be changed by pruning: export --quant f16"):
+        check_quantizable(config, "q8_0")
+    check_quantizable(config, "f16")
+    check_quantizable({**config, "hidden_size": 64}, "q8_0")
+
+
 def test_export_help_documents_both_formats(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
