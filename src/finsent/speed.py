@@ -5,14 +5,15 @@ One run, one machine, the same real TFNS validation headlines for every configur
     card loop     classify(mode="generate", batch_size=1), float32: greedy, 15 new tokens, no_repeat_ngram_size 3
     score bN      our scorer, float32 (exact), at each batch size
     <variant> bN  the scorer in another precision or layout (``speed_variants.py``: bf16, w8a8, int8, packed)
+    X @ N threads the fastest row re-measured at every thread count of ``--threads`` when several are given
     best          the fastest row that is exact or whose accuracy cost, measured on a tuned release by
-                  ``finsent bench-quality`` and passed with ``--quality``, is within 0.5 point of float32;
-                  re-measured at every thread count of ``--threads`` when several are given
+                  ``finsent bench-quality`` and passed with ``--quality`` (or added later with
+                  ``finsent bench-quality --apply speed.json``), is within 0.5 point of float32
 
 Requests of all configurations run interleaved (``measure_interleaved``), so on a shared machine every
 row sees the same drifting load; each variant holds its own resident copy of the weights. Plus the
 compute floor: FLOPs per item over the rate of the scorer's own projection module (``speed_floor.py``)
-and a profile of one request of the best row. Writes ``speed.json`` (the release contract), ``speed.md``
+and a profile of one request of the fastest row. Writes ``speed.json`` (the release contract), ``speed.md``
 and ``speed.png``.
 
     finsent bench-quality RELEASE --out eval/bench/llama-finsent-s
@@ -57,14 +58,14 @@ def register(sub) -> None:
     p.add_argument("--n", type=positive_int, default=64, help="texts per scorer configuration (default 64)")
     p.add_argument("--gen-n", type=positive_int, help="texts for the card's loop (default: min(n, 32))")
     p.add_argument("--threads", nargs="+", type=positive_int,
-                   help="torch threads; several = the best configuration is re-measured at each")
+                   help="torch threads; several = the fastest configuration is re-measured at each")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT),
                    help="scorer configurations besides the card loop (default: %(default)s; the ones this "
                         "hardware cannot run are skipped with a note)")
     p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 96)")
     p.add_argument("--quality", type=Path, metavar="QUALITY_JSON",
                    help="accuracy cost of each variant, from `finsent bench-quality` (a tuned release)")
-    p.add_argument("--no-profile", action="store_true", help="skip the profile of the best row")
+    p.add_argument("--no-profile", action="store_true", help="skip the profile of the fastest row")
     p.add_argument("--texts", type=Path, default=TFNS_VALID,
                    help="csv/jsonl/json/parquet with a 'text' column (default: TFNS validation)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
@@ -321,22 +322,18 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
     for job in jobs[len(schemes):]:
         job.config += f" b{job.batch_size}"
     rows = measure_interleaved(jobs)
-    for row in rows:
-        _attach_quality(row, quality)
     floor = compute_floor(clf, texts, schemes)
-    best_jobs = {}
-    for scheme in schemes:  # the fastest admissible row, re-measured at every thread count (interleaved again)
-        best = max((r for r in rows if r["mode"] == "score" and r["scheme"] == scheme and _admissible(r)),
-                   key=lambda r: r["items_per_second"], default=None)
-        if best is None:
+    fastest_jobs = {}
+    for scheme in schemes:  # the fastest score row, re-measured at every thread count (interleaved again)
+        fastest = max((r for r in rows if r["mode"] == "score" and r["scheme"] == scheme),
+                      key=lambda r: r["items_per_second"], default=None)
+        if fastest is None:
             continue
-        rows.append({**best, "config": f"best ({best['config']})"})
-        job_of = next(j for j in jobs if j.config == best["config"] and j.scheme == scheme)
-        best_jobs[scheme] = job_of
+        fastest_jobs[scheme] = next(j for j in jobs if j.config == fastest["config"] and j.scheme == scheme)
         if len(threads) > 1:
-            sweep = [Job(f"best ({best['config']}, {t} threads)", job_of.clf, texts, scheme, "score",
-                         best["batch_size"], t, job_of.variant) for t in threads]
-            rows += [_attach_quality(r, quality) for r in measure_interleaved(sweep)]
+            job = fastest_jobs[scheme]
+            rows += measure_interleaved([Job(f"{fastest['config']} @ {t} threads", job.clf, texts, scheme, "score",
+                                             fastest["batch_size"], t, job.variant) for t in threads])
     torch.set_num_threads(base_threads)
     rates = {}
     for row in rows:
@@ -362,12 +359,34 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
         "git_commit": _git_commit(), "seed": 0,  # random_shape_model's seed (shape runs)
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "dtype_auto": dtype_auto, "variants_skipped": skipped, "rows": rows, "compute_floor": floor,
-        "best_rule": {"max_accuracy_loss": MAX_ACCURACY_LOSS, "measured_on": quality["model"] if quality else None},
-        "quality": {k: v for k, v in quality.items() if k != "variants"} if quality else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if profile and schemes[0] in best_jobs:
-        result["profile"] = profile_request(best_jobs[schemes[0]])
+    if profile and schemes[0] in fastest_jobs:  # where the time goes in the fastest configuration
+        result["profile"] = profile_request(fastest_jobs[schemes[0]])
+    return write_speed(apply_quality(result, quality), out_dir)
+
+
+def apply_quality(result: dict, quality: dict | None) -> dict:
+    """Put each variant's measured accuracy cost on its rows and (re)select the ``best`` rows: per scheme, a copy
+    of the fastest row that is exact or within MAX_ACCURACY_LOSS of float32. Used by ``run_bench`` and by
+    ``finsent bench-quality --apply``, which adds a cost measured later to an existing speed.json."""
+    rows = [r for r in result["rows"] if not r["config"].startswith("best (")]
+    for row in rows:
+        for key in ("accuracy", "accuracy_delta", "label_agreement"):
+            row.pop(key, None)
+        _attach_quality(row, quality)
+    for scheme in dict.fromkeys(r["scheme"] for r in rows):
+        best = max((r for r in rows if r["mode"] == "score" and r["scheme"] == scheme and _admissible(r)
+                    and " @ " not in r["config"]), key=lambda r: r["items_per_second"], default=None)
+        if best is not None:
+            rows.append({**best, "config": f"best ({best['config']})"})
+    return {**result, "rows": rows,
+            "best_rule": {"max_accuracy_loss": MAX_ACCURACY_LOSS, "measured_on": quality["model"] if quality else None},
+            "quality": {k: v for k, v in quality.items() if k != "variants"} if quality else None}
+
+
+def write_speed(result: dict, out_dir: Path) -> dict:
+    out_dir = Path(out_dir)
     write_report("speed", result, out_dir / "speed.json")
     (out_dir / "speed.md").write_text(format_table(result) + "\n")
     plot(result, out_dir / "speed.png")

@@ -5,9 +5,10 @@ validation rows (all 2,388 by default) as the exact float32 scorer; quality.json
 accuracy and weighted F1 against the gold labels, ``accuracy_delta`` (its accuracy minus float32's),
 ``label_agreement`` (share of rows with float32's label) and how far the probabilities move. Speed is
 measured on the published shape with random weights, where accuracy means nothing; the cost is measured
-here, on a real tuned release, and ``finsent bench --quality quality.json`` puts it on the speed rows.
+here, on a real tuned release, and ``finsent bench --quality quality.json`` (or ``--apply`` here, on a
+speed.json measured before) puts it on the speed rows.
 
-    finsent bench-quality releases/NAME --out eval/bench/llama-finsent-s
+    finsent bench-quality releases/NAME --out eval/bench/llama-finsent-s --apply eval/bench/llama-finsent-s/speed.json
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 96)")
     p.add_argument("--data", type=Path, default=TFNS_VALID, help="labelled TFNS CSV (default: validation)")
     p.add_argument("--out", type=Path, required=True, help="folder for quality.json / quality.md")
+    p.add_argument("--apply", type=Path, nargs="+", metavar="SPEED_JSON", default=[],
+                   help="also put the measured costs on these speed.json files (best rows re-selected, "
+                        "speed.md and speed.png rewritten)")
     p.set_defaults(func=_command)
 
 
@@ -51,6 +55,13 @@ def _command(args) -> int:
                              batch_size=args.batch_size, pack_tokens=args.pack_tokens)
     print(format_quality(result))
     print(f"\nwrote {Path(args.out) / 'quality.json'}, quality.md")
+    for path in args.apply:
+        from .reports import read_report
+        from .speed import apply_quality, write_speed
+        from .speed_report import format_table
+
+        print("\n" + format_table(write_speed(apply_quality(read_report("speed", path), result), path.parent)))
+        print(f"\nrewrote {path}, speed.md, speed.png with the costs")
     return 0
 
 
