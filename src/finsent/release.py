@@ -344,6 +344,13 @@ class Release:
             "bytes_on_disk": sum(p.stat().st_size for p in weights) or None,
             "params": json.loads(pruning.read_text()).get("params_after") if pruning.is_file() else None,
         }
+        from .export_release import ExportsError, read_exports
+
+        try:
+            manifest = read_exports(self.release_dir)
+        except ExportsError:
+            manifest = None
+        out["exports"] = manifest["files"] if manifest else []
         out["serve"] = f"finsent space serve --model {self.release_dir}"
         return out
 
@@ -362,6 +369,9 @@ def format_summary(summary: dict, seconds: dict) -> str:
         lines.append(f"Size: {params}{size['bytes_on_disk'] / 1e6:.1f} MB of weights")
     for row in (summary.get("speed") or {}).get("rows", []):
         lines.append(f"Speed: {row['config']}: {row['items_per_second']:.1f} items/s")
+    for e in summary.get("exports") or []:
+        agreement = "not measured" if e["agreement"] is None else f"{100 * e['agreement']:.1f} % same label"
+        lines.append(f"Export: {e['path']}: {e['bytes'] / 1e6:.1f} MB, {agreement}")
     if seconds:
         lines.append("Stage wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     lines += ["", f"Serve the Space on it: {summary['serve']}"]
