@@ -4,6 +4,7 @@ against the loopback Hub server of ``hub_server.py`` (never a mocked client)."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -487,6 +488,11 @@ def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_
     report["bytes_on_disk"] = sum(p.stat().st_size for p in pruned.glob("*.safetensors"))  # as run_prune does
     (release / "reports" / "pruning.json").write_text(json.dumps(check_report("pruning", report)))
     (release / "eval" / "tfns-3-score.predictions.jsonl").write_text('{"i": 0, "gold": "negative"}\n')
+    # The export stage's GGUF (the recipe asks for f16) goes up in the same commit and runs from the download.
+    from finsent.export_release import run_exports
+
+    recipe.export.gguf, recipe.export.agreement_n = ["f16"], 0
+    run_exports(recipe, release)
     render_card(recipe, release)
     assert f"weights on disk: {(release / 'model.safetensors').stat().st_size / 1e6:,.1f} MB" in \
         (release / "README.md").read_text()
@@ -514,3 +520,10 @@ def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_
     b = FinSentClassifier.from_pretrained(str(local))  # the downloaded tag, through the library's own loader
     assert torch.equal(a.label_logprobs(texts, "7"), b.label_logprobs(texts, "7"))
     assert [p.label for p in a.classify(texts)] == [p.label for p in b.classify(texts)]
+    assert "llama-finsent-s-F16.gguf" in sent and "reports/exports.json" in sent
+    if importlib.util.find_spec("llama_cpp"):
+        from finsent.export_gguf import GGUFScorer
+
+        with GGUFScorer(local / "llama-finsent-s-F16.gguf", threads=2) as scorer:
+            got = scorer.label_logprobs(texts, "7", "news")
+        assert abs(got - b.label_logprobs(texts, "7").double().numpy()).max() < 0.05
