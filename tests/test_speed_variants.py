@@ -65,8 +65,12 @@ def test_w8a8_close_to_float32_and_reference_untouched(clf):
     assert type(w8a8.model.lm_head) is torch.nn.Linear  # the vocabulary projection stays float
     ref = clf.label_logprobs(TEXTS, "3", kind="tweet")
     assert (w8a8.label_logprobs(TEXTS, "3", kind="tweet") - ref).abs().max() < 0.05
+    lm = build("w8a8-lm", clf, torch.float32, cache)
+    assert isinstance(lm.model.lm_head, RowwiseInt8Linear) and type(lm.model.model.embed_tokens) is torch.nn.Embedding
+    assert (lm.label_logprobs(TEXTS, "3", kind="tweet") - ref).abs().max() < 0.1
     after = clf.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert type(clf.model.lm_head) is torch.nn.Linear
 
 
 def test_bf16_copy_is_a_copy_with_tied_weights(clf):

@@ -33,7 +33,7 @@ from .prompts import KINDS, EncodedPrompt, InputError, PromptEncoder, check_text
 logger = logging.getLogger(__name__)
 
 MODES = ("score", "generate")
-QUANTIZE = (None, "int8", "w8a8")
+QUANTIZE = (None, "int8", "w8a8", "w8a8-lm")
 GENERATE_MAX_NEW_TOKENS = 15
 
 
@@ -82,8 +82,8 @@ class FinSentClassifier:
         (``precision.auto_dtype``; without those instructions bfloat16 is emulated, ~100x slower).
         ``threads`` sets torch's (process-wide) intra-op thread count.
         ``quantize="int8"`` applies dynamic int8 quantization to every Linear (CPU only); ``"w8a8"``
-        int8 per weight channel and per token to the decoder's Linears (``quant.py``, CPU only). Both
-        are faster and not exact; their accuracy cost is measured in eval/bench/.
+        int8 per weight channel and per token to the decoder's Linears (``quant.py``, CPU only), ``"w8a8-lm"``
+        to the LM head too. All are faster and not exact; their accuracy cost is measured in eval/bench/.
         """
         import torch
 
@@ -120,10 +120,10 @@ class FinSentClassifier:
         and drop caches computed before."""
         if kind not in QUANTIZE[1:]:
             raise ValueError(f"unknown quantize {kind!r}: choose one of {QUANTIZE}")
-        if kind == "w8a8":
+        if kind in ("w8a8", "w8a8-lm"):
             from .quant import quantize_rowwise_int8
 
-            self.model = quantize_rowwise_int8(self.model)
+            self.model = quantize_rowwise_int8(self.model, lm_head=kind == "w8a8-lm")
         else:
             self.model = quantize_int8(self.model)
         self._prefix_cache.clear()

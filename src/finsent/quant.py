@@ -127,7 +127,12 @@ def _rms_norm(x, weight, eps: float):
     return weight * h.to(x.dtype)
 
 
-_KERNELS = {"linear": _linear, "glu": _glu, "rms_norm": _rms_norm}
+def _logsumexp(logits):
+    """Float32 log-sum-exp over the vocabulary of bfloat16 logits, without a float32 copy of them (fused)."""
+    return torch.logsumexp(logits.float(), dim=-1)
+
+
+_KERNELS = {"linear": _linear, "glu": _glu, "rms_norm": _rms_norm, "logsumexp": _logsumexp}
 _COMPILED: dict[str, object] = {}
 
 
@@ -140,7 +145,7 @@ def _kernel(name: str):
             compiled = torch.compile(eager, dynamic=True)
             probe = torch.randn(3, 8)
             w8, ones = torch.ones(8, 8, dtype=torch.int8), torch.ones(8)
-            args = {"linear": (probe, w8, ones), "rms_norm": (probe, ones, 1e-5),
+            args = {"linear": (probe, w8, ones), "rms_norm": (probe, ones, 1e-5), "logsumexp": (probe,),
                     "glu": (probe, torch.ones(8, 16, dtype=torch.int8), torch.ones(16), w8, ones)}[name]
             with torch.inference_mode():
                 compiled(*args)
@@ -151,10 +156,10 @@ def _kernel(name: str):
     return _COMPILED[name]
 
 
-def quantize_rowwise_int8(model: nn.Module) -> nn.Module:
+def quantize_rowwise_int8(model: nn.Module, lm_head: bool = False) -> nn.Module:
     """Replace the decoder's Linears (not the LM head) by int8 ones, in place: each Llama MLP by a
     ``RowwiseInt8GLU``, each attention's q/k/v by one ``RowwiseInt8QKV``, every other Linear (o) by a
-    ``RowwiseInt8Linear``."""
+    ``RowwiseInt8Linear``; with ``lm_head``, the vocabulary projection too (``quantize="w8a8-lm"``)."""
     decoder = getattr(model, model.base_model_prefix)
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("quantize='w8a8' runs on CPU only (torch._int_mm through oneDNN)")
@@ -170,6 +175,10 @@ def quantize_rowwise_int8(model: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
                 setattr(parent, name, RowwiseInt8Linear(child))
+    if lm_head:  # the vocabulary projection too (its input embeddings stay as they are): faster, less exact
+        head = model.get_output_embeddings()
+        model.set_output_embeddings(RowwiseInt8Linear(head))
+        model.config.tie_word_embeddings = False
     for module in decoder.modules():  # the norms' five element-wise passes as one (same math)
         if type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
             module.forward = functools.partial(_fused_norm, module)

@@ -5,6 +5,7 @@
                    faster, CUDA): not exact
     w8a8           int8 weights per output channel x int8 activations per token in the decoder's Linears
                    (``quant.py``), the rest in bfloat16 where native, else float32; CPU only
+    w8a8-lm        w8a8 with the LM head (vocabulary projection) in int8 too
     int8           torch.ao dynamic int8 (one scale per weight matrix and per activation matrix); CPU only
     <v>-packed     the same weights, several texts per query row (``packing.py``)
 
@@ -18,9 +19,9 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-BASE = ("float32", "bf16", "w8a8", "int8")
+BASE = ("float32", "bf16", "w8a8", "w8a8-lm", "int8")
 VARIANTS = BASE + tuple(f"{v}-packed" for v in BASE)
-DEFAULT = ("float32", "bf16", "w8a8", "int8", "bf16-packed", "w8a8-packed")
+DEFAULT = ("float32", "bf16", "w8a8", "int8", "bf16-packed", "w8a8-packed", "w8a8-lm-packed")
 # A variant is only "best" if its accuracy on the tuned release is within this of float32's (0.5 point).
 MAX_ACCURACY_LOSS = 0.005
 
@@ -36,7 +37,7 @@ def unavailable(variant: str, device, float_dtype) -> str | None:
     base = base_of(variant)
     if base not in BASE:
         raise ValueError(f"unknown variant {variant!r}: choose from {', '.join(VARIANTS)}")
-    if base in ("w8a8", "int8") and device.type != "cpu":
+    if base in ("w8a8", "w8a8-lm", "int8") and device.type != "cpu":
         return f"{base} runs on CPU only"
     if base == "bf16" and float_dtype != torch.bfloat16:
         return "bfloat16 is not native here (or not faster than float32): dtype auto keeps float32"
@@ -80,7 +81,7 @@ def build(variant: str, reference, float_dtype, cache: dict | None = None, pack_
         if base == "float32":
             clf = reference
         else:
-            dtype = torch.bfloat16 if base == "bf16" else (float_dtype if base == "w8a8" else torch.float32)
+            dtype = torch.bfloat16 if base == "bf16" else (float_dtype if base.startswith("w8a8") else torch.float32)
             model = converted_copy(reference.model, dtype)
             use_cpu_bf16_attention(model)  # what from_pretrained does for a bfloat16 model on a CPU
             clf = FinSentClassifier(model, reference.tokenizer, source=reference.source,
@@ -97,8 +98,8 @@ def describe(variant: str, clf) -> str:
     """The row's ``dtype`` text: what the weights and the activations are."""
     act = str(clf.dtype).replace("torch.", "")
     base = base_of(variant)
-    if base == "w8a8":
-        return f"int8 w8a8 ({act} elsewhere)"
+    if base.startswith("w8a8"):
+        return f"int8 w8a8{' + LM head' if base == 'w8a8-lm' else ''} ({act} elsewhere)"
     if base == "int8":
         return "int8 dynamic"
     return act
