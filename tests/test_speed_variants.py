@@ -202,3 +202,11 @@ def test_grouped_attention_scores_like_sdpa(clf):
     assert not use_cpu_bf16_attention(clf.model)  # float32: left as it is
     bf16 = build("bf16", clf, torch.bfloat16, {})
     assert bf16.model.config._attn_implementation == GROUPED
+
+
+def test_the_bench_refuses_variants_that_would_not_fit_in_memory():
+    from finsent.speed_variants import BenchMemoryError, check_memory
+
+    check_memory(1000, ["float32", "bf16", "w8a8-packed"])
+    with pytest.raises(BenchMemoryError, match=r"need about .* GiB, and .* GiB is available"):
+        check_memory(10**13, ["float32", "int8"])

@@ -37,7 +37,7 @@ from .errors import UsageError
 from .reports import write_report
 from .speed_floor import compute_floor, floor_items_per_second, mlp_linear, module_gflops
 from .speed_report import format_table, plot, profile_request
-from .speed_variants import DEFAULT, MAX_ACCURACY_LOSS, VARIANTS, base_of, build, describe, unavailable
+from .speed_variants import DEFAULT, MAX_ACCURACY_LOSS, VARIANTS, base_of, build, check_memory, describe, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +307,8 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
     dtype_auto = {"dtype": str(float_dtype).replace("torch.", ""), "why": why}
     if device.type == "cpu":
         dtype_auto["gflops_32_rows"] = measure_cpu_dtypes(config.hidden_size, config.intermediate_size)
+    if device.type == "cpu":
+        check_memory(params, [v for v in dict.fromkeys(variants) if not unavailable(v, device, float_dtype)])
     skipped, built, cache = {}, {}, {}
     for variant in dict.fromkeys(variants):
         reason = unavailable(variant, device, float_dtype)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import logging
 
+from .errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 BASE = ("float32", "bf16", "w8a8", "w8a8-lm", "int8")
@@ -103,3 +105,26 @@ def describe(variant: str, clf) -> str:
     if base == "int8":
         return "int8 dynamic"
     return act
+
+
+# Resident bytes per parameter of each variant's own weights, beside the float32 reference (published shape:
+# float32 + bf16 + w8a8 + w8a8-lm + int8 peaked at 10.5 GB RSS).
+BYTES_PER_PARAM = {"float32": 0.0, "bf16": 2.0, "w8a8": 1.3, "w8a8-lm": 1.3, "int8": 1.0}
+
+
+class BenchMemoryError(UsageError, MemoryError):
+    """The variants would not fit in the memory available now."""
+
+
+def check_memory(params: int, variants) -> None:
+    """Refuse to start when the variants' weights would not fit in MemAvailable: on a machine where another job
+    holds memory (even paused), the kernel's OOM killer would otherwise end the largest process, maybe not ours."""
+    need = params * (4.0 + sum(BYTES_PER_PARAM[base_of(v)] for v in dict.fromkeys(map(base_of, variants)))) * 1.3
+    try:
+        with open("/proc/meminfo") as fh:
+            avail = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        return
+    if need > avail:
+        raise BenchMemoryError(f"the variants {', '.join(variants)} need about {need / 2**30:.1f} GiB, and "
+                               f"{avail / 2**30:.1f} GiB is available: pass fewer --variants or free memory")
