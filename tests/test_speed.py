@@ -170,8 +170,13 @@ def test_readme_bench_commands_parse():
     docs = [(root / doc).read_text().replace("\\\n", " ") for doc in ("eval/bench/README.md", "eval/README.md")]
     lines = [line for text in docs for line in text.splitlines() if line.startswith("finsent bench")]
     assert len(lines) >= 3 and all("\\" not in line for line in lines)
+    from finsent import speed_quality
+
     for line in lines:
         args = build_parser().parse_args(shlex.split(line)[1:])
+        if line.startswith("finsent bench-quality"):
+            assert args.func is speed_quality._command and args.data.is_file(), line
+            continue
         assert args.func is speed._bench, line
         assert args.texts.is_file() and args.n > 0, line
 
