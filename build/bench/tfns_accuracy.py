@@ -107,8 +107,8 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, help="score only N rows of TFNS validation at the end")
     parser.add_argument("--no-prune", action="store_true", help="fine-tune the unpruned model (does pruning hurt?)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in WORK/adapter/checkpoints (e.g. a copy of an "
-                             "earlier run's folder, to train it for more steps)")
+                        help="continue from the newest checkpoint of an interrupted run (WORK/.adapter.checkpoints) "
+                             "or of a finished one (WORK/adapter/checkpoints, e.g. to train it for more steps)")
     parser.add_argument("--work", help="working folder (default runs/bench-<recipe name>[-TAG])")
     parser.add_argument("--tag", default="", help="suffix for the work folder and the results file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -163,9 +163,6 @@ def main() -> None:
         probe = load_benchmark("tfns", TFNS_VALID, "3", limit=args.probe_rows)
         callbacks.append(ProbeEval(AutoTokenizer.from_pretrained(base), probe, args.eval_every))
     t = time.perf_counter()
-    checkpoints = sorted((work / "adapter" / "checkpoints").glob("checkpoint-*"),
-                         key=lambda p: int(p.name.split("-")[1]))
-    resumed_from = int(checkpoints[-1].name.split("-")[1]) if args.resume and checkpoints else 0
     adapter = run_finetune(recipe, base, work / "adapter", resume=args.resume, callbacks=callbacks)
     mark("finetune", t)
     training = json.loads((adapter / "training.json").read_text())
@@ -196,7 +193,7 @@ def main() -> None:
               "seven_class_test": seven,
               "pruned": not args.no_prune, "max_steps": recipe.finetune.max_steps,
               # A resumed run's training time, tokens/s and probe curve cover only the steps after this one.
-              "resumed_from_step": resumed_from,
+              "resumed_from_step": training.get("resumed_from_step") or 0,
               "learning_rate": recipe.finetune.learning_rate, "tfns_validation": final, "stages": stages,
               "training": {k: training.get(k) for k in ("method", "steps", "epochs", "train_loss", "tokens_per_second",
                                                         "seconds", "peak_memory_mb", "rows", "tokens_per_row",
