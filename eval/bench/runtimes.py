@@ -162,14 +162,14 @@ def main(argv=None) -> int:
             continue
         path = work / f"model.{quant}.gguf"
         fallback = work / "model.q8_0-llama-quantize.gguf"
-        if fallback.exists():
+        if quant == "q8_0" and fallback.exists():
             path = fallback
         elif not path.exists():
             try:
                 export_gguf(model, path, quant=quant)
             except ExportInputError as exc:
                 if "f16" not in paths:
-                    notes[f"llama.cpp {quant}"] = str(exc)
+                    notes[f"llama.cpp {quant}"] = f"not run: {exc}"
                     continue
                 # What a user gets from llama.cpp's own `llama-quantize F16 Q8_0`: tensors whose rows q8_0
                 # cannot pack (ffn_down, 922 long) stay f16 ("fallback quantization"), the rest is q8_0.
@@ -264,7 +264,7 @@ def format_table(result: dict) -> str:
                      f"{r['max_abs_logprob_diff']:.2g} | {size} |")
     lines.append(f"\nReference: {result['reference']} (the fastest exact row).")
     for what, note in result["notes"].items():
-        lines.append(f"{what}: not run: {note}")
+        lines.append(f"{what}: {note}")
     return "\n".join(lines)
 
 
