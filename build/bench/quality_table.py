@@ -37,6 +37,7 @@ def runs() -> list[dict]:
             "fpb_dev": per.get("fpb"), "tfns_valid": (result.get("tfns_validation") or {}).get("accuracy"),
             "seven": (result.get("seven_class_test") or {}).get("accuracy"),
             "items_s": result["dev"].get("items_per_second"), "wall_min": result["wall_seconds"] / 60,
+            "resumed": bool(result.get("resumed_from_step")),
             "peak_gb": result["peak_memory_mb"] / 1024, "commit": result["git_commit"][:8],
         })
     return sorted(found, key=lambda r: (r["params"], r["dev"]))
@@ -54,7 +55,8 @@ def table(rows: list[dict]) -> str:
                      f"{r['lr']:g} | {r['dev']:.4f} | {r['dev_f1']:.4f} | {cell(r['tfns_dev'], '{:.4f}')} | "
                      f"{cell(r['fpb_dev'], '{:.4f}')} | {cell(r['tfns_valid'], '{:.4f}')} | "
                      f"{cell(r['seven'], '{:.3f}')} | "
-                     f"{cell(r['items_s'], '{:.1f}')} | {r['wall_min']:.0f} min | {r['peak_gb']:.1f} GB | "
+                     f"{cell(r['items_s'], '{:.1f}')} | {r['wall_min']:.0f} min{' (resumed part)' * r['resumed']} | "
+                     f"{r['peak_gb']:.1f} GB | "
                      f"{r['commit']} |")
     return "\n".join(lines) + "\n"
 
