@@ -29,16 +29,6 @@ TFNS_VALID = ROOT.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
 SEVEN_TEST = ROOT / "data" / "finsent-headlines" / "test.jsonl"  # the project's own 7-class headlines
 
 
-def git_commit() -> str:
-    """HEAD's commit, with "+dirty" when tracked files differ from it (the run is then not rebuildable as is)."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def score(model, tokenizer, bench, batch_size: int = 32) -> dict:
     """Accuracy and macro-F1 of label scoring on the benchmark rows (grouped by instruction kind)."""
     from sklearn.metrics import accuracy_score, f1_score
@@ -129,6 +119,7 @@ def main() -> None:
     from finsent.merge import run_merge
     from finsent.models import locate_model
     from finsent.outputs import tracked_files, write_text_atomic
+    from finsent.provenance import cpu_flags, cpu_name, git_commit
     from finsent.pruning import run_prune
     from finsent.recipes import load_recipe
     from finsent.release import parse_overrides
@@ -183,7 +174,8 @@ def main() -> None:
         final = score(model, AutoTokenizer.from_pretrained(merged), bench)
         mark("eval", t)
 
-    result = {"git_commit": git_commit(), "recipe": recipe.source, "recipe_contents": recipe.to_dict(),
+    result = {"git_commit": git_commit(), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+              "recipe": recipe.source, "recipe_contents": recipe.to_dict(),
               "data_sha256": {src.path: file_sha256(src.path) for src in recipe.finetune.data},
               "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
               "selection": {"split": f"dev: {recipe.finetune.dev_fraction} of each training source, stratified by "

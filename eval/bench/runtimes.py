@@ -23,12 +23,12 @@ import argparse
 import csv
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from finsent.provenance import cpu_flags, cpu_name, git_commit
 
 REPO = Path(__file__).resolve().parents[2]
 TFNS = REPO.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
@@ -45,25 +45,6 @@ def timed(fn, texts, warm: int = 4):
     t0 = time.perf_counter()
     out = fn(texts)
     return out, time.perf_counter() - t0
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor()
-    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").is_file() else ""
-    isa = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f" {f}" in flags]
-    return f"{name}, {os.cpu_count()} cores ({', '.join(isa) or 'no AVX-512'})"
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def versions() -> dict:
@@ -238,7 +219,8 @@ def main(argv=None) -> int:
     result = {"model": args.shape and f"{args.shape} shape, random weights (seed {SEED}), MLP "
                                        f"{json.loads((Path(model) / 'config.json').read_text())['intermediate_size']}"
               or str(args.model), "n": args.n, "texts": "TFNS validation (sent_valid.csv), first n tweets",
-              "scheme": "3", "kind": "tweet", "threads": args.threads, "cpu": cpu_name(), "commit": git_commit(),
+              "scheme": "3", "kind": "tweet", "threads": args.threads, "cpu": cpu_name(),
+              "cpu_flags": cpu_flags(), "commit": git_commit(),
               "versions": versions(), "seed": SEED if args.shape else None, "load_start": round(load, 2),
               "load_end": round(end_load, 2), "reference": f"FinSentClassifier {best['config']}",
               "notes": notes, "rows": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -253,7 +235,8 @@ def main(argv=None) -> int:
 
 def format_table(result: dict) -> str:
     lines = [f"{result['model']}: {result['n']} TFNS validation tweets, 3-class label scoring, {result['threads']} "
-             f"threads, {result['cpu']}; 1-minute load average {result['load_start']} at the start, "
+             f"threads, {result['cpu']} ({', '.join(result.get('cpu_flags', []))}); 1-minute load average "
+             f"{result['load_start']} at the start, "
              f"{result['load_end']} at the end (the bench's own threads count); commit {str(result['commit'])[:10]}",
              "", "| runtime | configuration | exact | items/s | x best exact | same label as the reference | "
              "max abs log-prob diff | weights on disk |", "|---|---|---|---:|---:|---:|---:|---:|"]

@@ -23,15 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 from .errors import FinsentError
 from .outputs import write_text_atomic
+from .provenance import cpu_name, git_commit
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +165,7 @@ def run_exports(recipe, release_dir, *, texts_file=None, overwrite: bool = False
         "texts": texts_path.name if texts_path else None,
         "texts_sha256": sha256_of(texts_path) if texts_path else None,
         "reference": "FinSentClassifier, float32, label scoring",
-        "device": _cpu_name(), "versions": _versions(), "commit": _git_commit(),
+        "device": cpu_name(), "versions": _versions(), "commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_text_atomic(release_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -260,26 +258,6 @@ def _versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"CPU {name}, {os.cpu_count()} cores"
-
-
-def _git_commit() -> str | None:
-    """The finsent checkout's commit (None for an installed package)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 # --- checks for the push and the stage skip ---------------------------------------------------------------------

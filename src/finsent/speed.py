@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import statistics
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from .cli import positive_int
 from .errors import UsageError
+from .provenance import cpu_flags, cpu_name, git_commit
 from .reports import write_report
 from .speed_floor import compute_floor, floor_items_per_second, mlp_linear, module_gflops
 from .speed_report import format_table, plot, profile_request
@@ -353,12 +353,12 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
     floor["gemm_shape"] = [config.hidden_size, config.intermediate_size]
 
     result = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name(),
-        "cpu_flags": _cpu_flags(), "threads": torch.get_num_threads(), "model": str(clf.source),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(),
+        "cpu_flags": cpu_flags(), "threads": torch.get_num_threads(), "model": str(clf.source),
         "shape": shape or label, "params": params, "bytes_on_disk": size, "bytes_fp16": 2 * params,
         "memory": "cuda_allocated" if device.type == "cuda" else "process_rss",  # what peak_memory_mb measured
         "tokenizer": note, "texts": f"{texts_file.name} first {n}", "torch": torch.__version__,
-        "git_commit": _git_commit(), "seed": 0,  # random_shape_model's seed (shape runs)
+        "git_commit": git_commit(), "seed": 0,  # random_shape_model's seed (shape runs)
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "dtype_auto": dtype_auto, "variants_skipped": skipped, "rows": rows, "compute_floor": floor,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -409,32 +409,3 @@ def _admissible(row: dict) -> bool:
     if row["exact"]:
         return True
     return row.get("accuracy_delta") is not None and row["accuracy_delta"] >= -MAX_ACCURACY_LOSS
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"CPU {name}, {os.cpu_count()} cores"
-
-
-def _cpu_flags() -> list[str]:
-    """The CPU's vector and matrix extensions that decide the kernels (AVX2, AVX-512 BF16 / VNNI, AMX)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next(line.split(":", 1)[1].split() for line in fh if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None

@@ -80,7 +80,7 @@ def measure_quality(model: str | Path, data_file: Path, out_dir: Path, *, varian
 
     from .classify import FinSentClassifier
     from .precision import auto_dtype
-    from .speed import _cpu_flags, _cpu_name, _git_commit
+    from .provenance import cpu_flags, cpu_name, git_commit
 
     texts, gold = load_tfns(data_file, n)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,9 +120,9 @@ def measure_quality(model: str | Path, data_file: Path, out_dir: Path, *, varian
         "data": f"{data_file.name}, {len(texts)} rows" + (" evenly spaced" if n else " (all)"),
         "data_sha256": hashlib.sha256(data_file.read_bytes()).hexdigest(), "batch_size": batch_size,
         "reference_accuracy": ref["accuracy"], "device": torch.cuda.get_device_name() if device.type == "cuda"
-        else _cpu_name(), "cpu_flags": _cpu_flags(), "threads": torch.get_num_threads(),
+        else cpu_name(), "cpu_flags": cpu_flags(), "threads": torch.get_num_threads(),
         "dtype_auto": {"dtype": str(float_dtype).replace("torch.", ""), "why": why}, "torch": torch.__version__,
-        "git_commit": _git_commit(), "variants": out, "variants_skipped": skipped,
+        "git_commit": git_commit(), "variants": out, "variants_skipped": skipped,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out_dir = Path(out_dir)
