@@ -365,3 +365,18 @@ def test_write_report_checks_before_writing(tmp_path):
     assert not (tmp_path / "bad.json").exists()
     with pytest.raises(ReportError, match=r"no.json is missing \(it is written by `finsent prune`\)"):
         read_report("pruning", tmp_path / "no.json")
+
+
+def test_card_describes_full_fine_tuning_and_distillation(release):
+    from release_factory import training_report
+
+    report = training_report()
+    report.update(method="full", freeze_embeddings=True, lora=None, trainable_params=74_000_000,
+                  distill={"from": "runs/teacher/merged", "alpha": 0.5, "temperature": 2.0})
+    (release / "reports" / "training.json").write_text(json.dumps(report))
+    text = render_card(recipe_of(release), release)
+    tuning = text.split("### Fine-tuning")[1].split("## Prompts")[0]
+    assert "Every weight of the pruned model was fine-tuned (the token embeddings kept frozen)." in tuning
+    assert "LoRA" not in tuning
+    assert "| distilled from | runs/teacher/merged (alpha 0.5, temperature 2.0) |\n| trainable parameters | 74,000,000 |" \
+        in tuning

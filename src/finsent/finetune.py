@@ -1,4 +1,9 @@
-"""LoRA fine-tuning of a (pruned) causal LM on the FinGPT prompt, driven by a recipe's ``finetune`` section.
+"""Fine-tuning of a (pruned) causal LM on the FinGPT prompt, driven by a recipe's ``finetune`` section.
+
+``method: lora`` (default) trains LoRA adapters on the frozen base; ``method: full`` trains every weight
+(``freeze_embeddings`` keeps the embedding matrix out). ``dev_fraction`` holds a dev split out of the training
+files and scores it after training (``finsent.devsplit``); ``distill_from`` adds a teacher's distribution to
+the loss (``trainer.Distill``).
 
     finsent finetune --recipe build/recipes/smollm2-135m.yaml --base runs/smollm2-135m/pruned \\
         --out runs/smollm2-135m/adapter [--resume] [--max-steps N]
@@ -289,7 +294,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
                        "whole model)", f.fsdp, device)
     trainer.add_callback(ThroughputCallback(trainer))
     dev_probe = DevCallback(tokenizer, data.dev, f.dev_every) if data.dev and f.dev_every and world == 1 else None
-    for callback in [dev_probe] * bool(dev_probe) + list(callbacks or []):
+    for callback in ([dev_probe] if dev_probe else []) + list(callbacks or []):
         trainer.add_callback(callback)
     checkpoints = sorted(work.glob("checkpoint-*"), key=_step_of) if resume else []
     resumed_from = _step_of(checkpoints[-1]) if checkpoints else None
