@@ -85,8 +85,9 @@ def test_shipped_recipes_round_the_width_where_they_ask_for_q8_0():
         r = load_recipe(path)
         if "q8_0" in r.export.gguf:
             assert r.prune.round_to % 32 == 0, path.name
+    # The published recipe keeps the published width (4916: no q8_0) until round_to 32's accuracy cost is measured.
     published = load_recipe(repo / "build" / "recipes" / "llama-finsent-s.yaml")
-    assert published.export.gguf == ["f16", "q8_0"] and published.prune.round_to == 32
+    assert published.export.gguf == ["f16"] and published.prune.round_to == 1
 
 
 # --- the stage on real runtimes ----------------------------------------------------------------------------------
