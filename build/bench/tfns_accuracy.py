@@ -164,14 +164,15 @@ def main() -> None:
 
     final = None
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(merged)
     # The guard of the 7-class prompt: a 3-class gain must not come from breaking it (not used to choose).
     t = time.perf_counter()
-    seven = score(model, AutoTokenizer.from_pretrained(merged), load_benchmark("finsent", SEVEN_TEST, "7"))
+    seven = score(model, tokenizer, load_benchmark("finsent", SEVEN_TEST, "7"))
     mark("seven-class", t)
     if not args.dev_only:
         t = time.perf_counter()
         bench = load_benchmark("tfns", TFNS_VALID, "3", limit=args.eval_limit)
-        final = score(model, AutoTokenizer.from_pretrained(merged), bench)
+        final = score(model, tokenizer, bench)
         mark("eval", t)
 
     result = {"git_commit": git_commit(), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
