@@ -1,10 +1,9 @@
 """``finsent export``: GGUF files that transformers and llama.cpp (llama-cpp-python) load and score like the
-release, q8_0 refused for widths it cannot pack, and ONNX graphs scored by onnxruntime."""
+release, q8_0 with a pruned MLP width padded by zero neurons, and ONNX graphs scored by onnxruntime."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -76,35 +75,79 @@ def test_pre_tokenizer_type_is_read_from_the_tokenizer_not_guessed(smollm2_dir):
         pre_tokenizer_type({"pre_tokenizer": {"type": "Metaspace"}})
 
 
-def test_q8_0_refuses_a_pruned_width_that_is_no_multiple_of_32(tiny_llama_dir, tmp_path, capsys):
-    folder = tmp_path / "pruned-922"
-    shutil.copytree(tiny_llama_dir, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["intermediate_size"] = 922  # what prune.round_to: 1 leaves of SmolLM2's 1536 at 40 %
-    (folder / "config.json").write_text(json.dumps(config))
-    out = tmp_path / "m.gguf"
-    assert main(["export", str(folder), "--format", "gguf", "--quant", "q8_0", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "intermediate_size 922" in err and "prune.round_to: 32" in err and "--quant f16" in err
-    assert not out.exists() and not list(tmp_path.glob(".m.gguf*"))
+def pruned_release(release: Path, out: Path, ratio: float = 0.2) -> Path:
+    """``release`` really pruned (PPM) to a GLU width that is no multiple of 32: 128 -> 103 for the tiny model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finsent.pruning import prune_model
+
+    model = AutoModelForCausalLM.from_pretrained(release)
+    prune_model(model, ratio=ratio, progress=False)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(release).save_pretrained(out)
+    return out
 
 
-def test_q8_0_names_the_base_width_that_pruning_cannot_change():
-    from finsent.export_gguf import check_quantizable
+def test_pad_ffn_adds_zero_neurons_that_change_no_output():
+    from finsent.export_gguf import pad_ffn
 
-    config = {"hidden_size": 100, "intermediate_size": 128, "num_attention_heads": 4}
+    rng = np.random.default_rng(0)
+    gate, up, down = rng.normal(size=(102, 64)), rng.normal(size=(102, 64)), rng.normal(size=(64, 102))
+    x = rng.normal(size=(5, 64))
+
+    def mlp(g, u, d):  # Llama's GLU: down(silu(gate x) * up x)
+        a = x @ g.T
+        return (a / (1 + np.exp(-a)) * (x @ u.T)) @ d.T
+
+    padded = [pad_ffn(f"blk.3.ffn_{n}.weight", w, 128) for n, w in (("gate", gate), ("up", up), ("down", down))]
+    assert [w.shape for w in padded] == [(128, 64), (128, 64), (64, 128)]
+    assert not padded[0][102:].any() and not padded[2][:, 102:].any()
+    np.testing.assert_allclose(mlp(*padded), mlp(gate, up, down), rtol=0, atol=1e-12)
+    assert pad_ffn("token_embd.weight", gate, 128) is gate
+    assert pad_ffn("blk.0.ffn_up.weight", padded[1], 128) is padded[1]
+
+
+def test_q8_0_pads_a_pruned_width_and_loads_back_with_the_releases_logits(tiny_release, tmp_path):
+    """A width of 103 (no multiple of 32) exports as q8_0 with 25 zero neurons a layer; transformers loads the file
+    back as a 128-wide model whose logits are the 103-wide release's within q8_0's rounding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finsent.merge import probe_batch, probe_logits
+
+    release = pruned_release(tiny_release, tmp_path / "pruned")
+    assert json.loads((release / "config.json").read_text())["intermediate_size"] == 103
+    ref = AutoModelForCausalLM.from_pretrained(release, dtype=torch.float32)
+    ids, mask = probe_batch(AutoTokenizer.from_pretrained(release))
+    expected = probe_logits(ref, ids, mask)
+    for quant, width, tol in (("q8_0", 128, 0.05), ("f16", 103, 1e-3)):
+        out = tmp_path / f"pruned.{quant}.gguf"
+        assert main(["export", str(release), "--format", "gguf", "--quant", quant, "--out", str(out)]) == 0
+        assert gguf_fields(out)["llama.feed_forward_length"] == width
+        got = AutoModelForCausalLM.from_pretrained(out.parent, gguf_file=out.name, dtype=torch.float32)
+        assert got.config.intermediate_size == width
+        diff = float((probe_logits(got, ids, mask) - expected).abs().max())
+        assert diff < tol, (quant, diff)
+
+
+def test_q8_0_names_the_base_width_that_cannot_be_padded():
+    from finsent.export_gguf import check_quantizable, ffn_width
+
+    config = {"hidden_size": 100, "intermediate_size": 922, "num_attention_heads": 4}
     with pytest.raises(ExportInputError, match=r"hidden_size 100, q/k/v width 100: the base model's widths cannot "
-                                               r"be changed by pruning: export --quant f16"):
+                                               r"be padded like a pruned MLP: export --quant f16"):
         check_quantizable(config, "q8_0")
     check_quantizable(config, "f16")
     check_quantizable({**config, "hidden_size": 64}, "q8_0")
+    assert (ffn_width(config, "q8_0"), ffn_width(config, "f16")) == (928, 922)
+    assert ffn_width({"intermediate_size": 4916}, "q8_0") == 4928  # the published width, 12 zero neurons a layer
+    assert ffn_width({"intermediate_size": 4896}, "q8_0") == 4896
 
 
 def test_export_help_documents_both_formats(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     out = capsys.readouterr().out
-    for word in ("gguf", "onnx", "pipeline", "--quant", "q8_0", "prune.round_to", "llama.cpp", "onnxruntime",
+    for word in ("gguf", "onnx", "pipeline", "--quant", "q8_0", "zero neurons", "llama.cpp", "onnxruntime",
                  "llama-server", "Ollama", "export: {gguf: [f16, q8_0], onnx: true}", "finsent push"):
         assert word in out
 

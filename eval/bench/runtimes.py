@@ -3,16 +3,16 @@ float32 exact at several batch sizes, plus its approximate bf16 and int8 modes) 
 and q8_0 GGUF) vs onnxruntime (the ONNX export, float32).
 
     .venv/bin/python eval/bench/runtimes.py --model RELEASE --n 64 --out eval/bench/runtimes --name tuned-smollm2
-    .venv/bin/python eval/bench/runtimes.py --shape llama-finsent-s --round-to 32 --n 32 --out eval/bench/runtimes \\
-        --name llama-finsent-s-4896
+    .venv/bin/python eval/bench/runtimes.py --shape llama-finsent-s --n 32 --out eval/bench/runtimes \\
+        --name llama-finsent-s
 
 Every runtime scores the same TFNS validation tweets (../shared/data/tfns/sent_valid.csv, read in place) with the
 same prompt and the same sums (the answer tokens' log-probabilities); the table gives each runtime's items/s and its
 label agreement with FinSentClassifier float32. The exports are written first (into --work, reused when there),
 then the runtimes are timed one after the other, each after a warm-up call on 4 texts. Run it on a quiet machine:
 it refuses to start when the 1-minute load average is over --max-load, and records it at the start and the end.
-``--shape`` builds random weights with the published model's shape (``finsent.bench_shape``; ``--round-to 32``
-rounds its MLP width as ``build/recipes/llama-finsent-s.yaml`` now does, 4916 -> 4896, so q8_0 can pack it).
+``--shape`` builds random weights with the published model's shape (``finsent.bench_shape``, 4916 neurons a
+layer; its q8_0 file pads them to 4928 with zero neurons; ``--round-to 32`` prunes to 4896 instead).
 
 Writes ``NAME.json`` (rows, git commit, CPU, versions, seeds, load) and ``NAME.md`` (the table) into --out.
 """
@@ -91,19 +91,6 @@ def shape_folder(work: Path, round_to: int) -> Path:
     return folder
 
 
-def llama_quantize(src: Path, out: Path) -> None:
-    import ctypes
-
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
-    tmp = out.with_name(out.name + ".tmp")
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
-        raise RuntimeError(f"llama_model_quantize failed on {src}")
-    tmp.rename(out)
-
-
 def main(argv=None) -> int:
     import numpy as np
     import torch
@@ -142,23 +129,12 @@ def main(argv=None) -> int:
         if quant in args.skip:
             continue
         path = work / f"model.{quant}.gguf"
-        fallback = work / "model.q8_0-llama-quantize.gguf"
-        if quant == "q8_0" and fallback.exists():
-            path = fallback
-        elif not path.exists():
-            try:
+        if not path.exists():
+            try:  # q8_0 pads a pruned MLP width to a multiple of 32 with zero neurons (export_gguf.ffn_width)
                 export_gguf(model, path, quant=quant)
             except ExportInputError as exc:
-                if "f16" not in paths:
-                    notes[f"llama.cpp {quant}"] = f"not run: {exc}"
-                    continue
-                # What a user gets from llama.cpp's own `llama-quantize F16 Q8_0`: tensors whose rows q8_0
-                # cannot pack (ffn_down, 922 long) stay f16 ("fallback quantization"), the rest is q8_0.
-                llama_quantize(paths["f16"], fallback)
-                path = fallback
-        if path == fallback:
-            notes["llama.cpp q8_0"] = ("finsent export refuses q8_0 for this width (prune.round_to 1); the row is "
-                                       "llama.cpp's own llama_model_quantize to Q8_0, which keeps ffn_down in f16")
+                notes[f"llama.cpp {quant}"] = f"not run: {exc}"
+                continue
         paths[quant] = path
     onnx_dir = work / "onnx"
     if "onnx" not in args.skip and not (onnx_dir / "model.onnx").exists():

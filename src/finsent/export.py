@@ -30,8 +30,9 @@ from .outputs import write_text_atomic
 logger = logging.getLogger(__name__)
 
 FORMATS = ("gguf", "onnx", "pipeline")
-# GGUF weight types (export_gguf) and the block each packs a weight row in: a row length (hidden size, pruned MLP
-# width) must be a multiple of it. f16 has none; q8_0 packs 32 values a block (llama.cpp's k-quants would need 256).
+# GGUF weight types (export_gguf) and the block each packs a weight row in: the base's row lengths must be multiples
+# of it, the pruned MLP width is padded to one with zero neurons. f16 has none; q8_0 packs 32 values a block
+# (llama.cpp's k-quants would need 256).
 QUANT_BLOCK = {"f16": 1, "q8_0": 32}
 QUANTS = tuple(QUANT_BLOCK)
 RUN_IT = """run the exports (the prompt: Instruction: ...\\nInput: TEXT\\nAnswer:, its first line is the label):
@@ -44,7 +45,8 @@ RUN_IT = """run the exports (the prompt: Instruction: ...\\nInput: TEXT\\nAnswer
 
 in a release: the recipe's export section (export: {gguf: [f16, q8_0], onnx: true}) makes `finsent release` write
 them into the release folder (reports/exports.json: sizes, label agreement), the card show how to run them and
-`finsent push` upload them in the release's one commit; q8_0 there needs prune.round_to: 32."""
+`finsent push` upload them in the release's one commit. q8_0 pads a pruned MLP width that is no multiple of 32
+(4916 -> 4928) with zero neurons: the same outputs, no re-pruning."""
 PIPELINE_FILE = "finsent_pipeline.py"
 PIPELINE_TASK = "text-classification"
 PIPELINE_ENTRY = {"impl": "finsent_pipeline.FinSentPipeline", "pt": ["AutoModelForCausalLM"], "tf": [],
@@ -106,8 +108,8 @@ def register(sub) -> None:
                    help="gguf: one GGUF file (llama.cpp, Ollama, llama-cpp-python); onnx: a folder with model.onnx "
                         "and the tokenizer (onnxruntime); pipeline: add finsent_pipeline.py to the folder in place")
     p.add_argument("--quant", default="f16", choices=QUANTS,
-                   help="GGUF weight type: f16 (default) or q8_0 (row lengths must be multiples of 32: see "
-                        "prune.round_to)")
+                   help="GGUF weight type: f16 (default) or q8_0 (8-bit blocks of 32; a pruned MLP width is "
+                        "padded to a multiple of 32 with zero neurons, which change no output)")
     p.add_argument("--out", help="GGUF file or ONNX folder to write (default: beside the release folder)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (any GGUF file; an ONNX folder even if finsent did not write it)")

@@ -139,7 +139,8 @@ class EvalSection:
 class ExportSection:
     # Runtimes besides transformers, written into the release folder by the export stage (finsent.export_release)
     # and published with it in the same commit. gguf: one file per weight type for llama.cpp / Ollama, f16 or
-    # q8_0 (q8_0 packs rows in blocks of 32: prune.round_to must be a multiple of 32). onnx: an onnx/ folder.
+    # q8_0 (q8_0 packs rows in blocks of 32; a pruned MLP width that is no multiple of 32 is padded with zero
+    # neurons, which change no output). onnx: an onnx/ folder.
     gguf: list[str] = field(default_factory=list)
     onnx: bool = False
     # Texts on which each export's label is compared with FinSentClassifier's (3 classes; 0: not measured),
@@ -464,11 +465,3 @@ def _check_export(recipe: Recipe, where: str, need, choice) -> None:
         choice(f"export.gguf[{i}]", quant, tuple(QUANT_BLOCK))
     need(len(set(x.gguf)) == len(x.gguf), "export.gguf", "a list without repeats", x.gguf)
     need(x.agreement_n >= 0, "export.agreement_n", ">= 0 (0: not measured)", x.agreement_n)
-    p = recipe.prune
-    for quant in x.gguf:
-        block = QUANT_BLOCK[quant]
-        if p.enabled and p.round_to % block:
-            raise RecipeError(
-                f"{where}: export.gguf asks for {quant}, which packs every weight row in blocks of {block} values, "
-                f"but prune.round_to is {p.round_to}: the pruned MLP width may not be a multiple of {block}. Set "
-                f"prune.round_to to a multiple of {block} (e.g. {block}), or drop {quant} from export.gguf")
