@@ -94,6 +94,32 @@ def speed_report() -> dict:
             "compute_floor": {"items_per_second": 2.9, "note": "one 30-token forward pass"}}
 
 
+def pruning_cost_report() -> dict:
+    """What build/bench/quality_table.py writes as pruning_cost.json: two runs of a SmolLM2 recipe, 0 and 40 %."""
+    row = {"pruned": True, "dev_n": 1318, "finsent_dev": None, "wall_minutes": 74.5, "resumed_from_step": 0,
+           "commit": "30cad0b3", "cpu": "Intel Xeon Platinum 8481C"}
+    return {"source": "python build/bench/quality_table.py --reference lora-r8-dev", "reference": "lora-r8-dev",
+            "recipe": "smollm2-135m-fingpt", "base": "smollm2", "method": "ppm",
+            "split": "dev: 0.1 of each training source", "timing": "timed on a shared 2-core machine",
+            "cpu": "Intel Xeon Platinum 8481C",
+            "rows": [{**row, "run": "lora-r8-noprune", "removed_share": 0.0, "pruned": False, "params": 134515008,
+                      "fp16_mb": 269.0, "dev_accuracy": 0.8589, "tfns_dev": 0.8618, "fpb_dev": 0.8512,
+                      "seven_class_test": 0.1455, "items_per_second": 21.25},
+                     {**row, "run": "lora-r8-dev", "removed_share": 0.4, "params": 102685248, "fp16_mb": 205.4,
+                      "dev_accuracy": 0.8467, "tfns_dev": 0.8513, "fpb_dev": 0.8347, "seven_class_test": 0.1402,
+                      "items_per_second": None}]}
+
+
+def write_pruning_cost(folder: Path, plot: bool = True) -> Path:
+    """``folder/pruning_cost.json`` (checked) and, if ``plot``, a stand-in ``pruning_cost.png`` beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pruning_cost.json"
+    path.write_text(json.dumps(checked("pruning_cost", pruning_cost_report()), indent=2))
+    if plot:
+        (folder / "pruning_cost.png").write_bytes(b"\x89PNG\r\n\x1a\npruning cost")
+    return path
+
+
 REFERENCES = {
     "metric": "weighted_f1", "scheme": "3",
     "models": [

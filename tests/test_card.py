@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
-from release_factory import write_reports
+from release_factory import pruning_cost_report, write_pruning_cost, write_reports
 
 from finsent.card import CardError, render_card
 from finsent.prompts import instruction, prompt_text
@@ -381,3 +381,74 @@ def test_card_describes_full_fine_tuning_and_distillation(release):
     rows = ("| distilled from | runs/teacher/merged (alpha 0.5, temperature 2.0) |\n"
             "| trainable parameters | 74,000,000 |")
     assert rows in tuning
+
+
+def test_card_shows_what_pruning_costs_and_ships_its_plot(release, tmp_path):
+    path = write_pruning_cost(tmp_path / "bench")
+    text = render_card(recipe_of(release, **{"card.pruning_cost": str(path)}), release)
+    section = text.split("## What pruning costs")[1].split("## Limitations")[0]
+    assert "The same training of the `smollm2-135m-fingpt` recipe (HuggingFaceTB/SmolLM2-135M-Instruct)" in section
+    # the card of another recipe says the curve is a stand-in's; the dev split is not the release's benchmark
+    assert "These are runs of that\nrecipe, a smaller stand-in, not of this model itself, scored on\na dev split " \
+           "carved from its training files, not on this release's own benchmarks above" in section
+    assert "on\nIntel Xeon Platinum 8481C (timed on a shared 2-core machine)." in section
+    assert "| removed | parameters | float16 size | dev accuracy (TFNS + FPB) | TFNS dev | FPB dev | 7-class test " \
+           "| items/s |" in section
+    assert "| 0 % | 134,515,008 | 269.0 MB | 0.8589 | 0.8618 | 0.8512 | 0.145 | 21.2 |" in section
+    assert "| 40 % | 102,685,248 | 205.4 MB | 0.8467 | 0.8513 | 0.8347 | 0.140 | – |" in section
+    assert "\n![Dev accuracy against parameters, one point per share of MLP neurons removed]" \
+           "(reports/pruning_cost.png)\n" in section
+    copied = release / "reports" / "pruning_cost.png"
+    assert copied.read_bytes() == (path.parent / "pruning_cost.png").read_bytes()
+    assert [p.name for p in copied.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    # the recipe the curve was measured on: no stand-in clause
+    text = render_card(recipe_of(release, **{"card.pruning_cost": str(path), "name": "smollm2-135m-fingpt"}),
+                       release)
+    assert "These are runs of that\nrecipe, scored on\na dev split" in text
+    # without a plot beside the JSON: the table only, and the copy of an earlier render is gone
+    (path.parent / "pruning_cost.png").unlink()
+    text = render_card(recipe_of(release, **{"card.pruning_cost": str(path)}), release)
+    assert "| 40 % | 102,685,248 |" in text and "pruning_cost.png" not in text and not copied.exists()
+    # without card.pruning_cost: no section
+    assert "What pruning costs" not in render_card(recipe_of(release), release)
+
+
+def test_pruning_cost_path_is_found_from_the_current_folder(release, tmp_path, monkeypatch):
+    write_pruning_cost(tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    text = render_card(recipe_of(release, **{"card.pruning_cost": "results/pruning_cost.json"}), release)
+    assert "## What pruning costs" in text and "](reports/pruning_cost.png)" in text
+    assert (release / "reports" / "pruning_cost.png").is_file()
+
+
+def test_a_malformed_pruning_cost_names_the_file_and_the_field(release, tmp_path):
+    path = write_pruning_cost(tmp_path)
+    recipe = recipe_of(release, **{"card.pruning_cost": str(path)})
+    cost = json.loads(path.read_text())
+    del cost["rows"][1]["dev_accuracy"]
+    path.write_text(json.dumps(cost))
+    with pytest.raises(CardError, match=re.escape(f"{path}: rows[1]: missing dev_accuracy")):
+        render_card(recipe, release)
+    path.write_text(json.dumps({**cost, "rows": [], "reference": None}))
+    with pytest.raises(CardError, match=re.escape(f"{path}: missing reference")):
+        render_card(recipe, release)
+    path.write_text(json.dumps({**pruning_cost_report(), "rows": []}))
+    with pytest.raises(CardError, match=re.escape(f"{path}: rows is empty")):
+        render_card(recipe, release)
+    path.unlink()
+    with pytest.raises(CardError, match=r"pruning_cost.json is missing \(it is written by "
+                                        r"`build/bench/quality_table.py`\)"):
+        render_card(recipe, release)
+    assert not (release / "README.md").exists() and not (release / "reports" / "pruning_cost.png").exists()
+
+
+def test_published_recipes_show_the_committed_pruning_cost():
+    from finsent.card import find_card_file, read_pruning_cost
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("smollm2-135m-fingpt", "llama-finsent-s"):
+        recipe = load_recipe(repo / "build" / "recipes" / f"{name}.yaml")
+        assert recipe.card.pruning_cost == "build/bench/results/pruning_cost.json"
+        cost = read_pruning_cost(find_card_file(recipe.card.pruning_cost))
+        assert cost["recipe"] == "smollm2-135m-fingpt" and cost["plot"] is not None
+    assert load_recipe(repo / "build" / "recipes" / "smollm2-135m.yaml").card.pruning_cost is None

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hub_server import HubServer
 from huggingface_hub import HfApi, constants, snapshot_download
-from release_factory import RECIPE, add_model, write_reports
+from release_factory import RECIPE, add_model, write_pruning_cost, write_reports
 
 from finsent import publish
 from finsent.publish import PublishError, UntaggedReleaseError, push_release
@@ -411,6 +411,23 @@ def test_a_card_that_loads_another_model_is_refused(hub, release, tmp_path):
     assert hub.requests_matching(r"POST|PUT") == []
     (local / "README.md").write_text(f'---\nlicense: apache-2.0\n---\n```python\nmodel_id = "{REPO}"\n```\n')
     assert push_release(local, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)["action"] == "commit+tag"
+
+
+def test_the_card_stage_pruning_cost_plot_is_published_with_the_card(hub, release, tmp_path):
+    from finsent.card import render_card
+    from finsent.recipes import load_recipe
+
+    local = copy_release(release, tmp_path / "r1")
+    cost = write_pruning_cost(tmp_path / "bench")
+    recipe = load_recipe(local / "reports" / "recipe.yaml", {"card.pruning_cost": str(cost)})
+    render_card(recipe, local, repo_id=REPO)  # the card stage: copies the plot beside the card that embeds it
+    assert "![Dev accuracy against parameters" in (local / "README.md").read_text()
+    out = push_release(local, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert ("reports/pruning_cost.png", len(b"\x89PNG\r\n\x1a\npruning cost")) in out["files"]
+    files = hub.repo(REPO).commits[out["commit"]].files
+    assert files["reports/pruning_cost.png"].lfs  # the Hub keeps images in LFS, as it does the weights
+    assert hub.read_file(REPO, "reports/pruning_cost.png", "v1.0.0") == (cost.parent / "pruning_cost.png").read_bytes()
+    assert "](reports/pruning_cost.png)" in hub.read_file(REPO, "README.md", "v1.0.0").decode()
 
 
 def test_hub_readme_commands_run(hub, release, tmp_path, monkeypatch, capsys):

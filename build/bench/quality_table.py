@@ -1,99 +1,329 @@
-"""One table (and plot) of every dev-split run of tfns_accuracy.py: what each training choice gained.
+"""One table (and plot) of every dev-split run of tfns_accuracy.py: what each training choice gained; and what
+pruning costs (the same training at every prune ratio, side by side).
 
-    .venv/bin/python build/bench/quality_table.py    # reads build/bench/results/tfns_accuracy-*.json
+    .venv/bin/python build/bench/quality_table.py [--reference lora-r8-dev]   # reads results/tfns_accuracy-*.json
 
-Rows are runs that carry a dev score (``finetune.dev_fraction`` > 0), sorted by parameters then dev accuracy:
-method (LoRA rank or full), prune ratio, parameters, dev accuracy overall and per source (TFNS tweets, FPB
-news), TFNS validation where it was reported (once, for the chosen recipe), label-scoring items/s of the
-model as trained, wall time and peak memory. Writes results/quality.md and results/quality.png (dev
-accuracy against parameters: the accuracy-versus-size curve of pruning).
+Rows are runs that carry a dev score (``finetune.dev_fraction`` > 0), sorted by parameters then the comparable
+dev accuracy: method (LoRA rank or full), prune ratio, parameters, dev accuracy over the TFNS + FPB dev rows
+(``dev TFNS+FPB``: the one column comparable across runs, since a run that adds a source, e.g. the 7-class
+finsent headlines, adds its rows to the dev split and so changes the overall ``dev.accuracy``), the overall
+dev accuracy and macro-F1, accuracy per source (TFNS tweets, FPB news, finsent 7-class headlines when a run
+trains on them), TFNS validation where it was reported (once, for the chosen recipe), label-scoring items/s of
+the model as trained, wall time and peak memory. Writes results/quality.md and results/quality.png (the
+comparable dev accuracy against parameters).
+
+It also writes results/pruning_cost.json and results/pruning_cost.png: the runs trained exactly as the
+reference run (``--reference TAG``; every setting of the recipe's model, prune, finetune and merge sections
+equal, except how much is pruned and the logging / checkpoint cadence), one row per removed share (0 % for a
+``--no-prune`` run): parameters, fp16 size, dev accuracy, the 7-class guard, dev items/s, wall time, commit
+and CPU. The model card shows this table and plot when a recipe sets ``card.pruning_cost``.
+Every file is written atomically (temporary sibling, then ``os.replace``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
+REFERENCE = "lora-r8-dev"
+# The recipe sections that decide what a run trains; everything else (name, description, eval, export, card,
+# publish) describes or ships the model and may differ between runs of the same training.
+COMPARED = ("model", "prune", "finetune", "merge")
+# Settings that do not change what is trained: how much is pruned (the variable of the curve) and the
+# logging / dev-scoring / checkpoint cadence.
+IGNORED = ("prune.ratio", "prune.enabled", "prune.expansion", "finetune.dev_every", "finetune.logging_steps",
+           "finetune.save_steps")
+TIMING = ("the runs were timed on a shared 2-core machine where other jobs ran at the same time: the speeds are "
+          "indications, not a benchmark")
+ITEMS_S = ("label scoring of the dev split as each run measured it at the end of its training (the model in its "
+           "training dtype, the run's threads)")
+METRIC = ("dev accuracy over the TFNS and FPB dev rows only (rows weighted by source: correct rows of both / "
+          "rows of both), comparable across runs whatever other sources they add")
 
 
-def runs() -> list[dict]:
+def source_kind(path: str, recipe: dict) -> str:
+    """``tfns``, ``fpb`` or ``finsent`` (the 7-class headlines) for a dev source (a data file path), from the
+    recipe's data entry for that file, else from the file's folder name; another name for anything else."""
+    schemas = {d["path"]: d.get("schema") for d in recipe["finetune"]["data"]}
+    schema = schemas.get(path) or Path(path).parent.name
+    return "finsent" if schema.startswith("finsent") else schema
+
+
+def correct_rows(score: dict) -> float:
+    """Rows a source's dev score got right. The accuracy is stored rounded to 4 decimals, so below 10,000 rows
+    ``n * accuracy`` is within 0.5 of the true (whole) count and rounds back to it."""
+    exact = score["n"] * score["accuracy"]
+    return round(exact) if score["n"] < 10_000 else exact
+
+
+def pooled(scores: list[dict]) -> dict | None:
+    """One score over the rows of several sources: ``n`` summed, accuracy = correct rows / rows (None if none)."""
+    n = sum(s["n"] for s in scores)
+    if not n:
+        return None
+    if len(scores) == 1:
+        return {"n": n, "accuracy": scores[0]["accuracy"]}
+    return {"n": n, "accuracy": round(sum(correct_rows(s) for s in scores) / n, 4)}
+
+
+def per_source(result: dict) -> dict[str, dict]:
+    """The dev score of each source kind (``{"tfns": {"n": .., "accuracy": ..}, ...}``; two files of one kind
+    pooled)."""
+    kinds: dict[str, list] = {}
+    for path, score in result["dev"]["per_source"].items():
+        kinds.setdefault(source_kind(path, result["recipe_contents"]), []).append(score)
+    return {kind: pooled(scores) for kind, scores in kinds.items()}
+
+
+def comparable_dev(result: dict) -> float | None:
+    """Accuracy over the TFNS + FPB dev rows only: their correct rows / their rows (None when a run has neither)."""
+    scores = [s for path, s in result["dev"]["per_source"].items()
+              if source_kind(path, result["recipe_contents"]) in ("tfns", "fpb")]
+    n = sum(s["n"] for s in scores)
+    return round(sum(correct_rows(s) for s in scores) / n, 4) if n else None
+
+
+def load(results: Path) -> list[tuple[str, dict]]:
+    """(tag, result) of every tfns_accuracy run in ``results`` that carries a dev score, by file name."""
     found = []
-    for path in sorted(RESULTS.glob("tfns_accuracy-*.json")):
+    for path in sorted(results.glob("tfns_accuracy-*.json")):
         result = json.loads(path.read_text())
-        if not result.get("dev"):
-            continue  # older runs chose settings on TFNS validation itself: history, not in this table
+        if result.get("dev"):  # older runs chose settings on TFNS validation itself: history, not in these tables
+            found.append((path.stem.removeprefix("tfns_accuracy-"), result))
+    return found
+
+
+def is_pruned(result: dict) -> bool:
+    return bool(result.get("pruned", True)) and result["recipe_contents"]["prune"].get("enabled", True)
+
+
+def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
+    found = []
+    for tag, result in loaded:
         recipe = result["recipe_contents"]
         f, p = recipe["finetune"], recipe["prune"]
-        per = {Path(k).parent.name: v["accuracy"] for k, v in result["dev"]["per_source"].items()}
+        per = {kind: s["accuracy"] for kind, s in per_source(result).items()}
         method = f"LoRA r{f['lora_r']}" if f.get("method", "lora") == "lora" else "full"
         if f.get("distill_from"):
             method += f" + KD (alpha {f['distill_alpha']})"
         found.append({
-            "run": path.stem.removeprefix("tfns_accuracy-"), "method": method,
-            "prune": f"{p['ratio']:.0%}" if result.get("pruned", True) and p.get("enabled", True) else "0%",
+            "run": tag, "method": method,
+            "prune": f"{p['ratio']:.0%}" if is_pruned(result) and p.get("ratio") is not None else
+            ("0%" if not is_pruned(result) else "?"),
             "params": result["model_params"], "epochs": result["training"].get("epochs"), "lr": f["learning_rate"],
-            "dev": result["dev"]["accuracy"], "dev_f1": result["dev"]["macro_f1"], "tfns_dev": per.get("tfns"),
-            "fpb_dev": per.get("fpb"), "tfns_valid": (result.get("tfns_validation") or {}).get("accuracy"),
+            "dev3": comparable_dev(result), "dev": result["dev"]["accuracy"], "dev_f1": result["dev"]["macro_f1"],
+            "tfns_dev": per.get("tfns"), "fpb_dev": per.get("fpb"), "finsent_dev": per.get("finsent"),
+            "tfns_valid": (result.get("tfns_validation") or {}).get("accuracy"),
             "seven": (result.get("seven_class_test") or {}).get("accuracy"),
             "items_s": result["dev"].get("items_per_second"), "wall_min": result["wall_seconds"] / 60,
             "resumed": bool(result.get("resumed_from_step")),
             "peak_gb": result["peak_memory_mb"] / 1024, "commit": result["git_commit"][:8],
         })
-    return sorted(found, key=lambda r: (r["params"], r["dev"]))
+    return sorted(found, key=lambda r: (r["params"], -1 if r["dev3"] is None else r["dev3"], r["run"]))
+
+
+def _cell(value, fmt="{}"):
+    return "-" if value is None else fmt.format(value)
 
 
 def table(rows: list[dict]) -> str:
-    def cell(value, fmt="{}"):
-        return "-" if value is None else fmt.format(value)
-
-    lines = ["| run | method | pruned | params | epochs | lr | dev acc | dev macro-F1 | TFNS dev | FPB dev | "
+    seven_dev = any(r["finsent_dev"] is not None for r in rows)  # the column only when a run has that source
+    lines = ["| run | method | pruned | params | epochs | lr | dev TFNS+FPB | dev acc (all sources) | dev macro-F1 | "
+             "TFNS dev | FPB dev | " + "finsent 7-class dev | " * seven_dev +
              "TFNS validation | 7-class test | items/s | wall | peak memory | commit |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * seven_dev +
+             "---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['run']} | {r['method']} | {r['prune']} | {r['params'] / 1e6:.1f}M | {cell(r['epochs'])} | "
-                     f"{r['lr']:g} | {r['dev']:.4f} | {r['dev_f1']:.4f} | {cell(r['tfns_dev'], '{:.4f}')} | "
-                     f"{cell(r['fpb_dev'], '{:.4f}')} | {cell(r['tfns_valid'], '{:.4f}')} | "
-                     f"{cell(r['seven'], '{:.3f}')} | "
-                     f"{cell(r['items_s'], '{:.1f}')} | {r['wall_min']:.0f} min{' (resumed part)' * r['resumed']} | "
-                     f"{r['peak_gb']:.1f} GB | "
-                     f"{r['commit']} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {r['run']} | {r['method']} | {r['prune']} | {r['params'] / 1e6:.1f}M | {_cell(r['epochs'])} | "
+                     f"{r['lr']:g} | {_cell(r['dev3'], '{:.4f}')} | {r['dev']:.4f} | {r['dev_f1']:.4f} | "
+                     f"{_cell(r['tfns_dev'], '{:.4f}')} | {_cell(r['fpb_dev'], '{:.4f}')} | "
+                     + f"{_cell(r['finsent_dev'], '{:.4f}')} | " * seven_dev +
+                     f"{_cell(r['tfns_valid'], '{:.4f}')} | {_cell(r['seven'], '{:.3f}')} | "
+                     f"{_cell(r['items_s'], '{:.1f}')} | {r['wall_min']:.0f} min{' (resumed part)' * r['resumed']} | "
+                     f"{r['peak_gb']:.1f} GB | {r['commit']} |")
+    note = ("\ndev TFNS+FPB: " + METRIC + ". dev acc (all sources) also counts the rows of any other source a run "
+            "trains on (the finsent 7-class headlines), so it compares only runs with the same sources.\n")
+    return "\n".join(lines) + "\n" + note
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def _save_png(fig, path: Path) -> None:
+    """``fig`` as a PNG at ``path``, through a temporary sibling and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for method in sorted({r["method"] for r in rows}):
-        mine = [r for r in rows if r["method"] == method]
-        ax.plot([r["params"] / 1e6 for r in mine], [r["dev"] for r in mine], marker="o", label=method)
+        mine = [r for r in rows if r["method"] == method and r["dev3"] is not None]
+        ax.plot([r["params"] / 1e6 for r in mine], [r["dev3"] for r in mine], marker="o", label=method)
         for r in mine:
-            ax.annotate(r["prune"], (r["params"] / 1e6, r["dev"]), textcoords="offset points", xytext=(4, 4),
+            ax.annotate(r["prune"], (r["params"] / 1e6, r["dev3"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=8)
     ax.set_xlabel("parameters (millions)")
-    ax.set_ylabel("dev accuracy (TFNS + FPB held out)")
+    ax.set_ylabel("dev accuracy (TFNS + FPB rows held out)")
     ax.set_title("Accuracy against size: SmolLM2-135M pruned, fine-tuned")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
 
 
-def main() -> None:
-    rows = runs()
-    if not rows:
-        raise SystemExit(f"no run with a dev score in {RESULTS}: run tfns_accuracy.py with finetune.dev_fraction set")
+# --- what pruning costs ------------------------------------------------------------------------------------
+
+
+def training_settings(recipe: dict) -> dict:
+    """The recipe's settings that decide what is trained, as ``{"finetune.lora_r": 8, ...}`` (IGNORED left out)."""
+    flat: dict = {}
+
+    def walk(value, key):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}")
+        elif key not in IGNORED:
+            flat[key] = value
+
+    for section in COMPARED:
+        walk(recipe.get(section), section)
+    return flat
+
+
+def removed_share(result: dict) -> float | None:
+    """The share of MLP neurons the run's prune removed (its ``prune.ratio``), 0 for an unpruned run; None when
+    the prune was given as a target expansion (no ratio to show)."""
+    if not is_pruned(result):
+        return 0.0
+    ratio = result["recipe_contents"]["prune"].get("ratio")
+    return None if ratio is None else float(ratio)
+
+
+def cost_row(tag: str, result: dict) -> dict:
+    per = per_source(result)
+    params = result["model_params"]
+    return {
+        "run": tag, "removed_share": removed_share(result), "pruned": is_pruned(result), "params": params,
+        "fp16_mb": round(params * 2 / 1e6, 1), "dev_accuracy": comparable_dev(result),
+        "dev_n": sum(s["n"] for kind, s in per.items() if kind in ("tfns", "fpb")),
+        "tfns_dev": (per.get("tfns") or {}).get("accuracy"), "fpb_dev": (per.get("fpb") or {}).get("accuracy"),
+        "finsent_dev": (per.get("finsent") or {}).get("accuracy"),
+        "seven_class_test": (result.get("seven_class_test") or {}).get("accuracy"),
+        "items_per_second": result["dev"].get("items_per_second"),
+        "wall_minutes": round(result["wall_seconds"] / 60, 1),
+        "resumed_from_step": result.get("resumed_from_step") or 0,
+        "commit": result["git_commit"][:8], "cpu": result.get("cpu_name") or result.get("cpu"),
+    }
+
+
+def pruning_cost(loaded: list[tuple[str, dict]], reference: str, source: str) -> dict:
+    """The runs trained as ``reference`` (see COMPARED / IGNORED), one row each, least pruned first."""
+    results = dict(loaded)
+    if reference not in results:
+        raise SystemExit(f"reference run {reference!r} has no dev score here (tfns_accuracy-{reference}.json with "
+                         f"finetune.dev_fraction set): choose another with --reference; runs: {', '.join(results)}")
+    ref = results[reference]
+    settings = training_settings(ref["recipe_contents"])
+    rows, skipped = [], []
+    for tag, result in loaded:
+        if training_settings(result["recipe_contents"]) != settings:
+            continue
+        if removed_share(result) is None:
+            skipped.append(tag)
+            continue
+        rows.append(cost_row(tag, result))
+    for tag in skipped:
+        print(f"pruning cost: {tag} skipped: pruned to a target expansion, no prune.ratio to show", file=sys.stderr)
+    rows.sort(key=lambda r: (r["removed_share"], r["run"]))
+    cpus = sorted({r["cpu"] for r in rows if r["cpu"]})
+    return {
+        "source": source, "reference": reference, "recipe": ref["recipe_contents"]["name"],
+        "base": ref["recipe_contents"]["model"]["base"], "method": ref["recipe_contents"]["prune"]["method"],
+        "split": (ref.get("selection") or {}).get("split"), "metric": METRIC,
+        "same_training": f"every setting of the recipe sections {', '.join(COMPARED)} equal to the reference run's, "
+                         f"except {', '.join(IGNORED)}",
+        "items_per_second": ITEMS_S, "timing": TIMING, "cpu": "; ".join(cpus) if cpus else None, "rows": rows,
+    }
+
+
+def plot_cost(cost: dict, path: Path) -> None:
+    plt = _pyplot()
+    rows = [r for r in cost["rows"] if r["dev_accuracy"] is not None]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    xs, ys = [r["params"] / 1e6 for r in rows], [r["dev_accuracy"] for r in rows]
+    ax.plot(xs, ys, marker="o")
+    for r, x, y in zip(rows, xs, ys):
+        ax.annotate(f"{100 * r['removed_share']:.0f} %", (x, y), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+    ax.set_xlabel("parameters (millions)")
+    ax.set_ylabel("dev accuracy (TFNS + FPB rows held out)")
+    ax.set_title(f"What pruning costs: {cost['recipe']} (labels: share of MLP neurons removed)\n"
+                 f"timed on {cost['cpu'] or 'a CPU the runs did not record'}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", default=REFERENCE,
+                        help=f"tag of the run whose training the pruning-cost rows share (default {REFERENCE})")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder of the tfns_accuracy-*.json results; the tables are written there too")
+    args = parser.parse_args(argv)
+    results = args.results
+    loaded = load(results)
+    if not loaded:
+        raise SystemExit(f"no run with a dev score in {results}: run tfns_accuracy.py with finetune.dev_fraction set")
     from finsent.outputs import write_text_atomic
 
-    write_text_atomic(RESULTS / "quality.md", table(rows))
-    plot(rows, RESULTS / "quality.png")
+    rows = runs(loaded)
+    write_text_atomic(results / "quality.md", table(rows))
+    plot(rows, results / "quality.png")
     print(table(rows), end="")
-    print(f"written {RESULTS / 'quality.md'} and quality.png")
+
+    command = f"python build/bench/quality_table.py --reference {args.reference}"
+    if results.resolve() != RESULTS:
+        command += f" --results {_shown(results)}"
+    source = f"{command} (from {_shown(results)}/tfns_accuracy-*.json)"
+    cost = pruning_cost(loaded, args.reference, source)
+    write_text_atomic(results / "pruning_cost.json", json.dumps(cost, indent=2) + "\n")
+    plot_cost(cost, results / "pruning_cost.png")
+    print(f"pruning cost ({cost['recipe']}, like {args.reference}): "
+          + ", ".join(f"{r['run']} {100 * r['removed_share']:.0f} % -> {r['dev_accuracy']}" for r in cost["rows"]))
+    print(f"written {results / 'quality.md'}, quality.png, pruning_cost.json and pruning_cost.png")
 
 
 if __name__ == "__main__":

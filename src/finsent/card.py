@@ -6,7 +6,9 @@
 ``eval/<benchmark>-<scheme>-<mode>.json``, ``eval/speed.json`` (their fields are declared once, in
 ``finsent.reports``), the export stage's ``reports/exports.json`` when there is one (``finsent.export_release``:
 the run-anywhere section names only the files the release carries, with their label agreement), whether the
-folder ships ``finsent_pipeline.py``, the release's own weight files (their size and dtype), the published reference
+folder ships ``finsent_pipeline.py``, the release's own weight files (their size and dtype), the recipe's
+``card.shape_speed`` and ``card.pruning_cost`` files when set (the latter's ``pruning_cost.png``, when it sits
+beside the JSON, is copied into the release as ``reports/pruning_cost.png`` and embedded), the published reference
 scores (the release's ``eval/references.yaml`` first, else the copy shipped in the package), builds the
 YAML metadata with ``huggingface_hub.ModelCardData`` (``model-index`` from the eval results) and renders
 the template with ``StrictUndefined``: a missing report, key or result stops the render with an error
@@ -127,9 +129,10 @@ def training_sources(data: list) -> list[str]:
     return out
 
 
-def find_shape_speed(name: str) -> Path:
-    """A recipe's ``card.shape_speed``: absolute, else relative to the current folder, else to the source
-    checkout this module runs from (an installed package has none: run from the project folder)."""
+def find_card_file(name: str) -> Path:
+    """A file a recipe's card section names (``card.shape_speed``, ``card.pruning_cost``): absolute, else
+    relative to the current folder, else to the source checkout this module runs from (an installed package
+    has none: run from the project folder)."""
     from .benchmarks import REPO_ROOT
 
     path = Path(name)
@@ -139,6 +142,47 @@ def find_shape_speed(name: str) -> Path:
         if (root / path).is_file():
             return root / path
     return Path.cwd() / path
+
+
+find_shape_speed = find_card_file  # the name of the first such file
+
+
+PRUNING_COST_PLOT = "pruning_cost.png"  # beside the JSON; copied into the release as reports/pruning_cost.png
+
+
+def read_pruning_cost(path: Path) -> dict:
+    """A ``pruning_cost.json`` of build/bench/quality_table.py (schema ``pruning_cost``), with ``plot``: the
+    ``pruning_cost.png`` beside it, or None. A missing file or field is a CardError naming both."""
+    cost = _read("pruning_cost", path, "build/bench/quality_table.py")
+    if not cost["rows"]:
+        raise CardError(f"{path}: rows is empty: no run to show (run build/bench/quality_table.py after the runs)")
+    plot = path.parent / PRUNING_COST_PLOT
+    return {**cost, "plot": plot if plot.is_file() else None, "path": path}
+
+
+def copy_pruning_plot(pruning_cost: dict | None, release_dir: Path) -> None:
+    """The pruning-cost plot the card embeds, copied into ``release_dir/reports`` atomically (temporary sibling,
+    then ``os.replace``); a copy left by an earlier render is removed when the card no longer embeds one."""
+    import os
+    import shutil
+    import tempfile
+
+    target = release_dir / "reports" / PRUNING_COST_PLOT
+    if not pruning_cost or not pruning_cost["plot"]:
+        if target.is_file():
+            target.unlink()
+            logger.info("removed %s: the card embeds no pruning-cost plot", target)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
+    os.close(fd)
+    try:
+        shutil.copyfile(pruning_cost["plot"], tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_references(release_dir: Path) -> dict | None:
@@ -244,7 +288,11 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
         speed = read_speed(release_dir / "eval" / "speed.json", "finsent bench")
     shape_speed = None
     if recipe.card.shape_speed:
-        shape_speed = read_speed(find_shape_speed(recipe.card.shape_speed), "finsent bench --shape")
+        shape_speed = read_speed(find_card_file(recipe.card.shape_speed), "finsent bench --shape")
+    pruning_cost = None
+    if recipe.card.pruning_cost:
+        pruning_cost = read_pruning_cost(find_card_file(recipe.card.pruning_cost))
+        pruning_cost["base_id"] = base_model_id(pruning_cost["base"]) or pruning_cost["base"]
     refs = read_references(release_dir)
     ours = {r["benchmark"]: r["metrics"]["weighted_f1"] for r in results if r["scheme"] == "3" and r["mode"] == "score"}
     from .benchmarks import BENCHMARKS
@@ -275,7 +323,8 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
         "description": recipe.description, "base": recipe.model.base, "base_id": data.base_model,
         "license": recipe.model.license, "pruning": pruning, "weights": weights, "training": training,
         "training_sources": training_sources(training["data"]), "results": results,
-        "speed": speed, "shape_speed": shape_speed, "references": refs, "ref_benchmarks": benchmarks,
+        "speed": speed, "shape_speed": shape_speed, "pruning_cost": pruning_cost, "recipe_name": recipe.name,
+        "references": refs, "ref_benchmarks": benchmarks,
         "ours": ours, "partial": partial,
         "instr3": instr3, "instr7": instr7, "instr_tweet": instruction("3", "tweet"),
         "example_prompt": prompt_text(instr7, "Shares of Acme fell 12 % after the company cut its outlook."),
@@ -293,7 +342,9 @@ def _env():
                              keep_trailing_newline=True)
     env.filters["num"] = lambda x: f"{int(x):,d}"
     env.filters["f3"] = lambda x: "–" if x is None else f"{float(x):.3f}"
-    env.filters["f1"] = lambda x: f"{float(x):.1f}"
+    env.filters["f1"] = lambda x: "–" if x is None else f"{float(x):.1f}"
+    env.filters["f4"] = lambda x: "–" if x is None else f"{float(x):.4f}"
+    env.filters["pct0"] = lambda x: f"{100 * float(x):.0f} %"
     env.filters["mb"] = lambda x: "–" if x is None else f"{x / 1e6:,.1f} MB"
     env.filters["bench"] = benchmark_title
     env.filters["code"] = lambda x: f"`{x}`"
@@ -333,6 +384,7 @@ def render_card(recipe, release_dir, template: str | Path | None = None, repo_id
     ModelCard(text)  # parses the metadata block: a broken card never gets written
     from .outputs import write_text_atomic
 
+    copy_pruning_plot(ctx["pruning_cost"], release_dir)  # before the card that links to it
     write_text_atomic(release_dir / "README.md", text)
     logger.info("wrote %s (%d results)", release_dir / "README.md", len(ctx["results"]))
     return text

@@ -157,6 +157,9 @@ class CardSection:
     # A speed.json of `finsent bench --shape ...` (random weights of this model's exact shape), relative to
     # the repository: CPU figures the card can state without the real weights, beside the release's own.
     shape_speed: str | None = None
+    # A pruning_cost.json of build/bench/quality_table.py (the same training at several prune ratios), found as
+    # shape_speed is: the card's "What pruning costs" table, and its plot when pruning_cost.png is beside it.
+    pruning_cost: str | None = None
 
 
 @dataclass

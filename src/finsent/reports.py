@@ -4,6 +4,7 @@
     reports/training.json                      finsent finetune   SCHEMAS["training"]
     eval/<benchmark>-<scheme>-<mode>.json      finsent eval       SCHEMAS["eval"]
     eval/speed.json                            finsent bench      SCHEMAS["speed"]
+    (card.pruning_cost) pruning_cost.json      quality_table.py   SCHEMAS["pruning_cost"]
 
 Writers call ``write_report(kind, data, path)`` (checked, then written atomically as indented JSON);
 readers call ``read_report(kind, path)``; both raise ``ReportError`` naming the file and the field
@@ -118,7 +119,21 @@ SPEED = Schema(
         numbers=("batch_size", "items_per_second", "p50_ms", "p95_ms", "peak_memory_mb", "speedup_vs_card"))),),
 )
 
-SCHEMAS: dict[str, Schema] = {s.kind: s for s in (PRUNING, TRAINING, EVAL, SPEED)}
+# Not a release's own report: build/bench/quality_table.py writes it from the accuracy runs of one recipe at
+# several prune ratios, and a recipe's card.pruning_cost points the card at it ("What pruning costs").
+PRUNING_COST = Schema(
+    "pruning_cost", "build/bench/results/pruning_cost.json", "build/bench/quality_table.py",
+    required=("source", "reference", "recipe", "base", "rows"),
+    nullable=("cpu",),
+    optional=("method", "split", "metric", "same_training", "items_per_second", "timing"),
+    rows=(("rows", _part(
+        "pruning cost row", ("run", "removed_share", "params", "fp16_mb", "dev_accuracy"),
+        nullable=("tfns_dev", "fpb_dev", "seven_class_test", "items_per_second"),
+        optional=("pruned", "dev_n", "finsent_dev", "wall_minutes", "resumed_from_step", "commit", "cpu"),
+        numbers=("removed_share", "params", "fp16_mb", "dev_accuracy"))),),
+)
+
+SCHEMAS: dict[str, Schema] = {s.kind: s for s in (PRUNING, TRAINING, EVAL, SPEED, PRUNING_COST)}
 
 
 def schema(kind: str) -> Schema:

@@ -1,0 +1,149 @@
+"""build/bench/quality_table.py: the comparable dev metric (TFNS + FPB rows only), and which runs make the
+pruning-cost table (the reference run's training at other prune ratios), on results files written here."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from finsent.card import read_pruning_cost
+
+SCRIPT = Path(__file__).resolve().parents[1] / "build" / "bench" / "quality_table.py"
+TFNS, FPB, HEADLINES = "../shared/data/tfns/sent_train.csv", "../shared/data/fpb/train.jsonl", \
+    "data/finsent-headlines/train.jsonl"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def qt():
+    spec = importlib.util.spec_from_file_location("quality_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def recipe(ratio=0.4, lr=2e-3, method="lora", headlines=False) -> dict:
+    data = [{"path": TFNS, "schema": "tfns", "scheme": None}, {"path": FPB, "schema": "fpb", "scheme": None}]
+    if headlines:
+        data.append({"path": HEADLINES, "schema": "finsent", "scheme": "7"})
+    return {"name": "smollm2-135m-fingpt", "description": "pruned 40 %",
+            "model": {"base": "smollm2", "revision": None, "license": "apache-2.0"},
+            "prune": {"enabled": True, "method": "ppm", "ratio": ratio, "expansion": None, "round_to": 1},
+            "finetune": {"data": data, "lora_r": 8, "method": method, "learning_rate": lr, "epochs": 2.0,
+                         "dev_fraction": 0.1, "dev_every": 250, "logging_steps": 10, "save_steps": 100,
+                         "distill_from": None},
+            "merge": {"dtype": "float16", "tolerance": 0.25},
+            "eval": {"batch_size": 16}, "card": {"model_name": "FinSent-SmolLM2-135M-FinGPT", "shape_speed": None}}
+
+
+def result(recipe_contents: dict, params: int, sources: dict, accuracy: float, *, pruned=True, items_s=28.8,
+           seven=0.1402, cpu=None, wall=4470.0) -> dict:
+    out = {"git_commit": "30cad0b395a4b8bee055bad6dc1fce050fc63a5a", "recipe_contents": recipe_contents,
+           "model_params": params, "pruned": pruned, "resumed_from_step": 0,
+           "selection": {"split": "dev: 0.1 of each training source", "metric": "dev accuracy"},
+           "dev": {"n": sum(n for n, _ in sources.values()), "accuracy": accuracy, "macro_f1": 0.79,
+                   "items_per_second": items_s,
+                   "per_source": {p: {"n": n, "accuracy": a, "macro_f1": 0.7} for p, (n, a) in sources.items()}},
+           "seven_class_test": {"n": 378, "accuracy": seven}, "tfns_validation": None,
+           "training": {"epochs": 2.0}, "wall_seconds": wall, "peak_memory_mb": 8192.0}
+    if cpu:
+        out["cpu"] = cpu
+    return out
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    runs = {
+        # the reference: 40 % pruned; 813 + 303 of 955 + 363 dev rows right
+        "lora-r8-dev": result(recipe(), 102_685_248, {TFNS: (955, 0.8513), FPB: (363, 0.8347)}, 0.8467),
+        # the same training unpruned (--no-prune keeps prune.ratio in the recipe), scoring the dev split more often
+        "noprune": result({**recipe(), "finetune": {**recipe()["finetune"], "dev_every": 50}}, 134_515_008,
+                          {TFNS: (955, 0.8618), FPB: (363, 0.8512)}, 0.8589, pruned=False, items_s=21.25,
+                          seven=0.1455),
+        # 60 % pruned, on a named CPU, with a card and description of its own (not training settings)
+        "p60": result({**recipe(0.6), "description": "pruned 60 %",
+                       "card": {"model_name": "x", "pruning_cost": "build/bench/results/pruning_cost.json"}},
+                      86_770_752, {TFNS: (955, 0.8209), FPB: (363, 0.8099)}, 0.8179, items_s=35.5,
+                      cpu="Intel Xeon Platinum 8481C", wall=3600.0),
+        # not the reference's training: 7-class headlines added (their rows join the dev split), another rate,
+        # full fine-tuning
+        "seven": result(recipe(headlines=True), 102_685_248,
+                        {TFNS: (955, 0.8408), FPB: (363, 0.8292), HEADLINES: (38, 0.5)}, 0.8282),
+        "lr1e-3": result(recipe(lr=1e-3), 102_685_248, {TFNS: (955, 0.8), FPB: (363, 0.8)}, 0.8),
+        "full-p60": result(recipe(0.6, method="full"), 86_770_752, {TFNS: (955, 0.7), FPB: (363, 0.7)}, 0.7),
+    }
+    for tag, data in runs.items():
+        (folder / f"tfns_accuracy-{tag}.json").write_text(json.dumps(data))
+    old = copy.deepcopy(runs["lora-r8-dev"])
+    old["dev"] = None  # a run that chose settings on TFNS validation: in neither table
+    (folder / "tfns_accuracy-old.json").write_text(json.dumps(old))
+    return folder
+
+
+def test_comparable_dev_counts_only_the_tfns_and_fpb_rows(qt, results):
+    loaded = dict(qt.load(results))
+    assert "old" not in loaded
+    # (803 + 301) / 1318 right: the 19 of 38 headlines rows are left out (all sources: 1123 / 1356 = 0.8282)
+    assert qt.comparable_dev(loaded["seven"]) == 0.8376
+    assert qt.comparable_dev(loaded["lora-r8-dev"]) == 0.8467  # (813 + 303) / 1318, the run's own overall score
+    assert qt.comparable_dev(loaded["noprune"]) == 0.8589  # (823 + 309) / 1318
+    assert qt.per_source(loaded["seven"]) == {"tfns": {"n": 955, "accuracy": 0.8408},
+                                              "fpb": {"n": 363, "accuracy": 0.8292},
+                                              "finsent": {"n": 38, "accuracy": 0.5}}
+
+
+def test_quality_table_sorts_by_size_then_the_comparable_metric(qt, results, capsys):
+    qt.main(["--results", str(results)])
+    text = (results / "quality.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run")]
+    assert [line.split(" | ")[0][2:] for line in lines] == ["full-p60", "p60", "lr1e-3", "seven", "lora-r8-dev",
+                                                            "noprune"]
+    header = text.splitlines()[0]
+    assert "| dev TFNS+FPB | dev acc (all sources) | dev macro-F1 | TFNS dev | FPB dev | finsent 7-class dev |" \
+        in header
+    seven = next(line for line in lines if line.startswith("| seven |"))
+    assert "| 0.8376 | 0.8282 | 0.7900 | 0.8408 | 0.8292 | 0.5000 |" in seven
+    noprune = next(line for line in lines if line.startswith("| noprune |"))
+    assert "| LoRA r8 | 0% | 134.5M |" in noprune and "| 0.8589 | 0.8589 | 0.7900 | 0.8618 | 0.8512 | - |" in noprune
+    assert (results / "quality.png").read_bytes().startswith(PNG)
+    assert not [p for p in results.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_pruning_cost_holds_the_reference_training_at_every_ratio(qt, results):
+    qt.main(["--results", str(results)])
+    cost = json.loads((results / "pruning_cost.json").read_text())
+    assert cost["reference"] == "lora-r8-dev" and cost["recipe"] == "smollm2-135m-fingpt"
+    assert cost["source"].startswith("python build/bench/quality_table.py --reference lora-r8-dev --results ")
+    assert "shared 2-core machine" in cost["timing"]
+    assert cost["cpu"] == "Intel Xeon Platinum 8481C"
+    assert [(r["run"], r["removed_share"]) for r in cost["rows"]] == [("noprune", 0.0), ("lora-r8-dev", 0.4),
+                                                                      ("p60", 0.6)]
+    noprune, ref, p60 = cost["rows"]
+    assert noprune == {"run": "noprune", "removed_share": 0.0, "pruned": False, "params": 134_515_008,
+                       "fp16_mb": 269.0, "dev_accuracy": 0.8589, "dev_n": 1318, "tfns_dev": 0.8618,
+                       "fpb_dev": 0.8512, "finsent_dev": None, "seven_class_test": 0.1455, "items_per_second": 21.25,
+                       "wall_minutes": 74.5, "resumed_from_step": 0, "commit": "30cad0b3", "cpu": None}
+    assert (ref["params"], ref["fp16_mb"], ref["dev_accuracy"]) == (102_685_248, 205.4, 0.8467)
+    assert (p60["fp16_mb"], p60["dev_accuracy"], p60["items_per_second"], p60["wall_minutes"], p60["cpu"]) == \
+        (173.5, 0.8179, 35.5, 60.0, "Intel Xeon Platinum 8481C")
+    png = results / "pruning_cost.png"
+    assert png.read_bytes().startswith(PNG)
+    # what the card reads: the schema holds, and the plot beside it is found
+    assert read_pruning_cost(results / "pruning_cost.json")["plot"] == png
+
+
+def test_another_reference_and_a_missing_one(qt, results):
+    qt.main(["--results", str(results), "--reference", "seven"])
+    cost = json.loads((results / "pruning_cost.json").read_text())
+    assert [r["run"] for r in cost["rows"]] == ["seven"] and cost["rows"][0]["finsent_dev"] == 0.5
+    assert cost["rows"][0]["dev_accuracy"] == 0.8376
+    with pytest.raises(SystemExit, match="reference run 'nope' has no dev score here"):
+        qt.main(["--results", str(results), "--reference", "nope"])
+    with pytest.raises(SystemExit, match="reference run 'old' has no dev score here"):
+        qt.main(["--results", str(results), "--reference", "old"])
