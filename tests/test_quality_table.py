@@ -99,7 +99,7 @@ def test_comparable_dev_counts_only_the_tfns_and_fpb_rows(qt, results):
 
 
 def test_quality_table_sorts_by_size_then_the_comparable_metric(qt, results, capsys):
-    qt.main(["--results", str(results)])
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
     text = (results / "quality.md").read_text()
     lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run")]
     assert [line.split(" | ")[0][2:] for line in lines] == ["full-p60", "p60", "lr1e-3", "seven", "lora-r8-dev",
@@ -116,7 +116,7 @@ def test_quality_table_sorts_by_size_then_the_comparable_metric(qt, results, cap
 
 
 def test_pruning_cost_holds_the_reference_training_at_every_ratio(qt, results):
-    qt.main(["--results", str(results)])
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
     cost = json.loads((results / "pruning_cost.json").read_text())
     assert cost["reference"] == "lora-r8-dev" and cost["recipe"] == "smollm2-135m-fingpt"
     assert cost["source"].startswith("python build/bench/quality_table.py --reference lora-r8-dev --results ")

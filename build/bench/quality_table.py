@@ -1,7 +1,7 @@
 """One table (and plot) of every dev-split run of tfns_accuracy.py: what each training choice gained; and what
 pruning costs (the same training at every prune ratio, side by side).
 
-    .venv/bin/python build/bench/quality_table.py [--reference lora-r8-dev]   # reads results/tfns_accuracy-*.json
+    .venv/bin/python build/bench/quality_table.py [--reference lora-r8-mix7-dev]   # reads results/tfns_accuracy-*.json
 
 Rows are runs that carry a dev score (``finetune.dev_fraction`` > 0), sorted by parameters then the comparable
 dev accuracy: method (LoRA rank or full), prune ratio, parameters, dev accuracy over the TFNS + FPB dev rows
@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
-REFERENCE = "lora-r8-dev"
+REFERENCE = "lora-r8-mix7-dev"  # the adopted recipe's run (smollm2-135m-fingpt.yaml)
 # The recipe sections that decide what a run trains; everything else (name, description, eval, export, card,
 # publish) describes or ships the model and may differ between runs of the same training.
 COMPARED = ("model", "prune", "finetune", "merge")
