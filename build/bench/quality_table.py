@@ -183,16 +183,9 @@ def plot(rows: list[dict], path: Path) -> None:
         for r in mine:
             ax.annotate(r["prune"], (r["params"] / 1e6, r["dev3"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=8)
-    ax.set_xlabel("parameters (millions)")
-    ax.set_ylabel("dev accuracy (TFNS + FPB rows held out)")
     ax.set_title("Accuracy against size: SmolLM2-135M pruned, fine-tuned")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        _save_png(fig, path)
-    finally:
-        plt.close(fig)
+    _finish(fig, ax, path)
 
 
 # --- what pruning costs ------------------------------------------------------------------------------------
@@ -279,10 +272,17 @@ def plot_cost(cost: dict, path: Path) -> None:
     for r, x, y in zip(rows, xs, ys):
         ax.annotate(f"{100 * r['removed_share']:.0f} %", (x, y), textcoords="offset points", xytext=(4, 4),
                     fontsize=8)
-    ax.set_xlabel("parameters (millions)")
-    ax.set_ylabel("dev accuracy (TFNS + FPB rows held out)")
     ax.set_title(f"What pruning costs: {cost['recipe']} (labels: share of MLP neurons removed)\n"
                  f"timed on {cost['cpu'] or 'a CPU the runs did not record'}", fontsize=9)
+    _finish(fig, ax, path)
+
+
+def _finish(fig, ax, path: Path) -> None:
+    """The axes both plots share (dev accuracy against parameters), then the PNG written and the figure closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("parameters (millions)")
+    ax.set_ylabel("dev accuracy (TFNS + FPB rows held out)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     try:
