@@ -127,6 +127,14 @@ def test_q8_0_pads_a_pruned_width_and_loads_back_with_the_releases_logits(tiny_r
         assert got.config.intermediate_size == width
         diff = float((probe_logits(got, ids, mask) - expected).abs().max())
         assert diff < tol, (quant, diff)
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
+    from finsent.export_gguf import GGUFScorer
+
+    # llama.cpp runs the padded file too: its label log-probs are the 103-wide release's within q8_0's rounding
+    ref = FinSentClassifier.from_pretrained(str(release), dtype="float32").label_logprobs(TEXTS, "7", kind="news")
+    with GGUFScorer(tmp_path / "pruned.q8_0.gguf", threads=2) as scorer:
+        got = scorer.label_logprobs(TEXTS, "7", "news")
+    assert np.abs(got - ref.double().numpy()).max() < 0.05
 
 
 def test_q8_0_names_the_base_width_that_cannot_be_padded():
