@@ -67,7 +67,7 @@ def test_recipe_export_section_is_validated(tmp_path, texts):
     # any pruned width may ask for q8_0: the export pads it with zero neurons
     assert recipe(tmp_path, texts, "{gguf: [f16, q8_0]}", round_to=1).export.gguf == ["f16", "q8_0"]
     assert recipe(tmp_path, texts, "{gguf: [f16]}", round_to=64).export.gguf == ["f16"]
-    with pytest.raises(RecipeError, match=r"export.gguf\[1\] must be one of f16, q8_0, got 'q4_k'"):
+    with pytest.raises(RecipeError, match=r"export.gguf\[1\] must be one of f16, q8_0, q4_k_m, got 'q4_k'"):
         recipe(tmp_path, texts, "{gguf: [f16, q4_k]}")
     with pytest.raises(RecipeError, match="export.gguf must be a list without repeats"):
         recipe(tmp_path, texts, "{gguf: [f16, f16]}")
@@ -80,8 +80,8 @@ def test_recipe_export_section_is_validated(tmp_path, texts):
 def test_the_published_recipe_keeps_the_published_width_and_still_ships_q8_0():
     repo = Path(__file__).resolve().parents[1]
     published = load_recipe(repo / "build" / "recipes" / "llama-finsent-s.yaml")
-    # 4916 neurons a layer as published; the q8_0 file pads them to 4928 (ffn_width) instead of re-pruning
-    assert published.export.gguf == ["f16", "q8_0"] and published.prune.round_to == 1
+    # 4916 neurons a layer as published; q8_0 pads them to 4928, q4_k_m to 5120 (ffn_width) instead of re-pruning
+    assert published.export.gguf == ["f16", "q8_0", "q4_k_m"] and published.prune.round_to == 1
 
 
 # --- the stage on real runtimes ----------------------------------------------------------------------------------

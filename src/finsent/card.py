@@ -211,7 +211,7 @@ def benchmark_title(name: str) -> str:
     return BENCHMARKS[name].title if name in BENCHMARKS else name
 
 
-WEIGHT_TEXT = {"f16": "float16", "q8_0": "8-bit (q8_0)"}
+WEIGHT_TEXT = {"f16": "float16", "q8_0": "8-bit (q8_0)", "q4_k_m": "4-6 bit k-quant mix (q4_k_m)"}
 EXAMPLE = "Acme Corp beats third-quarter estimates and raises its full-year guidance"
 
 

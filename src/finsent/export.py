@@ -31,9 +31,9 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("gguf", "onnx", "pipeline")
 # GGUF weight types (export_gguf) and the block each packs a weight row in: the base's row lengths must be multiples
-# of it, the pruned MLP width is padded to one with zero neurons. f16 has none; q8_0 packs 32 values a block
-# (llama.cpp's k-quants would need 256).
-QUANT_BLOCK = {"f16": 1, "q8_0": 32}
+# of it, the pruned MLP width is padded to one with zero neurons. f16 has none; q8_0 packs 32 values a block;
+# q4_k_m (llama.cpp's k-quant mix, 4-6 bits a weight, what Ollama ships by default) super-blocks of 256.
+QUANT_BLOCK = {"f16": 1, "q8_0": 32, "q4_k_m": 256}
 QUANTS = tuple(QUANT_BLOCK)
 RUN_IT = """run the exports (the prompt: Instruction: ...\\nInput: TEXT\\nAnswer:, its first line is the label):
   llama.cpp     llama-server -m smollm2-135m.f16.gguf   then POST /completion {"prompt": ..., "n_predict": 3}
@@ -108,8 +108,9 @@ def register(sub) -> None:
                    help="gguf: one GGUF file (llama.cpp, Ollama, llama-cpp-python); onnx: a folder with model.onnx "
                         "and the tokenizer (onnxruntime); pipeline: add finsent_pipeline.py to the folder in place")
     p.add_argument("--quant", default="f16", choices=QUANTS,
-                   help="GGUF weight type: f16 (default) or q8_0 (8-bit blocks of 32; a pruned MLP width is "
-                        "padded to a multiple of 32 with zero neurons, which change no output)")
+                   help="GGUF weight type: f16 (default), q8_0 (8-bit blocks of 32) or q4_k_m (llama.cpp's 4-bit "
+                        "k-quant mix, blocks of 256, made by llama.cpp's own quantizer: needs llama-cpp-python). A "
+                        "pruned MLP width is padded to the block with zero neurons, which change no output")
     p.add_argument("--out", help="GGUF file or ONNX folder to write (default: beside the release folder)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (any GGUF file; an ONNX folder even if finsent did not write it)")

@@ -17,6 +17,10 @@
   adds nothing: its gate and up rows give silu(0) x 0 = 0 and its down column multiplies that 0, so the file
   computes the release's function with 0.7 % / 0.2 % more MLP work. The base's own widths (hidden size,
   heads x head dim) cannot be padded that way and are refused for q8_0.
+- ``q4_k_m``: the Python ``gguf`` package cannot write k-quants, so the file is written as f16 with the MLP padded
+  to a multiple of 256 (4916 -> 5120) and then quantized by llama.cpp's own ``llama_model_quantize``
+  (llama-cpp-python), exactly as ``llama-quantize F16 Q4_K_M`` would. The base's widths must be multiples of
+  256 (Llama-3.2-1B's 2048 are; SmolLM2's 576 is not: use q8_0 there).
 
 ``GGUFScorer`` scores labels with llama-cpp-python exactly as ``FinSentClassifier`` does: the same prompt
 pieces, tokenized by llama.cpp's own tokenizer, the shared instruction prefix kept in the KV cache, each
@@ -39,6 +43,9 @@ logger = logging.getLogger(__name__)
 # Llama 3's pre-tokenizer split pattern (tokenizer.json pre_tokenizer Split.pattern.Regex).
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Weight types the gguf package writes itself; the others are made from an f16 file by llama.cpp.
+WRITER_QUANTS = ("f16", "q8_0")
+LLAMA_FTYPES = {"q4_k_m": lambda llama_cpp: llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}
 LAYER_NAMES = {
     "input_layernorm.weight": "attn_norm.weight",
     "self_attn.q_proj.weight": "attn_q.weight",
@@ -75,16 +82,17 @@ def pre_tokenizer_type(tokenizer_json: dict) -> str:
 
 
 def check_quantizable(config: dict, quant: str) -> None:
-    """The base's row lengths (hidden size, heads x head dim) must be multiples of the type's block (q8_0: 32);
-    else ExportInputError. The MLP width is padded instead (``ffn_width``)."""
+    """The base's row lengths (hidden size, heads x head dim) must be multiples of the type's block (q8_0: 32,
+    q4_k_m: 256); else ExportInputError naming the types that fit. The MLP width is padded instead (``ffn_width``)."""
     block = QUANT_BLOCK[quant]
     widths = {"hidden_size": config["hidden_size"], "q/k/v width": config["num_attention_heads"] * head_dim(config)}
     bad = {k: v for k, v in widths.items() if v % block}
     if bad:
         what = ", ".join(f"{k} {v}" for k, v in bad.items())
+        fits = [q for q, b in QUANT_BLOCK.items() if not any(v % b for v in widths.values())]
         raise ExportInputError(f"--quant {quant} packs each weight row in blocks of {block} values, so row lengths "
                                f"must be multiples of {block}, but this model has {what}: the base model's widths "
-                               "cannot be padded like a pruned MLP: export --quant f16")
+                               f"cannot be padded like a pruned MLP: export --quant {' or '.join(reversed(fits))}")
 
 
 def ffn_width(config: dict, quant: str) -> int:
@@ -173,21 +181,28 @@ def export_gguf(release, out, *, quant: str = "f16", overwrite: bool = False) ->
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.tmp-")
     os.close(fd)
+    written = quant if quant in WRITER_QUANTS else "f16"  # k-quants: f16 first, then llama.cpp's quantizer
+    f16_tmp = f"{tmp}.f16" if written != quant else tmp
     try:
-        writer = gguf.GGUFWriter(tmp, "llama")
-        write_metadata(writer, release, {**config, "intermediate_size": width}, quant)
+        writer = gguf.GGUFWriter(f16_tmp, "llama")
+        write_metadata(writer, release, {**config, "intermediate_size": width}, written)
         write_tokenizer(writer, release, config, tok_json, pre)
         for name, array in tensors:
-            add_tensor(writer, name, array, quant)
+            add_tensor(writer, name, array, written)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        if f16_tmp != tmp:
+            llama_quantize(Path(f16_tmp), Path(tmp), quant)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        if f16_tmp != tmp:
+            Path(f16_tmp).unlink(missing_ok=True)
     logger.info("wrote %s (%s, %d tensors, pre-tokenizer %s)", out, quant, len(tensors), pre)
     return out
 
@@ -228,6 +243,22 @@ def gguf_tensors(release: Path, config: dict) -> list[tuple[str, object]]:
             raise ExportError(f"{release}: tensor {key} has no GGUF counterpart")
         out.append((name, np.ascontiguousarray(array, dtype=np.float32)))
     return out
+
+
+def llama_quantize(src: Path, out: Path, quant: str) -> None:
+    """``src`` (an f16 GGUF) quantized to ``quant`` by llama.cpp's own quantizer (llama-cpp-python)."""
+    import ctypes
+
+    try:
+        import llama_cpp
+    except ImportError:
+        raise UsageError(f"--quant {quant} is made by llama.cpp's quantizer: pip install llama-cpp-python "
+                         "(the runtimes extra)") from None
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = LLAMA_FTYPES[quant](llama_cpp)
+    params.nthread = os.cpu_count() or 1
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+        raise ExportError(f"llama.cpp's llama_model_quantize failed to make {quant} from {src}")
 
 
 def add_tensor(writer, name: str, array, quant: str) -> None:
