@@ -447,7 +447,7 @@ def test_deploy_rejects_a_local_folder_as_model_and_a_missing_token(tmp_path, mo
 def test_deploy_dry_run_lists_the_files(capsys):
     assert cli_main(["space", "deploy", "--repo-id", "alice/demo", "--model", "bob/model", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "Space alice/demo (model bob/model): would upload 13 files"
+    assert out.splitlines()[0] == "Space alice/demo (model bob/model): would upload 12 files"
     assert "  finsent/classify.py" in out and "  finsent/tables.py" in out and "  requirements.txt" in out
 
 

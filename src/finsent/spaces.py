@@ -27,9 +27,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SPACE_DIR = PACKAGE_DIR.parents[1] / "space"  # the repository's space/ folder (source checkout)
 # The modules `import finsent`, FinSentClassifier and the app's CSV reader (tables) need; nothing that pulls
 # training dependencies.
-# classify's fast paths: bf16 chosen by a short GEMM measurement (precision, speed_floor), int8 weights (quant).
+# classify's fast paths: bf16 chosen by a short GEMM measurement (precision), int8 weights (quant).
 INFERENCE_MODULES = ("__init__.py", "classify.py", "errors.py", "labels.py", "models.py", "precision.py", "prompts.py",
-                     "quant.py", "speed_floor.py", "tables.py")
+                     "quant.py", "tables.py")
 SPACE_FILES = ("app.py", "requirements.txt")  # copied as they are; README.md is rewritten
 
 
