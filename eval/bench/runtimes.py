@@ -1,6 +1,6 @@
 """Items/s of 3-class label scoring on one model, same texts, same machine, one run: our scorer (FinSentClassifier:
 float32 exact at several batch sizes, plus its approximate bf16 and int8 modes) vs llama.cpp (llama-cpp-python, f16
-and q8_0 GGUF) vs onnxruntime (the ONNX export, float32).
+q8_0 and q4_k_m GGUF) vs onnxruntime (the ONNX export, float32).
 
     .venv/bin/python eval/bench/runtimes.py --model RELEASE --n 64 --out eval/bench/runtimes --name tuned-smollm2
     .venv/bin/python eval/bench/runtimes.py --shape llama-finsent-s --n 32 --out eval/bench/runtimes \\
@@ -12,7 +12,8 @@ label agreement with FinSentClassifier float32. The exports are written first (i
 then the runtimes are timed one after the other, each after a warm-up call on 4 texts. Run it on a quiet machine:
 it refuses to start when the 1-minute load average is over --max-load, and records it at the start and the end.
 ``--shape`` builds random weights with the published model's shape (``finsent.bench_shape``, 4916 neurons a
-layer; its q8_0 file pads them to 4928 with zero neurons; ``--round-to 32`` prunes to 4896 instead).
+layer; its q8_0 file pads them to 4928 and its q4_k_m file to 5120 with zero neurons; ``--round-to 32`` prunes
+to 4896 instead). A model whose base widths k-quants cannot pack (SmolLM2's hidden 576) gets no q4_k_m row.
 
 Writes ``NAME.json`` (rows, git commit, CPU, versions, seeds, load) and ``NAME.md`` (the table) into --out.
 """
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 16],
                    help="FinSentClassifier float32 batch sizes (the best is the exact row to beat)")
     p.add_argument("--onnx-batch-size", type=int, default=16)
-    p.add_argument("--skip", nargs="*", default=[], choices=["onnx", "q8_0", "bf16", "int8"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["onnx", "q8_0", "q4_k_m", "bf16", "int8"])
     p.add_argument("--max-load", type=float, default=1.5)
     p.add_argument("--prepare-only", action="store_true", help="write the exports into --work and stop (no timing)")
     p.add_argument("--work", help="folder for the exported files (default: a temporary folder)")
@@ -125,12 +126,12 @@ def main(argv=None) -> int:
     # 1. the exports (untimed; reused when --work already holds them)
     notes = {}
     paths = {}
-    for quant in ("f16", "q8_0"):
+    for quant in ("f16", "q8_0", "q4_k_m"):
         if quant in args.skip:
             continue
         path = work / f"model.{quant}.gguf"
         if not path.exists():
-            try:  # q8_0 pads a pruned MLP width to a multiple of 32 with zero neurons (export_gguf.ffn_width)
+            try:  # q8_0 / q4_k_m pad a pruned MLP width to 32 / 256 with zero neurons (export_gguf.ffn_width)
                 export_gguf(model, path, quant=quant)
             except ExportInputError as exc:
                 notes[f"llama.cpp {quant}"] = f"not run: {exc}"
@@ -177,8 +178,7 @@ def main(argv=None) -> int:
     for quant, path in paths.items():
         with GGUFScorer(path, threads=args.threads) as scorer:
             got, secs = timed(lambda t, s=scorer: s.label_logprobs(t, "3", "tweet"), texts)
-        config = quant if "llama-quantize" not in path.name else "q8_0 (llama-quantize, ffn_down f16)"
-        add("llama.cpp (llama-cpp-python)", config, False, secs, got, path.stat().st_size / 1e6)
+        add("llama.cpp (llama-cpp-python)", quant, False, secs, got, path.stat().st_size / 1e6)
     if "onnx" not in args.skip:
         onnx = ONNXScorer(onnx_dir, threads=args.threads, batch_size=args.onnx_batch_size)
         got, secs = timed(lambda t: onnx.label_logprobs(t, "3", "tweet"), texts)
