@@ -1,0 +1,80 @@
+"""What each prune ratio destroys before any recovery: a fine-tuned unpruned model pruned after training.
+
+    .venv/bin/python build/bench/posthoc_pruning.py --run lora-r8-mix7-p0-dev --ratios 0 0.2 0.32 0.4
+
+Reads the run's result (``results/tfns_accuracy-<run>.json``: its recipe, hence its dev split) and its merged
+model (``runs/bench-<recipe name>-<run>/merged``), prunes a float32 copy at each ratio (PPM, the recipe's method)
+with no training afterwards, and scores the TFNS + FPB dev rows with the classifier's own code. Beside the
+pruning-cost curve (prune, then train) this shows how much of each ratio's loss training wins back. Writes
+``results/posthoc_pruning-<run>.json`` (git commit, the recipe, data hashes, seed, CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "build" / "bench" / "results"
+
+
+def main(argv=None) -> None:
+    import torch
+    import yaml
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finsent.data import load_mixture
+    from finsent.devsplit import file_sha256, score_model
+    from finsent.outputs import write_text_atomic
+    from finsent.provenance import cpu_name, git_commit
+    from finsent.pruning import prune_model
+    from finsent.recipes import load_recipe
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", default="lora-r8-mix7-p0-dev", help="tag of an unpruned dev-split run")
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.2, 0.32, 0.4])
+    args = p.parse_args(argv)
+    result = json.loads((RESULTS / f"tfns_accuracy-{args.run}.json").read_text())
+    if result.get("pruned", True):
+        raise SystemExit(f"{args.run} was pruned before training: give an unpruned run (--no-prune)")
+    contents = result["recipe_contents"]
+    merged = ROOT / "runs" / f"bench-{contents['name']}-{args.run}" / "merged"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:  # load_recipe validates the stored recipe
+        yaml.safe_dump(contents, fh)
+        fh.flush()
+        recipe = load_recipe(fh.name)
+    f = recipe.finetune
+    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction)
+    dev = {path: rows for path, rows in data.dev.items() if "finsent" not in path}  # TFNS + FPB rows only
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    base = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    rows = []
+    for ratio in args.ratios:
+        model = copy.deepcopy(base)
+        if ratio > 0:
+            prune_model(model, method=recipe.prune.method, ratio=ratio, progress=False)
+        start = time.perf_counter()
+        scored = score_model(model, tokenizer, dev, batch_size=32)
+        rows.append({"ratio": ratio, "params": sum(t.numel() for t in model.parameters()),
+                     "dev_tfns_fpb": scored["accuracy"], "n": scored["n"],
+                     "per_source": {k: v["accuracy"] for k, v in scored["per_source"].items()},
+                     "seconds": round(time.perf_counter() - start, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+        del model
+    out = {"run": args.run, "model": str(merged.relative_to(ROOT)), "git_commit": git_commit(),
+           "recipe_contents": contents, "seed": f.seed, "cpu": cpu_name(), "dtype": "float32",
+           "data_sha256": {src.path: file_sha256(src.path) for src in f.data},
+           "selection": result.get("selection"), "rows": rows,
+           "command": "python build/bench/posthoc_pruning.py --run " + args.run + " --ratios "
+                      + " ".join(f"{r:g}" for r in args.ratios)}
+    path = RESULTS / f"posthoc_pruning-{args.run}.json"
+    write_text_atomic(path, json.dumps(out, indent=2) + "\n")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
