@@ -170,6 +170,8 @@ def export_gguf(release, out, *, quant: str = "f16", overwrite: bool = False) ->
         raise ExportInputError(f"{out} already exists: pass --overwrite to replace it")
     config = read_config(release)
     check_quantizable(config, quant)
+    if quant not in WRITER_QUANTS:
+        llama_cpp_for(quant)
     tok_json = json.loads((release / "tokenizer.json").read_text(encoding="utf-8"))
     pre = pre_tokenizer_type(tok_json)
     width = ffn_width(config, quant)
@@ -245,15 +247,21 @@ def gguf_tensors(release: Path, config: dict) -> list[tuple[str, object]]:
     return out
 
 
-def llama_quantize(src: Path, out: Path, quant: str) -> None:
-    """``src`` (an f16 GGUF) quantized to ``quant`` by llama.cpp's own quantizer (llama-cpp-python)."""
-    import ctypes
-
+def llama_cpp_for(quant: str):
+    """The llama_cpp module that makes ``quant``, or UsageError before any work is done without it."""
     try:
         import llama_cpp
     except ImportError:
         raise UsageError(f"--quant {quant} is made by llama.cpp's quantizer: pip install llama-cpp-python "
                          "(the runtimes extra)") from None
+    return llama_cpp
+
+
+def llama_quantize(src: Path, out: Path, quant: str) -> None:
+    """``src`` (an f16 GGUF) quantized to ``quant`` by llama.cpp's own quantizer (llama-cpp-python)."""
+    import ctypes
+
+    llama_cpp = llama_cpp_for(quant)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LLAMA_FTYPES[quant](llama_cpp)
     params.nthread = os.cpu_count() or 1
