@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,15 +152,13 @@ def table(rows: list[dict]) -> str:
 
 def _save_png(fig, path: Path) -> None:
     """``fig`` as a PNG at ``path``, through a temporary sibling and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    import io
+
+    from finsent.outputs import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _pyplot():

@@ -144,9 +144,6 @@ def find_card_file(name: str) -> Path:
     return Path.cwd() / path
 
 
-find_shape_speed = find_card_file  # the name of the first such file
-
-
 PRUNING_COST_PLOT = "pruning_cost.png"  # beside the JSON; copied into the release as reports/pruning_cost.png
 
 
@@ -163,9 +160,7 @@ def read_pruning_cost(path: Path) -> dict:
 def copy_pruning_plot(pruning_cost: dict | None, release_dir: Path) -> None:
     """The pruning-cost plot the card embeds, copied into ``release_dir/reports`` atomically (temporary sibling,
     then ``os.replace``); a copy left by an earlier render is removed when the card no longer embeds one."""
-    import os
-    import shutil
-    import tempfile
+    from .outputs import write_bytes_atomic
 
     target = release_dir / "reports" / PRUNING_COST_PLOT
     if not pruning_cost or not pruning_cost["plot"]:
@@ -173,16 +168,7 @@ def copy_pruning_plot(pruning_cost: dict | None, release_dir: Path) -> None:
             target.unlink()
             logger.info("removed %s: the card embeds no pruning-cost plot", target)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
-    os.close(fd)
-    try:
-        shutil.copyfile(pruning_cost["plot"], tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, Path(pruning_cost["plot"]).read_bytes())
 
 
 def read_references(release_dir: Path) -> dict | None:
