@@ -79,12 +79,15 @@ def per_source(result: dict) -> dict[str, dict]:
     return {kind: pooled(scores) for kind, scores in kinds.items()}
 
 
+def tfns_fpb(result: dict) -> dict | None:
+    """The TFNS + FPB dev rows pooled (``{"n": .., "accuracy": ..}``; None when a run has neither)."""
+    return pooled([s for path, s in result["dev"]["per_source"].items()
+                   if source_kind(path, result["recipe_contents"]) in ("tfns", "fpb")])
+
+
 def comparable_dev(result: dict) -> float | None:
     """Accuracy over the TFNS + FPB dev rows only: their correct rows / their rows (None when a run has neither)."""
-    scores = [s for path, s in result["dev"]["per_source"].items()
-              if source_kind(path, result["recipe_contents"]) in ("tfns", "fpb")]
-    n = sum(s["n"] for s in scores)
-    return round(sum(correct_rows(s) for s in scores) / n, 4) if n else None
+    return (tfns_fpb(result) or {}).get("accuracy")
 
 
 def load(results: Path) -> list[tuple[str, dict]]:
@@ -105,15 +108,14 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
     found = []
     for tag, result in loaded:
         recipe = result["recipe_contents"]
-        f, p = recipe["finetune"], recipe["prune"]
+        f = recipe["finetune"]
         per = {kind: s["accuracy"] for kind, s in per_source(result).items()}
         method = f"LoRA r{f['lora_r']}" if f.get("method", "lora") == "lora" else "full"
         if f.get("distill_from"):
             method += f" + KD (alpha {f['distill_alpha']})"
         found.append({
             "run": tag, "method": method,
-            "prune": f"{p['ratio']:.0%}" if is_pruned(result) and p.get("ratio") is not None else
-            ("0%" if not is_pruned(result) else "?"),
+            "prune": _cell(removed_share(result), "{:.0%}").replace("-", "?"),
             "params": result["model_params"], "epochs": result["training"].get("epochs"), "lr": f["learning_rate"],
             "dev3": comparable_dev(result), "dev": result["dev"]["accuracy"], "dev_f1": result["dev"]["macro_f1"],
             "tfns_dev": per.get("tfns"), "fpb_dev": per.get("fpb"), "finsent_dev": per.get("finsent"),
@@ -218,14 +220,14 @@ def cost_row(tag: str, result: dict) -> dict:
     return {
         "run": tag, "removed_share": removed_share(result), "pruned": is_pruned(result), "params": params,
         "fp16_mb": round(params * 2 / 1e6, 1), "dev_accuracy": comparable_dev(result),
-        "dev_n": sum(s["n"] for kind, s in per.items() if kind in ("tfns", "fpb")),
+        "dev_n": (tfns_fpb(result) or {}).get("n", 0),
         "tfns_dev": (per.get("tfns") or {}).get("accuracy"), "fpb_dev": (per.get("fpb") or {}).get("accuracy"),
         "finsent_dev": (per.get("finsent") or {}).get("accuracy"),
         "seven_class_test": (result.get("seven_class_test") or {}).get("accuracy"),
         "items_per_second": result["dev"].get("items_per_second"),
         "wall_minutes": round(result["wall_seconds"] / 60, 1),
         "resumed_from_step": result.get("resumed_from_step") or 0,
-        "commit": result["git_commit"][:8], "cpu": result.get("cpu_name") or result.get("cpu"),
+        "commit": result["git_commit"][:8], "cpu": result.get("cpu"),
     }
 
 
