@@ -154,7 +154,7 @@ def read_pruning_cost(path: Path) -> dict:
     if not cost["rows"]:
         raise CardError(f"{path}: rows is empty: no run to show (run build/bench/quality_table.py after the runs)")
     plot = path.parent / PRUNING_COST_PLOT
-    return {**cost, "plot": plot if plot.is_file() else None, "path": path}
+    return {**cost, "plot": plot if plot.is_file() else None}
 
 
 def copy_pruning_plot(pruning_cost: dict | None, release_dir: Path) -> None:

@@ -31,34 +31,20 @@ def cpu_bf16_feature() -> str | None:
     return None
 
 
-def gemm_gflops(m: int, k: int, n: int, dtype, device, quantized: bool = False, seconds: float = 1.5,
-                windows: int = 3) -> float:
-    """GFLOP/s of an [m, k] @ [k, n] product (float GEMM, or a dynamic-int8 Linear): the best of ``windows``
-    timing windows (``seconds`` in all), since a floor is what the machine can do, and a shared machine's
-    other work only ever slows a window down."""
+def gemm_gflops(m: int, k: int, n: int, dtype, seconds: float = 1.5, windows: int = 3) -> float:
+    """GFLOP/s of an [m, k] @ [k, n] product on the CPU: the best of ``windows`` timing windows (``seconds`` in
+    all), since a shared machine's other work only ever slows a window down."""
     import torch
 
-    x = torch.randn(m, k, device=device, dtype=torch.float32 if quantized else dtype)
-    if quantized:
-        from torch.ao.quantization import quantize_dynamic
-
-        layer = quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)), {torch.nn.Linear},
-                                 dtype=torch.qint8)
-        fn = lambda: layer(x)  # noqa: E731
-    else:
-        w = torch.randn(k, n, device=device, dtype=dtype)
-        fn = lambda: x @ w  # noqa: E731
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    x, w = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     best = 0.0
     with torch.inference_mode():
-        fn()
-        sync()
+        x @ w  # warm-up: the first call pays for kernel selection
         for _ in range(windows):
             reps, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds / windows or reps < 3:
-                fn()
+                x @ w
                 reps += 1
-            sync()
             best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
     return best
 
@@ -68,7 +54,7 @@ def measure_cpu_dtypes(hidden: int, intermediate: int) -> dict[str, float]:
     """GFLOP/s of a [32 x hidden] @ [hidden x intermediate] GEMM in float32 and bfloat16 on this CPU."""
     import torch
 
-    return {str(dt).replace("torch.", ""): gemm_gflops(32, hidden, intermediate, dt, "cpu", seconds=0.3)
+    return {str(dt).replace("torch.", ""): gemm_gflops(32, hidden, intermediate, dt, seconds=0.3)
             for dt in (torch.float32, torch.bfloat16)}
 
 

@@ -138,9 +138,9 @@ class EvalSection:
 @dataclass
 class ExportSection:
     # Runtimes besides transformers, written into the release folder by the export stage (finsent.export_release)
-    # and published with it in the same commit. gguf: one file per weight type for llama.cpp / Ollama, f16 or
-    # q8_0 (q8_0 packs rows in blocks of 32; a pruned MLP width that is no multiple of 32 is padded with zero
-    # neurons, which change no output). onnx: an onnx/ folder.
+    # and published with it in the same commit. gguf: one file per weight type for llama.cpp / Ollama: f16, q8_0
+    # (blocks of 32) or q4_k_m (llama.cpp's k-quant mix, blocks of 256); a pruned MLP width that is no multiple
+    # of the block is padded with zero neurons, which change no output. onnx: an onnx/ folder.
     gguf: list[str] = field(default_factory=list)
     onnx: bool = False
     # Texts on which each export's label is compared with FinSentClassifier's (3 classes; 0: not measured),
