@@ -47,6 +47,9 @@ METHODS = {
     "vow": "VOW: variance of the neuron's gate_proj and up_proj weights",
     "pon": "PON: product of the norms of the neuron's gate_proj and up_proj rows",
     "l2": "L2: norm of the neuron's gate_proj and up_proj rows",
+    "act": "activation-weighted: the L2 norm of the neuron's output act(gate x) * up x over calibration prompts "
+           "drawn from the training data, times the norm of its down_proj column (structured Wanda, "
+           "arXiv:2306.11695)",
 }
 DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "I8": "int8", "U8": "uint8",
           "F8_E4M3": "float8 e4m3", "F8_E5M2": "float8 e5m2", "I16": "int16", "I32": "int32", "I64": "int64",

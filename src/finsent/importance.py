@@ -10,6 +10,14 @@ optipfair 0.4.2 (``optipfair.pruning.mlp_glu``), so the kept indices match it ex
     l2:               ||gate_j||_2 + ||up_j||_2
     pon:              ||gate_j||_1 * ||up_j||_1      (product of norms)
 
+One score reads activations instead, measured on calibration texts (``activation_norms``):
+
+    act:              ||h_j||_2 * ||down[:, j]||_2,  h_j = act(gate_j x) * up_j x over every calibration token
+
+i.e. how much neuron j actually adds to the layer's output on the text it will see: a neuron with a wide
+weight range that stays near zero on financial prompts is cut first (the structured form of Wanda's
+|W| x ||X||, Sun et al. 2023, arXiv:2306.11695).
+
 Used by ``finsent.pruning`` (``finsent prune``).
 """
 
@@ -44,15 +52,16 @@ def _pon(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 
 SCORES = {"ppm": _ppm, "vow": _vow, "l2": _l2, "pon": _pon}
-ALIASES = {"maw": "ppm"}  # optipfair's older name for the same score
-METHODS = tuple(SCORES)
+ALIASES = {"maw": "ppm", "activation": "act"}  # maw: optipfair's older name for the same score
+ACTIVATION_METHODS = ("act",)  # need calibration text (activation_norms), not only weights
+METHODS = (*SCORES, *ACTIVATION_METHODS)
 
 
 def canonical_method(method: str) -> str:
-    """'ppm', 'vow', 'l2' or 'pon' from any accepted spelling (case-insensitive, 'maw' = 'ppm')."""
+    """'ppm', 'vow', 'l2', 'pon' or 'act' from any accepted spelling (case-insensitive, 'maw' = 'ppm')."""
     name = str(method).lower()
     name = ALIASES.get(name, name)
-    if name not in SCORES:
+    if name not in METHODS:
         raise ValueError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)} (or maw = ppm)")
     return name
 
@@ -61,8 +70,59 @@ def neuron_scores(method: str, gate_weight: torch.Tensor, up_weight: torch.Tenso
     """Importance of each GLU neuron, float32 [I], from gate/up weights [I, H]."""
     if gate_weight.shape != up_weight.shape:
         raise ValueError(f"gate_proj {tuple(gate_weight.shape)} and up_proj {tuple(up_weight.shape)} differ in shape")
-    fn = SCORES[canonical_method(method)]
-    return fn(gate_weight.detach().float(), up_weight.detach().float())
+    name = canonical_method(method)
+    if name in ACTIVATION_METHODS:
+        raise ValueError(f"importance method {name!r} reads activations: give calibration texts (activation_norms)")
+    return SCORES[name](gate_weight.detach().float(), up_weight.detach().float())
+
+
+def activation_scores(norms: torch.Tensor, down_weight: torch.Tensor) -> torch.Tensor:
+    """The 'act' score, float32 [I]: activation norms [I] x the L2 norm of each down_proj column ([H, I])."""
+    return norms.float() * down_weight.detach().float().norm(dim=0)
+
+
+def activation_norms(model, tokenizer, texts: list[str], mlps: list, batch_size: int = 16,
+                     progress: bool = True) -> list[torch.Tensor]:
+    """||h_j||_2 over all calibration tokens for each GLU neuron of each MLP in ``mlps``: float32 [I] per layer.
+
+    ``h`` is the input of ``down_proj`` (act(gate x) * up x, shape [B, T, I]); padding positions are masked
+    out, so the result does not depend on the batch size beyond float rounding. Runs in the model's dtype
+    under no_grad; squares are summed in float32.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if not texts:
+        raise ValueError("activation scores need at least one calibration text")
+    sums = [torch.zeros(m.down_proj.in_features, dtype=torch.float32) for m in mlps]
+    mask: dict[str, torch.Tensor] = {}
+
+    def hook(i):
+        def record(module, args):
+            h = args[0].float() * mask["m"]  # [B, T, I] x [B, T, 1]
+            sums[i] += h.square().sum(dim=(0, 1)).cpu()
+        return record
+
+    handles = [m.down_proj.register_forward_pre_hook(hook(i)) for i, m in enumerate(mlps)]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            starts = range(0, len(texts), batch_size)
+            for s in tqdm(starts, desc="calibration activations", unit="batch", disable=not progress):
+                ids = [tokenizer(t)["input_ids"] for t in texts[s:s + batch_size]]
+                width = max(len(x) for x in ids)
+                # Right padding with token 0: masked out of the sums and, causally, unseen by real tokens.
+                input_ids = torch.tensor([x + [0] * (width - len(x)) for x in ids], device=device)
+                attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=device)
+                mask["m"] = attention.unsqueeze(-1).float()
+                model(input_ids=input_ids, attention_mask=attention)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return [s.sqrt() for s in sums]
 
 
 def ratio_for_expansion(expansion: float, intermediate: int, hidden: int) -> float:

@@ -19,7 +19,16 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
-from .importance import METHODS, canonical_method, check_amount, kept_size, neuron_scores
+from .importance import (
+    ACTIVATION_METHODS,
+    METHODS,
+    activation_norms,
+    activation_scores,
+    canonical_method,
+    check_amount,
+    kept_size,
+    neuron_scores,
+)
 from .outputs import check_name, check_output_dir, output_dir
 from .reports import write_report
 
@@ -117,12 +126,13 @@ def select_neurons(scores, k: int):
 
 
 def prune_model(model, method: str = "ppm", ratio: float | None = None, expansion: float | None = None,
-                round_to: int = 1, progress: bool = True) -> dict:
+                round_to: int = 1, progress: bool = True, tokenizer=None, calibration: list[str] | None = None) -> dict:
     """Prune every GLU MLP of ``model`` in place and return the report (``pruning.json`` without bytes).
 
     ``ratio`` is the fraction of neurons removed per layer; ``expansion`` instead names the target
     intermediate/hidden x 100 (Llama-3.2-1B: 400 -> 240 for the 40 % prune). Works on the meta device
     too (shapes only), which is how the golden Llama-3.2-1B count is checked without weights.
+    Method ``act`` runs ``calibration`` (texts, tokenized with ``tokenizer``) through the model first.
     """
     from tqdm.auto import tqdm
 
@@ -140,12 +150,21 @@ def prune_model(model, method: str = "ppm", ratio: float | None = None, expansio
         from .importance import ratio_for_expansion
 
         ratio = ratio_for_expansion(expansion, intermediate, hidden)
+    norms = None
+    if method in ACTIVATION_METHODS:
+        if not calibration or tokenizer is None:
+            raise PruningError(f"prune method {method!r} scores neurons by their activations: it needs calibration "
+                               "texts and the tokenizer (a recipe's prune.calibration_rows of its training data)")
+        norms = activation_norms(model, tokenizer, list(calibration), mlps, progress=progress)
     params_before = count_params(model)
     logger.info("%s: keeping %d of %d GLU neurons in each of %d layers (%s)", type(model).__name__, k,
                 intermediate, len(mlps), method)
     kept, cut_scores = [], []
-    for mlp in tqdm(mlps, desc=f"pruning MLPs ({method})", unit="layer", disable=not progress):
-        scores = neuron_scores(method, mlp.gate_proj.weight, mlp.up_proj.weight)  # float32 [I]
+    for i, mlp in enumerate(tqdm(mlps, desc=f"pruning MLPs ({method})", unit="layer", disable=not progress)):
+        if norms is not None:
+            scores = activation_scores(norms[i], mlp.down_proj.weight)  # float32 [I]
+        else:
+            scores = neuron_scores(method, mlp.gate_proj.weight, mlp.up_proj.weight)  # float32 [I]
         keep = select_neurons(scores, k)
         if not scores.is_meta:  # the lowest kept score: where this layer's cut fell
             cut_scores.append(round(float(scores.index_select(0, keep).min()), 6))
@@ -166,10 +185,42 @@ def prune_model(model, method: str = "ppm", ratio: float | None = None, expansio
         "expansion_after": k / hidden * 100,
         "kept_per_layer": kept,
         "score_cut_per_layer": cut_scores,
+        "calibration": {"texts": len(calibration), "sha256": texts_sha256(calibration)} if norms is not None
+        else None,
         "params_before": params_before,
         "params_after": count_params(model),
         "bytes_on_disk": None,  # filled by run_prune after saving
     }
+
+
+def texts_sha256(texts: list[str]) -> str:
+    """One hash of the calibration texts, in order (each UTF-8 text followed by a NUL byte)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def calibration_texts(recipe) -> list[str] | None:
+    """The texts an activation-scored prune runs through the model, or None for a weight-only method.
+
+    ``prune.calibration_rows`` training rows of the recipe's own ``finetune.data``, drawn with its seed after
+    the dev split is held out (``finsent.data.load_mixture``), so dev rows never steer which neurons stay;
+    each is the full training line (prompt and answer), the text the model is tuned on afterwards.
+    """
+    import random
+
+    from .data import load_mixture
+    from .prompts import training_text
+
+    if canonical_method(recipe.prune.method) not in ACTIVATION_METHODS:
+        return None
+    f = recipe.finetune
+    rows = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction).examples
+    picked = random.Random(f.seed).sample(rows, min(recipe.prune.calibration_rows, len(rows)))
+    return [training_text(e.instruction, e.text, e.answer) for e in picked]
 
 
 # --- the stage: load, prune, save ----------------------------------------------------------------
@@ -178,10 +229,11 @@ WHAT = "prune output folder"  # names the folder in OutputError messages
 
 
 def run_prune(section, base: str, out_dir: str | Path, revision: str | None = None, dtype: str = "auto",
-              progress: bool = True, overwrite: bool = False) -> Path:
+              progress: bool = True, overwrite: bool = False, calibration: list[str] | None = None) -> Path:
     """Load ``base`` (folder, Hub id or "smollm2"), prune it as ``section`` says, save it to ``out_dir``.
 
-    ``section`` is a ``recipes.PruneSection`` (method, ratio or expansion, round_to). ``dtype`` "auto"
+    ``section`` is a ``recipes.PruneSection`` (method, ratio or expansion, round_to); method ``act`` also
+    needs ``calibration`` texts (``calibration_texts(recipe)``). ``dtype`` "auto"
     keeps the checkpoint's own dtype. ``out_dir`` is checked before the model is loaded: an existing
     folder that finsent did not write (or that holds committed files) is refused unless ``overwrite``.
     The folder is written beside ``out_dir`` and renamed into place (``outputs.output_dir``), so an
@@ -191,12 +243,15 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
 
     out_dir = check_output_dir(out_dir, overwrite=overwrite, what=WHAT)  # before a possibly long download
     _check_section(section)
+    if canonical_method(section.method) in ACTIVATION_METHODS and not calibration:
+        raise PruningError(f"prune method {section.method!r} needs calibration texts: prune with a recipe "
+                           "(its finetune.data supplies prune.calibration_rows rows)")
     torch_dtype = _torch_dtype(dtype)
     start = time.perf_counter()
     model, tokenizer, source = load_model_and_tokenizer(base, dtype=torch_dtype, revision=revision)
     loaded = time.perf_counter()
     report = prune_model(model, method=section.method, ratio=section.ratio, expansion=section.expansion,
-                         round_to=section.round_to, progress=progress)
+                         round_to=section.round_to, progress=progress, tokenizer=tokenizer, calibration=calibration)
     pruned = time.perf_counter()
     with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
         model.save_pretrained(tmp)  # safetensors
@@ -286,7 +341,8 @@ def register(sub) -> None:
     p.add_argument("--revision", help="Hub revision of the base model (default: the recipe's)")
     p.add_argument("--method", type=str.lower, choices=[*METHODS, "maw"],
                    help="neuron importance: ppm (= maw, peak-to-peak range, the published model's), vow (variance "
-                        "of weights), l2 (L2 norm), pon (product of L1 norms) (default: recipe, else ppm)")
+                        "of weights), l2 (L2 norm), pon (product of L1 norms), act (activations on calibration "
+                        "rows of the recipe's training data; needs --recipe) (default: recipe, else ppm)")
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--ratio", type=float, help="fraction removed, 0 <= X < 1 (see below)")
     amount.add_argument("--expansion", type=float, help="target intermediate/hidden x 100 (see below)")
@@ -314,9 +370,11 @@ def _prune_command(args) -> int:
         overrides.update({"prune.expansion": args.expansion, "prune.ratio": None})
     if args.round_to is not None:
         overrides["prune.round_to"] = args.round_to
+    calibration = None
     if args.recipe:
         recipe = load_recipe(args.recipe, overrides)
         section, model, name = recipe.prune, recipe.model, recipe.name
+        calibration = calibration_texts(recipe)
     else:
         section, model, name = PruneSection(), ModelSection(), None
         for dotted, value in overrides.items():
@@ -325,7 +383,8 @@ def _prune_command(args) -> int:
         raise UsageError("--out DIR is required without --recipe")
     out = args.out or f"runs/{check_name(name, 'recipe name')}/pruned"
     path = run_prune(section, args.model or model.base, out, revision=args.revision or model.revision,
-                     dtype=args.dtype, progress=not args.no_progress, overwrite=args.overwrite)
+                     dtype=args.dtype, progress=not args.no_progress, overwrite=args.overwrite,
+                     calibration=calibration)
     report = json.loads((path / "pruning.json").read_text())
     print(json.dumps({k: report[k] for k in ("method", "intermediate_before", "intermediate_after",
                                               "expansion_before", "expansion_after", "params_before",

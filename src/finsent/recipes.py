@@ -41,6 +41,7 @@ class PruneSection:
     ratio: float | None = 0.4  # fraction of GLU neurons removed per layer
     expansion: float | None = None  # or: target intermediate/hidden in percent (see `finsent prune --help`)
     round_to: int = 1  # round the kept size down to a multiple of this (never grows the layer)
+    calibration_rows: int = 128  # method act: training rows whose activations score the neurons
 
 
 @dataclass
@@ -334,7 +335,7 @@ def _coerce(hint, value, where: str, key: str):
     raise RecipeError(f"{where}: {key} must be {_TYPE_WORDS.get(hint, hint)}, got {got}{hint_text}")
 
 
-PRUNE_METHODS = ("ppm", "maw", "vow", "l2", "pon")  # finsent.importance (maw = ppm)
+PRUNE_METHODS = ("ppm", "maw", "vow", "l2", "pon", "act", "activation")  # finsent.importance (maw = ppm)
 DATA_SCHEMAS = ("fingpt", "fpb", "tfns", "fiqa", "nwgi", "finsent")  # finsent.data.SCHEMAS
 BENCHMARK_NAMES = ("fpb", "fiqa", "tfns", "nwgi", "finsent")  # finsent.benchmarks.BENCHMARKS
 MERGE_DTYPES = ("float32", "float16", "bfloat16")  # finsent.merge.DTYPES
@@ -384,6 +385,9 @@ def _check(recipe: Recipe, where: str) -> None:
     if p.expansion is not None:
         need(finite(p.expansion) and p.expansion > 0, "prune.expansion", "a percentage > 0", p.expansion)
     need(p.round_to >= 1, "prune.round_to", ">= 1", p.round_to)
+    need(p.calibration_rows >= 1, "prune.calibration_rows", ">= 1", p.calibration_rows)
+    if p.enabled and p.method.lower() in ("act", "activation") and not recipe.finetune.data:
+        raise RecipeError(f"{where}: prune.method act draws its calibration rows from finetune.data, which is empty")
 
     f = recipe.finetune
     for i, src in enumerate(f.data):

@@ -165,13 +165,13 @@ class Release:
         return locate_model(self.recipe.model.base)
 
     def prune(self) -> Path:
-        from .pruning import run_prune
+        from .pruning import calibration_texts, run_prune
 
         if not self.recipe.prune.enabled:
             raise ReleaseError("pruning is disabled in the recipe")
         check_output_dir(self.pruned_dir, overwrite=self.overwrite, what="pruned model folder")
         return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision,
-                         overwrite=self.overwrite)
+                         overwrite=self.overwrite, calibration=calibration_texts(self.recipe))
 
     def finetune(self) -> Path:
         from .finetune import run_finetune
