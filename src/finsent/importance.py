@@ -104,7 +104,12 @@ def activation_norms(model, tokenizer, texts: list[str], mlps: list, batch_size:
         return record
 
     handles = [m.down_proj.register_forward_pre_hook(hook(i)) for i, m in enumerate(mlps)]
-    device = next(model.parameters()).device
+    first = next(model.parameters())
+    device, dtype = first.device, first.dtype
+    if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+        # Half-precision CPU matmuls run many times slower than float32 (fp16 has no fast kernels; 128
+        # SmolLM2 rows took minutes instead of 40 s): calibrate in float32 and cast back, which is lossless.
+        model.to(torch.float32)
     was_training = model.training
     model.eval()
     try:
@@ -121,6 +126,7 @@ def activation_norms(model, tokenizer, texts: list[str], mlps: list, batch_size:
     finally:
         for h in handles:
             h.remove()
+        model.to(dtype)
         model.train(was_training)
     return [s.sqrt() for s in sums]
 
