@@ -1,10 +1,11 @@
 """What each prune ratio destroys before any recovery: a fine-tuned unpruned model pruned after training.
 
-    .venv/bin/python build/bench/posthoc_pruning.py --run lora-r8-mix7-p0-dev --ratios 0 0.2 0.32 0.4
+    .venv/bin/python build/bench/posthoc_pruning.py --run lora-r8-mix7-p0-dev --ratios 0 0.2 0.32 0.4 --methods ppm act
 
 Reads the run's result (``results/tfns_accuracy-<run>.json``: its recipe, hence its dev split) and its merged
-model (``runs/bench-<recipe name>-<run>/merged``), prunes a float32 copy at each ratio (PPM, the recipe's method)
-with no training afterwards, and scores the TFNS + FPB dev rows with the classifier's own code. Beside the
+model (``runs/bench-<recipe name>-<run>/merged``), prunes a float32 copy at each ratio with each importance
+method (``act`` calibrates on the recipe's training rows, ``finsent.pruning.calibration_texts``), with no
+training afterwards, and scores the TFNS + FPB dev rows with the classifier's own code. Beside the
 pruning-cost curve (prune, then train) this shows how much of each ratio's loss training wins back. Writes
 ``results/posthoc_pruning-<run>.json`` (git commit, the recipe, data hashes, seed, CPU).
 """
@@ -31,12 +32,13 @@ def main(argv=None) -> None:
     from finsent.devsplit import file_sha256, score_model
     from finsent.outputs import write_text_atomic
     from finsent.provenance import cpu_name, git_commit
-    from finsent.pruning import prune_model
+    from finsent.pruning import calibration_texts, prune_model
     from finsent.recipes import load_recipe
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default="lora-r8-mix7-p0-dev", help="tag of an unpruned dev-split run")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.2, 0.32, 0.4])
+    p.add_argument("--methods", nargs="+", default=["ppm"], help="importance methods (finsent.importance)")
     args = p.parse_args(argv)
     result = json.loads((RESULTS / f"tfns_accuracy-{args.run}.json").read_text())
     if result.get("pruned", True):
@@ -53,13 +55,17 @@ def main(argv=None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(merged)
     base = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     rows = []
-    for ratio in args.ratios:
+    runs = [(0.0, None)] if 0 in args.ratios else []  # the unpruned model once, whatever the methods
+    runs += [(ratio, method) for method in args.methods for ratio in args.ratios if ratio > 0]
+    for ratio, method in runs:
         model = copy.deepcopy(base)
-        if ratio > 0:
-            prune_model(model, method=recipe.prune.method, ratio=ratio, progress=False)
+        if method:
+            recipe.prune.method = method
+            prune_model(model, method=method, ratio=ratio, progress=False, tokenizer=tokenizer,
+                        calibration=calibration_texts(recipe))
         start = time.perf_counter()
         scored = score_model(model, tokenizer, dev, batch_size=32)
-        rows.append({"ratio": ratio, "params": sum(t.numel() for t in model.parameters()),
+        rows.append({"ratio": ratio, "method": method, "params": sum(t.numel() for t in model.parameters()),
                      "dev_tfns_fpb": scored["accuracy"], "n": scored["n"],
                      "per_source": {k: v["accuracy"] for k, v in scored["per_source"].items()},
                      "seconds": round(time.perf_counter() - start, 1)})
@@ -70,7 +76,7 @@ def main(argv=None) -> None:
            "data_sha256": {src.path: file_sha256(src.path) for src in f.data},
            "selection": result.get("selection"), "rows": rows,
            "command": "python build/bench/posthoc_pruning.py --run " + args.run + " --ratios "
-                      + " ".join(f"{r:g}" for r in args.ratios)}
+                      + " ".join(f"{r:g}" for r in args.ratios) + " --methods " + " ".join(args.methods)}
     path = RESULTS / f"posthoc_pruning-{args.run}.json"
     write_text_atomic(path, json.dumps(out, indent=2) + "\n")
     print(f"written {path}")

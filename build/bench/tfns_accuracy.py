@@ -2,6 +2,7 @@
 
     .venv/bin/python build/bench/tfns_accuracy.py --recipe build/recipes/smollm2-135m-fingpt.yaml \\
         [--max-steps N] [--eval-every 200 --probe-rows 500] [--eval-limit N] [--no-prune] [--resume]
+    .venv/bin/python build/bench/tfns_accuracy.py --report TAG   # TFNS validation, once, for a chosen --dev-only run
 
 Trains the recipe's pipeline (TFNS train + FPB train from ../shared/data for smollm2-135m-fingpt.yaml),
 optionally scores a fixed ``--probe-rows`` sample of the TFNS validation set every ``--eval-every``
@@ -87,6 +88,46 @@ def plot_curve(curve: list[dict], path: Path, title: str, batch: int) -> None:
     plt.close(fig)
 
 
+def report_once(tag: str) -> None:
+    """Score TFNS validation for the finished ``--dev-only`` run ``tag``, the one its dev split chose.
+
+    Adds ``tfns_validation`` and ``reported`` (when, at which commit, the merged weights' SHA-256) to the run's
+    results JSON, and refuses a run that already has a TFNS validation score: the test set is looked at once.
+    """
+    import datetime
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finsent.benchmarks import load_benchmark
+    from finsent.devsplit import file_sha256
+    from finsent.outputs import write_text_atomic
+    from finsent.provenance import git_commit
+
+    path = RESULTS / f"tfns_accuracy-{tag}.json"
+    if not path.is_file():
+        raise SystemExit(f"no results for run {tag!r} ({path})")
+    result = json.loads(path.read_text())
+    if result.get("tfns_validation"):
+        raise SystemExit(f"{path.name} already has a TFNS validation score: it is reported once")
+    if not result.get("dev"):
+        raise SystemExit(f"{path.name} has no dev score: only a run chosen on the dev split is reported")
+    merged = ROOT / "runs" / f"bench-{result['recipe_contents']['name']}-{tag}" / "merged"
+    weights = merged / "model.safetensors"
+    if not weights.is_file():
+        raise SystemExit(f"{merged} holds no merged model: the run's folder is gone, rebuild it first")
+    start = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    final = score(model, AutoTokenizer.from_pretrained(merged), load_benchmark("tfns", TFNS_VALID, "3"))
+    result["tfns_validation"] = final
+    result["reported"] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                          "git_commit": git_commit(), "model_sha256": file_sha256(str(weights)),
+                          "data_sha256": file_sha256(str(TFNS_VALID)), "seconds": round(time.perf_counter() - start, 1)}
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    print(f"TFNS validation ({final['n']} rows): accuracy {final['accuracy']}  macro-F1 {final['macro_f1']}  "
+          f"weighted-F1 {final['weighted_f1']}\nwritten {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default=str(ROOT / "build" / "recipes" / "smollm2-135m-fingpt.yaml"))
@@ -107,8 +148,13 @@ def main() -> None:
     parser.add_argument("--dev-only", action="store_true",
                         help="choose settings: score the dev split (finetune.dev_fraction) and not TFNS validation, "
                              "which is reported once, for the chosen recipe")
+    parser.add_argument("--report", metavar="TAG",
+                        help="score TFNS validation once for the finished --dev-only run TAG that the dev split chose "
+                             "(adds it to that run's results JSON; refused if it has one already)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.report:
+        return report_once(args.report)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
