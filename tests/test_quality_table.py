@@ -77,6 +77,12 @@ def results(tmp_path) -> Path:
                         {TFNS: (955, 0.8408), FPB: (363, 0.8292), HEADLINES: (38, 0.5)}, 0.8282),
         "lr1e-3": result(recipe(lr=1e-3), 102_685_248, {TFNS: (955, 0.8), FPB: (363, 0.8)}, 0.8),
         "full-p60": result(recipe(0.6, method="full"), 86_770_752, {TFNS: (955, 0.7), FPB: (363, 0.7)}, 0.7),
+        # the tuned unpruned model, pruned by activations and recovered with distillation from itself
+        "act-kd": result({**recipe(0.32), "model": {"base": "runs/bench-x-p0/merged"},
+                          "prune": {**recipe(0.32)["prune"], "method": "act"},
+                          "finetune": {**recipe()["finetune"], "distill_from": "runs/bench-x-p0/merged",
+                                       "distill_alpha": 0.5}},
+                         109_061_568, {TFNS: (955, 0.89), FPB: (363, 0.88)}, 0.8872),
     }
     for tag, data in runs.items():
         (folder / f"tfns_accuracy-{tag}.json").write_text(json.dumps(data))
@@ -103,7 +109,9 @@ def test_quality_table_sorts_by_size_then_the_comparable_metric(qt, results, cap
     text = (results / "quality.md").read_text()
     lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run")]
     assert [line.split(" | ")[0][2:] for line in lines] == ["full-p60", "p60", "lr1e-3", "seven", "lora-r8-dev",
-                                                            "noprune"]
+                                                            "act-kd", "noprune"]
+    act = next(line for line in lines if line.startswith("| act-kd |"))
+    assert "| LoRA r8 + KD (alpha 0.5), act-scored prune, from bench-x-p0 | 32% | 109.1M |" in act
     header = text.splitlines()[0]
     assert "| dev TFNS+FPB | dev acc (all sources) | dev macro-F1 | TFNS dev | FPB dev | finsent 7-class dev |" \
         in header

@@ -113,6 +113,10 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
         method = f"LoRA r{f['lora_r']}" if f.get("method", "lora") == "lora" else "full"
         if f.get("distill_from"):
             method += f" + KD (alpha {f['distill_alpha']})"
+        if is_pruned(result) and recipe["prune"].get("method", "ppm") != "ppm":
+            method += f", {recipe['prune']['method']}-scored prune"
+        if recipe["model"]["base"] != "smollm2":  # e.g. a tuned model pruned and recovered: name the folder
+            method += f", from {Path(recipe['model']['base']).parent.name}"
         found.append({
             "run": tag, "method": method,
             "prune": _cell(removed_share(result), "{:.0%}").replace("-", "?"),
