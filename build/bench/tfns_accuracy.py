@@ -189,6 +189,7 @@ def main() -> None:
         print(f"== {name}: {stages[name]['seconds']} s, process peak memory {stages[name]['peak_memory_mb_so_far']} MB",
               flush=True)
 
+    commit = git_commit()  # the code that runs: taken now, as commits made during an hour of training are not
     t = time.perf_counter()
     base = Path(locate_model(recipe.model.base))
     if not args.no_prune:
@@ -222,7 +223,7 @@ def main() -> None:
         final = score(model, tokenizer, bench)
         mark("eval", t)
 
-    result = {"git_commit": git_commit(), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+    result = {"git_commit": commit, "cpu": cpu_name(), "cpu_flags": cpu_flags(),
               "recipe": recipe.source, "recipe_contents": recipe.to_dict(),
               "data_sha256": {src.path: file_sha256(src.path) for src in recipe.finetune.data},
               "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
