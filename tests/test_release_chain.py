@@ -1,0 +1,42 @@
+"""The quality recipes as a chain: the unpruned teacher's release is the student's base and teacher (act prune +
+distillation), run through `finsent release` on the real SmolLM2 with a few steps and a few rows of each file."""
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoConfig
+
+from finsent.cli import main
+from finsent.pruning import texts_sha256
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = ('finetune.data=[{path: ../shared/data/tfns/sent_train.csv, schema: tfns, limit: 40}, '
+        '{path: ../shared/data/fpb/train.jsonl, schema: fpb, limit: 40}, '
+        '{path: data/finsent-headlines/train.jsonl, schema: finsent, scheme: "7", limit: 40}]')
+SMALL = ["--set", "finetune.max_steps=2", "--set", "finetune.batch_size=4", "--set", DATA,
+         "--set", "finetune.dev_every=0", "--set", "prune.calibration_rows=16",
+         "--set", "eval.benchmarks=[{name: finsent, path: data/finsent-headlines/test.jsonl, scheme: '7', limit: 8}]"]
+
+
+def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkeypatch, capsys, smollm2_dir):
+    monkeypatch.chdir(REPO)  # recipe data paths are relative to the repository root
+    dirs = ["--runs-dir", str(tmp_path / "runs"), "--releases-dir", str(tmp_path / "releases")]
+    teacher = tmp_path / "releases" / "smollm2-135m-fingpt-teacher"
+    assert main(["release", "build/recipes/smollm2-135m-fingpt-teacher.yaml", *SMALL, *dirs]) == 0
+    assert AutoConfig.from_pretrained(teacher).intermediate_size == 1536  # not pruned
+    assert not (tmp_path / "runs" / "smollm2-135m-fingpt-teacher" / "pruned").exists()
+
+    chain = ["--set", f"model.base={teacher}", "--set", f"finetune.distill_from={teacher}"]
+    assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *dirs]) == 0
+    student = tmp_path / "releases" / "smollm2-109m-fingpt"
+    assert AutoConfig.from_pretrained(student).intermediate_size == 1045  # 1536 - int(0.32 x 1536)
+    pruning = json.loads((student / "reports" / "pruning.json").read_text())
+    assert (pruning["method"], pruning["params_after"]) == ("act", 109_061_568)
+    assert pruning["calibration"]["texts"] == 16 and len(pruning["calibration"]["sha256"]) == 64
+    assert pruning["calibration"]["sha256"] != texts_sha256([])
+    training = json.loads((student / "reports" / "training.json").read_text())
+    assert training["distill"] == {"from": str(teacher), "alpha": 0.5, "temperature": 1.0}
+    assert training["steps"] == 2 and training["dev"]["n"] > 0  # the dev rows held out of both models
