@@ -38,5 +38,5 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
     assert pruning["calibration"]["texts"] == 16 and len(pruning["calibration"]["sha256"]) == 64
     assert pruning["calibration"]["sha256"] != texts_sha256([])
     training = json.loads((student / "reports" / "training.json").read_text())
-    assert training["distill"] == {"from": str(teacher), "alpha": 0.5, "temperature": 1.0}
+    assert training["distill"] == {"from": str(teacher), "alpha": 0.9, "temperature": 1.0}
     assert training["steps"] == 2 and training["dev"]["n"] > 0  # the dev rows held out of both models
