@@ -112,7 +112,8 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
         per = {kind: s["accuracy"] for kind, s in per_source(result).items()}
         method = f"LoRA r{f['lora_r']}" if f.get("method", "lora") == "lora" else "full"
         if f.get("distill_from"):
-            method += f" + KD (alpha {f['distill_alpha']})"
+            temperature = f.get("distill_temperature", 1.0)
+            method += f" + KD (alpha {f['distill_alpha']}" + (f", T {temperature:g})" if temperature != 1 else ")")
         if is_pruned(result) and recipe["prune"].get("method", "ppm") != "ppm":
             method += f", {recipe['prune']['method']}-scored prune"
         if recipe["model"]["base"] != "smollm2":  # e.g. a tuned model pruned and recovered: name the folder
