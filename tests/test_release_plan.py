@@ -43,6 +43,27 @@ def test_fingerprints_follow_what_decides_each_stage(recipe_file, tmp_path):
     assert edited["prune"] == base["prune"] and edited["finetune"] != base["finetune"]
 
 
+def test_local_bases_teachers_and_calibration_rows_enter_the_fingerprints(recipe_file, tmp_path):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.safetensors").write_bytes(b"weights v1")
+    chain = {"model.base": str(teacher), "finetune.distill_from": str(teacher)}
+
+    def fps(**extra):
+        return Release(load_recipe(recipe_file, {**chain, **extra}), tmp_path, tmp_path).fingerprints()
+
+    before = fps()
+    (teacher / "model.safetensors").write_bytes(b"weights v2")  # the teacher's release was rebuilt
+    after, act = fps(), fps(**{"prune.method": "act"})
+    assert after["prune"] != before["prune"] and after["finetune"] != before["finetune"]
+
+    # An activation-scored prune reads training rows: editing the data re-runs it (PPM's prune stays, above).
+    data = Path(load_recipe(recipe_file).finetune.data[0].path)
+    data.write_text('{"text": "c", "label": "neutral"}\n')
+    assert fps(**{"prune.method": "act"})["prune"] not in (act["prune"], after["prune"])
+    assert fps()["prune"] == after["prune"]
+
+
 def test_stamps_mark_a_stage_up_to_date_only_with_its_output(recipe_file, tmp_path):
     release = Release(load_recipe(recipe_file), tmp_path / "runs", tmp_path / "rel")
     out = tmp_path / "out.json"

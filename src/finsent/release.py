@@ -37,6 +37,7 @@ import yaml
 
 from . import __version__
 from .errors import UsageError
+from .importance import ACTIVATION_METHODS, canonical_method
 from .outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
 from .recipes import Recipe, load_recipe
 
@@ -123,9 +124,16 @@ class Release:
         r = self.recipe
         # The code and library versions enter the first stage; every later stage chains on it.
         code = {"code": code_hash(), "versions": library_versions()}
-        fp = {"prune": _fingerprint(code, asdict(r.model), asdict(r.prune))}
         data = _local_inputs([src.path for src in r.finetune.data])
-        fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data)
+        # A local base (e.g. a teacher's release) by content, so rebuilding it re-runs this release; an
+        # activation-scored prune also reads its calibration rows from the training data (and its dev split).
+        calibration = None
+        if canonical_method(r.prune.method) in ACTIVATION_METHODS:
+            f = r.finetune
+            calibration = [data, f.seed, f.dev_fraction, f.skip_bad_rows]
+        fp = {"prune": _fingerprint(code, asdict(r.model), asdict(r.prune), _local_inputs([r.model.base]),
+                                    calibration)}
+        fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data, _local_inputs([r.finetune.distill_from]))
         fp["merge"] = _fingerprint(fp["finetune"], asdict(r.merge))
         benches = _local_inputs([b.path for b in r.eval.benchmarks])
         fp["eval"] = _fingerprint(fp["merge"], asdict(r.eval), benches)
