@@ -57,12 +57,14 @@ def test_act_cuts_the_neurons_that_add_nothing_on_the_calibration_text(tiny_llam
     ppm = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
     ppm.load_state_dict(model.state_dict())
     before = model(input_ids=torch.tensor([tokenizer(TEXTS[0])["input_ids"]])).logits
+    gates = [mlp.gate_proj.weight.detach().clone() for mlp in glu_mlps(model)]
     report = prune_model(model, method="act", ratio=40 / 128, progress=False, tokenizer=tokenizer,
                          calibration=TEXTS)
     prune_model(ppm, method="ppm", ratio=40 / 128, progress=False)
     kept = sorted(set(range(128)) - set(silent.tolist()))
-    for mlp in glu_mlps(model):  # exactly the live neurons stay, so the function is unchanged
+    for mlp, gate in zip(glu_mlps(model), gates, strict=True):  # exactly the live neurons stay, in order
         assert mlp.down_proj.weight.shape == (64, 88)
+        assert torch.equal(mlp.gate_proj.weight, gate[kept])
     after = model(input_ids=torch.tensor([tokenizer(TEXTS[0])["input_ids"]])).logits
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
     assert report["calibration"] == {"texts": 3, "sha256": texts_sha256(TEXTS)}

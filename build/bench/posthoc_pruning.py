@@ -54,15 +54,15 @@ def main(argv=None) -> None:
     dev = {path: rows for path, rows in data.dev.items() if "finsent" not in path}  # TFNS + FPB rows only
     tokenizer = AutoTokenizer.from_pretrained(merged)
     base = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    recipe.prune.method = "act"
+    texts = calibration_texts(recipe)  # the same training rows for every ratio (read only by method act)
     rows = []
     runs = [(0.0, None)] if 0 in args.ratios else []  # the unpruned model once, whatever the methods
     runs += [(ratio, method) for method in args.methods for ratio in args.ratios if ratio > 0]
     for ratio, method in runs:
         model = copy.deepcopy(base)
         if method:
-            recipe.prune.method = method
-            prune_model(model, method=method, ratio=ratio, progress=False, tokenizer=tokenizer,
-                        calibration=calibration_texts(recipe))
+            prune_model(model, method=method, ratio=ratio, progress=False, tokenizer=tokenizer, calibration=texts)
         start = time.perf_counter()
         scored = score_model(model, tokenizer, dev, batch_size=32)
         rows.append({"ratio": ratio, "method": method, "params": sum(t.numel() for t in model.parameters()),

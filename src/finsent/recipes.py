@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError
+from .importance import ACTIVATION_METHODS, canonical_method
 
 
 class RecipeError(UsageError, ValueError):
@@ -386,7 +387,7 @@ def _check(recipe: Recipe, where: str) -> None:
         need(finite(p.expansion) and p.expansion > 0, "prune.expansion", "a percentage > 0", p.expansion)
     need(p.round_to >= 1, "prune.round_to", ">= 1", p.round_to)
     need(p.calibration_rows >= 1, "prune.calibration_rows", ">= 1", p.calibration_rows)
-    if p.enabled and p.method.lower() in ("act", "activation") and not recipe.finetune.data:
+    if p.enabled and canonical_method(p.method) in ACTIVATION_METHODS and not recipe.finetune.data:
         raise RecipeError(f"{where}: prune.method act draws its calibration rows from finetune.data, which is empty")
 
     f = recipe.finetune
