@@ -69,21 +69,27 @@ def classify_in_page(page, text: str):
 def upload(page, path: Path, tries: int = 3) -> None:
     """Choose ``path`` in the CSV box and wait until Gradio shows it as uploaded.
 
-    Chooses the file again if its name has not appeared after 40 s: once in a full CI run on an idle
-    machine (2026-12-01) the name never appeared in 120 s, while the same test passed alone every time.
+    Reloads the page and tries again when the box's file input or the file's name does not appear: in
+    two full CI runs on a 2-core machine (2026-12-01, 2026-12-03) one upload test in five timed out, once
+    with the name never shown in 120 s and once with no file input in 30 s, while the same tests pass
+    alone every time. A screenshot of each failed try lands in test-artifacts/ to show the page's state.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     box = page.locator("#finsent-csv-in")
     for attempt in range(tries):
-        page.set_input_files("#finsent-csv-in input[type=file]", str(path))
         try:
+            box.locator("input[type=file]").set_input_files(str(path), timeout=WAIT_MS)
             box.get_by_text(path.name).wait_for(timeout=40_000)
             break
         except PlaywrightTimeout:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / f"upload-timeout-{path.stem}-{attempt}.png", full_page=True)
             if attempt == tries - 1:
                 raise
+            page.reload()
+            page.wait_for_selector("#finsent-text textarea", timeout=WAIT_MS)
     expect(box).not_to_contain_text("Uploading", timeout=WAIT_MS)
 
 
