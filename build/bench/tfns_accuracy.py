@@ -166,7 +166,7 @@ def main() -> None:
     from finsent.models import locate_model
     from finsent.outputs import tracked_files, write_text_atomic
     from finsent.provenance import cpu_flags, cpu_name, git_commit
-    from finsent.pruning import calibration_texts, run_prune
+    from finsent.pruning import calibration_texts, run_prune, vocab_rows
     from finsent.recipes import load_recipe
     from finsent.release import parse_overrides
 
@@ -194,7 +194,7 @@ def main() -> None:
     base = Path(locate_model(recipe.model.base))
     if not args.no_prune:
         base = run_prune(recipe.prune, str(base), work / "pruned", progress=False,
-                         calibration=calibration_texts(recipe))
+                         calibration=calibration_texts(recipe), vocab=vocab_rows(recipe))
     mark("prune", t)
 
     callbacks = []

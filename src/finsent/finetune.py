@@ -272,7 +272,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     elif f.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
         model.get_output_embeddings().weight.requires_grad_(False)  # the same tensor when tied
-    distill = load_teacher(f, model, amp or torch.float32, device)  # the teacher computes in the autocast dtype
+    distill = load_teacher(f, model, tokenizer, amp or torch.float32, device)  # computes in the autocast dtype
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("%s: %d trainable parameters", "LoRA" if f.method == "lora" else "full fine-tuning", trainable)
     if data.dev:
@@ -371,25 +371,42 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     return out_dir
 
 
-def load_teacher(f: FinetuneSection, student, dtype, device: str):
-    """The frozen teacher of ``finetune.distill_from`` (a ``trainer.Distill``), or None; it must share the
-    student's vocabulary, since the two distributions are compared token by token."""
+def load_teacher(f: FinetuneSection, student, tokenizer, dtype, device: str):
+    """The frozen teacher of ``finetune.distill_from`` (a ``trainer.Distill``), or None.
+
+    The two distributions are compared token by token, so the teacher must read the student's token ids: a
+    student whose vocabulary was trimmed (``prune.vocab_first``) gets a teacher trimmed to the same tokens,
+    in memory, matched by the tokens' strings (``finsent.vocab.token_map``).
+    """
     if not f.distill_from:
         return None
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .models import locate_model
     from .trainer import Distill
+    from .vocab import VocabError, token_map, trim_model
 
     if not f.fast_loss:
         raise FinetuneError("finetune.distill_from needs finetune.fast_loss (the teacher is read at the answer "
                             "positions)")
-    teacher = AutoModelForCausalLM.from_pretrained(locate_model(f.distill_from), dtype=dtype).to(device).eval()
+    source = locate_model(f.distill_from)
+    teacher = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
     teacher.requires_grad_(False)
     vocab, theirs = student.config.vocab_size, teacher.config.vocab_size
     if vocab != theirs:
-        raise FinetuneError(f"finetune.distill_from {f.distill_from}: its vocabulary has {theirs} tokens, the "
-                            f"student's {vocab}: distillation needs the same tokenizer")
+        mapping = None
+        if vocab < theirs:  # perhaps a trimmed student: find its tokens in the teacher's tokenizer
+            try:
+                mapping = token_map(tokenizer, AutoTokenizer.from_pretrained(source))
+            except VocabError as exc:
+                raise FinetuneError(f"finetune.distill_from {f.distill_from}: {exc}") from None
+            except (OSError, ValueError):  # the teacher folder has no tokenizer to match tokens with
+                mapping = None
+        if mapping is None or len(mapping) != vocab:
+            raise FinetuneError(f"finetune.distill_from {f.distill_from}: its vocabulary has {theirs} tokens, the "
+                                f"student's {vocab}: distillation needs the same tokenizer or a trimmed copy of it")
+        trim_model(teacher, mapping)  # the ids are sorted: trimming keeps the tokens' order
+        logger.info("teacher trimmed to the student's %d tokens (of %d)", vocab, theirs)
     logger.info("distilling from %s (alpha %s, temperature %s, %d parameters)", f.distill_from, f.distill_alpha,
                 f.distill_temperature, sum(p.numel() for p in teacher.parameters()))
     return Distill(teacher, f.distill_alpha, f.distill_temperature)

@@ -223,17 +223,39 @@ def calibration_texts(recipe) -> list[str] | None:
     return [training_text(e.instruction, e.text, e.answer) for e in picked]
 
 
+def vocab_rows(recipe) -> list[tuple[str, str, str]] | None:
+    """The rows whose tokens a trimmed vocabulary keeps (``prune.vocab_first``), or None when it is not trimmed.
+
+    Every training row of the recipe's ``finetune.data`` after the dev split is held out (dev rows never decide
+    which tokens stay), as (instruction, text, answer); then, so that every prompt of the classifier keeps its
+    tokens whatever the recipe trains on, each scheme's instruction for each kind with each of its labels.
+    """
+    from .data import load_mixture
+    from .labels import SCHEMES
+    from .prompts import KINDS, instruction
+
+    if recipe.prune.vocab_first is None:
+        return None
+    f = recipe.finetune
+    rows = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction).examples
+    prompts = [(instruction(scheme, kind), label, label) for scheme, labels in SCHEMES.items() for kind in KINDS
+               for label in labels]
+    return [(e.instruction, e.text, e.answer) for e in rows] + prompts
+
+
 # --- the stage: load, prune, save ----------------------------------------------------------------
 
 WHAT = "prune output folder"  # names the folder in OutputError messages
 
 
 def run_prune(section, base: str, out_dir: str | Path, revision: str | None = None, dtype: str = "auto",
-              progress: bool = True, overwrite: bool = False, calibration: list[str] | None = None) -> Path:
+              progress: bool = True, overwrite: bool = False, calibration: list[str] | None = None,
+              vocab: list[tuple[str, str, str]] | None = None) -> Path:
     """Load ``base`` (folder, Hub id or "smollm2"), prune it as ``section`` says, save it to ``out_dir``.
 
     ``section`` is a ``recipes.PruneSection`` (method, ratio or expansion, round_to); method ``act`` also
-    needs ``calibration`` texts (``calibration_texts(recipe)``). ``dtype`` "auto"
+    needs ``calibration`` texts (``calibration_texts(recipe)``); ``section.vocab_first`` also trims the
+    vocabulary to the tokens of the ``vocab`` rows (``vocab_rows(recipe)``, ``finsent.vocab``). ``dtype`` "auto"
     keeps the checkpoint's own dtype. ``out_dir`` is checked before the model is loaded: an existing
     folder that finsent did not write (or that holds committed files) is refused unless ``overwrite``.
     The folder is written beside ``out_dir`` and renamed into place (``outputs.output_dir``), so an
@@ -246,16 +268,22 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     if canonical_method(section.method) in ACTIVATION_METHODS and not calibration:
         raise PruningError(f"prune method {section.method!r} needs calibration texts: prune with a recipe "
                            "(its finetune.data supplies prune.calibration_rows rows)")
+    if section.vocab_first is not None and not vocab:
+        raise PruningError("prune.vocab_first keeps the tokens of the training data: prune with a recipe "
+                           "(its finetune.data supplies the rows)")
     torch_dtype = _torch_dtype(dtype)
     start = time.perf_counter()
     model, tokenizer, source = load_model_and_tokenizer(base, dtype=torch_dtype, revision=revision)
     loaded = time.perf_counter()
     report = prune_model(model, method=section.method, ratio=section.ratio, expansion=section.expansion,
                          round_to=section.round_to, progress=progress, tokenizer=tokenizer, calibration=calibration)
+    trimmed = trim_vocabulary(model, tokenizer, section.vocab_first, vocab, report) if vocab else None
     pruned = time.perf_counter()
     with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
+        if trimmed is not None:
+            save_trimmed_tokenizer(tmp, *trimmed)
         report.update(
             base=str(base), source=source, revision=revision, dtype=str(next(model.parameters()).dtype),
             bytes_on_disk=sum(f.stat().st_size for f in tmp.glob("*.safetensors")),  # weight files only
@@ -267,6 +295,34 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     logger.info("pruned %s: %d -> %d params, %d bytes in %s", base, report["params_before"],
                 report["params_after"], report["bytes_on_disk"], out_dir)
     return out_dir
+
+
+def trim_vocabulary(model, tokenizer, first: int, rows, report: dict) -> tuple[dict, list[int]]:
+    """Trim ``model``'s vocabulary in place (``finsent.vocab``) and record it in ``report``; returns the trimmed
+    tokenizer.json and the kept ids, for ``save_trimmed_tokenizer``."""
+    from .vocab import kept_ids, rows_sha256, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
+
+    before = model.get_input_embeddings().weight.shape[0]
+    keep = kept_ids(tokenizer, used_ids(tokenizer, rows), first, model.config)
+    data = trim_tokenizer_json(tokenizer_json(tokenizer), keep)
+    trim_model(model, keep)
+    report["vocab"] = {"first": first, "before": before, "after": len(keep), "rows": len(rows),
+                       "sha256": rows_sha256(rows)}
+    report["params_after"] = count_params(model)
+    logger.info("vocabulary trimmed: %d -> %d tokens (%d rows' tokens and the first %d ids)", before, len(keep),
+                len(rows), first)
+    return data, keep
+
+
+def save_trimmed_tokenizer(folder: Path, data: dict, keep: list[int]) -> None:
+    """Replace the tokenizer files that ``save_pretrained`` wrote in ``folder`` with the trimmed vocabulary's."""
+    (folder / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    config = folder / "tokenizer_config.json"
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    if settings.get("added_tokens_decoder"):  # keyed by id: renumber as the vocabulary was
+        new_id = {old: new for new, old in enumerate(keep)}
+        settings["added_tokens_decoder"] = {str(new_id[int(i)]): v for i, v in settings["added_tokens_decoder"].items()}
+        config.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _check_section(section) -> None:
@@ -370,11 +426,11 @@ def _prune_command(args) -> int:
         overrides.update({"prune.expansion": args.expansion, "prune.ratio": None})
     if args.round_to is not None:
         overrides["prune.round_to"] = args.round_to
-    calibration = None
+    calibration = vocab = None
     if args.recipe:
         recipe = load_recipe(args.recipe, overrides)
         section, model, name = recipe.prune, recipe.model, recipe.name
-        calibration = calibration_texts(recipe)
+        calibration, vocab = calibration_texts(recipe), vocab_rows(recipe)
     else:
         section, model, name = PruneSection(), ModelSection(), None
         for dotted, value in overrides.items():
@@ -384,7 +440,7 @@ def _prune_command(args) -> int:
     out = args.out or f"runs/{check_name(name, 'recipe name')}/pruned"
     path = run_prune(section, args.model or model.base, out, revision=args.revision or model.revision,
                      dtype=args.dtype, progress=not args.no_progress, overwrite=args.overwrite,
-                     calibration=calibration)
+                     calibration=calibration, vocab=vocab)
     report = json.loads((path / "pruning.json").read_text())
     print(json.dumps({k: report[k] for k in ("method", "intermediate_before", "intermediate_after",
                                               "expansion_before", "expansion_after", "params_before",

@@ -43,6 +43,8 @@ class PruneSection:
     expansion: float | None = None  # or: target intermediate/hidden in percent (see `finsent prune --help`)
     round_to: int = 1  # round the kept size down to a multiple of this (never grows the layer)
     calibration_rows: int = 128  # method act: training rows whose activations score the neurons
+    # Trim the vocabulary to the first N ids plus every token of the training data (finsent.vocab); null keeps it.
+    vocab_first: int | None = None
 
 
 @dataclass
@@ -387,6 +389,10 @@ def _check(recipe: Recipe, where: str) -> None:
         need(finite(p.expansion) and p.expansion > 0, "prune.expansion", "a percentage > 0", p.expansion)
     need(p.round_to >= 1, "prune.round_to", ">= 1", p.round_to)
     need(p.calibration_rows >= 1, "prune.calibration_rows", ">= 1", p.calibration_rows)
+    need(p.vocab_first is None or p.vocab_first >= 0, "prune.vocab_first", ">= 0 (or null: keep the vocabulary)",
+         p.vocab_first)
+    if p.enabled and p.vocab_first is not None and not recipe.finetune.data:
+        raise RecipeError(f"{where}: prune.vocab_first keeps the tokens of finetune.data, which is empty")
     if p.enabled and canonical_method(p.method) in ACTIVATION_METHODS and not recipe.finetune.data:
         raise RecipeError(f"{where}: prune.method act draws its calibration rows from finetune.data, which is empty")
 

@@ -126,9 +126,9 @@ class Release:
         code = {"code": code_hash(), "versions": library_versions()}
         data = _local_inputs([src.path for src in r.finetune.data])
         # A local base (e.g. a teacher's release) by content, so rebuilding it re-runs this release; an
-        # activation-scored prune also reads its calibration rows from the training data (and its dev split).
+        # activation-scored prune and a trimmed vocabulary also read the training data (and its dev split).
         calibration = None
-        if canonical_method(r.prune.method) in ACTIVATION_METHODS:
+        if canonical_method(r.prune.method) in ACTIVATION_METHODS or r.prune.vocab_first is not None:
             f = r.finetune
             calibration = [data, f.seed, f.dev_fraction, f.skip_bad_rows]
         fp = {"prune": _fingerprint(code, asdict(r.model), asdict(r.prune), _local_inputs([r.model.base]),
@@ -173,13 +173,14 @@ class Release:
         return locate_model(self.recipe.model.base)
 
     def prune(self) -> Path:
-        from .pruning import calibration_texts, run_prune
+        from .pruning import calibration_texts, run_prune, vocab_rows
 
         if not self.recipe.prune.enabled:
             raise ReleaseError("pruning is disabled in the recipe")
         check_output_dir(self.pruned_dir, overwrite=self.overwrite, what="pruned model folder")
         return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision,
-                         overwrite=self.overwrite, calibration=calibration_texts(self.recipe))
+                         overwrite=self.overwrite, calibration=calibration_texts(self.recipe),
+                         vocab=vocab_rows(self.recipe))
 
     def finetune(self) -> Path:
         from .finetune import run_finetune

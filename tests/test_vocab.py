@@ -1,0 +1,108 @@
+"""Vocabulary trimming (prune.vocab_first) on the real SmolLM2 and real TFNS / FPB rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from finsent.classify import FinSentClassifier
+from finsent.data import load_mixture
+from finsent.finetune import load_teacher
+from finsent.prompts import PromptEncoder, instruction
+from finsent.pruning import PruningError, count_params, prune_model, run_prune, vocab_rows
+from finsent.recipes import FinetuneSection, PruneSection, RecipeError, load_recipe
+from finsent.vocab import VocabError, token_map
+
+
+def recipe_file(tmp_path, shared_data, first: int = 1000) -> str:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        f"name: r\nprune:\n  method: ppm\n  ratio: 0.1\n  vocab_first: {first}\n"
+        f"finetune:\n  dev_fraction: 0.1\n  seed: 3\n  data:\n"
+        f"    - {{path: {shared_data / 'tfns' / 'sent_train.csv'}, schema: tfns, limit: 400}}\n"
+        f"    - {{path: {shared_data / 'fpb' / 'train.jsonl'}, schema: fpb, limit: 150}}\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trimmed(tmp_path_factory, smollm2_dir, shared_data):
+    tmp = tmp_path_factory.mktemp("vocab")
+    recipe = load_recipe(recipe_file(tmp, shared_data))
+    rows = vocab_rows(recipe)
+    out = run_prune(recipe.prune, str(smollm2_dir), tmp / "pruned", progress=False, vocab=rows)
+    return recipe, rows, out
+
+
+def test_trimmed_folder_keeps_every_training_token_and_the_models_logits(trimmed, smollm2_dir, shared_data):
+    recipe, rows, out = trimmed
+    report = json.loads((out / "pruning.json").read_text())
+    full_tok, tok = AutoTokenizer.from_pretrained(smollm2_dir), AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    keep = token_map(tok, full_tok)  # the kept ids of the full vocabulary, in order
+    assert keep == sorted(keep) and keep[:17] == list(range(17))  # special tokens keep their ids
+    assert report["vocab"]["before"] == 49152 == len(full_tok)
+    assert report["vocab"]["after"] == len(tok) == len(keep) == model.config.vocab_size < 49152 // 2
+    f = recipe.finetune
+    train = load_mixture(f.data, seed=f.seed, dev_fraction=f.dev_fraction).examples
+    assert report["vocab"]["rows"] == len(rows) == len(train) + 2 * 3 + 2 * 7  # training rows + each label's prompt
+    assert rows[:len(train)] == [(e.instruction, e.text, e.answer) for e in train]
+    assert report["params_after"] == count_params(model)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # still tied
+
+    # Every training row tokenizes to the same pieces as before, renumbered.
+    full_enc, enc = PromptEncoder(full_tok, 4096), PromptEncoder(tok, 4096)
+    for prompt, text, answer in rows:
+        assert [keep[i] for i in enc.encode(prompt, text).ids] == full_enc.encode(prompt, text).ids
+        assert [keep[i] for i in enc.answer_ids(answer)] == list(full_enc.answer_ids(answer))
+    # A text with tokens that were not kept still round-trips, in more (kept) pieces.
+    odd = "Zyxqorp Holdings soared 12 % après l'annonce 😀"
+    assert tok.decode(tok(odd)["input_ids"]) == odd
+
+    # The same model pruned in memory without trimming: its logits at the kept ids are the trimmed model's.
+    reference = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    prune_model(reference, method="ppm", ratio=0.1, progress=False)
+    with open(shared_data / "tfns" / "sent_valid.csv", encoding="utf-8", newline="") as handle:
+        unseen = next(csv.DictReader(handle))["text"]
+    ids = enc.encode(rows[0][0], unseen).ids  # a validation tweet, in kept pieces
+    with torch.no_grad():
+        want = reference(input_ids=torch.tensor([[keep[i] for i in ids]])).logits[..., keep]
+        got = model(input_ids=torch.tensor([ids])).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # The classifier reads the label tokens through the trimmed tokenizer: training tweets (whose tokens all
+    # stayed) get the same answers as from the untrimmed model, and nearly the same probabilities: each answer
+    # token's softmax (the label's, then its end) now spreads over 22k tokens, not 49k (measured: <= 0.015).
+    tweets = [text for ins, text, _ in rows if ins == instruction("3", "tweet")][:12]
+    full = FinSentClassifier(reference, full_tok).classify(tweets, "3", kind="tweet")
+    small = FinSentClassifier(model, tok).classify(tweets, "3", kind="tweet")
+    assert len(tweets) == 12 and [a.label for a in small] == [a.label for a in full]
+    for a, b in zip(small, full, strict=True):
+        assert a.probs == pytest.approx(b.probs, abs=0.03)
+
+
+def test_teacher_is_trimmed_to_the_students_tokens_for_distillation(trimmed, smollm2_dir):
+    _, _, out = trimmed
+    student = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(out)
+    distill = load_teacher(FinetuneSection(distill_from=str(smollm2_dir)), student, tok, torch.float32, "cpu")
+    full = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
+    keep = token_map(tok, AutoTokenizer.from_pretrained(smollm2_dir))
+    assert distill.teacher.config.vocab_size == student.config.vocab_size == len(keep)
+    assert torch.equal(distill.teacher.get_input_embeddings().weight, full.get_input_embeddings().weight[keep])
+    with pytest.raises(VocabError, match=r"tokens of the student are not in the teacher's vocabulary"):
+        token_map(AutoTokenizer.from_pretrained(smollm2_dir), tok)  # a full student, a trimmed teacher
+
+
+def test_vocab_trimming_refusals(tmp_path, shared_data, tiny_llama_dir):
+    path = recipe_file(tmp_path, shared_data, first=-1)
+    with pytest.raises(RecipeError, match=r"prune.vocab_first must be >= 0 \(or null: keep the vocabulary\), got -1"):
+        load_recipe(path)
+    (tmp_path / "empty.yaml").write_text("name: e\nprune:\n  ratio: 0.3\n  vocab_first: 100\n")
+    with pytest.raises(RecipeError, match="prune.vocab_first keeps the tokens of finetune.data, which is empty"):
+        load_recipe(tmp_path / "empty.yaml")
+    with pytest.raises(PruningError, match="prune.vocab_first keeps the tokens of the training data"):
+        run_prune(PruneSection(vocab_first=100), str(tiny_llama_dir), tmp_path / "p", progress=False)
+    assert not (tmp_path / "p").exists()
