@@ -106,3 +106,30 @@ def test_vocab_trimming_refusals(tmp_path, shared_data, tiny_llama_dir):
     with pytest.raises(PruningError, match="prune.vocab_first keeps the tokens of the training data"):
         run_prune(PruneSection(vocab_first=100), str(tiny_llama_dir), tmp_path / "p", progress=False)
     assert not (tmp_path / "p").exists()
+
+
+def test_llama_cpp_tokenizes_and_scores_a_trimmed_model_like_transformers(trimmed, smollm2_dir, shared_data,
+                                                                          tmp_path):
+    """The GGUF export writes the trimmed vocabulary and merges; llama.cpp then splits unseen tweets (words whose
+    tokens were dropped) into the same kept pieces as transformers and gives the classifier's labels."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
+    import numpy as np
+
+    from finsent.export_gguf import GGUFScorer, export_gguf
+    from finsent.prompts import news_piece
+
+    _, _, out = trimmed
+    with open(shared_data / "tfns" / "sent_valid.csv", encoding="utf-8", newline="") as handle:
+        tweets = [r["text"] for _, r in zip(range(40), csv.DictReader(handle))]
+    clf = FinSentClassifier.from_pretrained(str(out))
+    full = AutoTokenizer.from_pretrained(smollm2_dir)
+    split = [t for t in tweets if len(clf.tokenizer(t)["input_ids"]) > len(full(t)["input_ids"])]
+    assert len(split) >= 10  # tweets with words whose tokens were dropped: they exercise the missing merges
+    gguf = export_gguf(out, tmp_path / "trimmed.f16.gguf", quant="f16")
+    with GGUFScorer(gguf, threads=2) as scorer:
+        for text in tweets:
+            want = clf.tokenizer(news_piece(text), add_special_tokens=False)["input_ids"]
+            assert scorer.tokenize(news_piece(text)) == want
+        got = scorer.label_logprobs(tweets, "3", "tweet")
+    ref = clf.label_logprobs(tweets, "3", kind="tweet").double().numpy()
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95 and np.abs(got - ref).max() < 0.05
