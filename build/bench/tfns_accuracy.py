@@ -192,7 +192,8 @@ def main() -> None:
     commit = git_commit()  # the code that runs: taken now, as commits made during an hour of training are not
     t = time.perf_counter()
     base = Path(locate_model(recipe.model.base))
-    if not args.no_prune:
+    pruned = recipe.prune.enabled and not args.no_prune  # a recipe's prune.enabled: false is honoured too
+    if pruned:
         base = run_prune(recipe.prune, str(base), work / "pruned", progress=False,
                          calibration=calibration_texts(recipe), vocab=vocab_rows(recipe))
     mark("prune", t)
@@ -232,7 +233,7 @@ def main() -> None:
                             "metric": "dev accuracy"} if recipe.finetune.dev_fraction else None,
               "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),
               "seven_class_test": seven,
-              "pruned": not args.no_prune, "max_steps": recipe.finetune.max_steps,
+              "pruned": pruned, "max_steps": recipe.finetune.max_steps,
               # A resumed run's training time, tokens/s and probe curve cover only the steps after this one.
               "resumed_from_step": training.get("resumed_from_step") or 0,
               "learning_rate": recipe.finetune.learning_rate, "tfns_validation": final, "stages": stages,
