@@ -133,3 +133,19 @@ def test_llama_cpp_tokenizes_and_scores_a_trimmed_model_like_transformers(trimme
         got = scorer.label_logprobs(tweets, "3", "tweet")
     ref = clf.label_logprobs(tweets, "3", kind="tweet").double().numpy()
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95 and np.abs(got - ref).max() < 0.05
+
+
+def test_cli_prune_trims_the_vocabulary_with_a_recipe_and_refuses_without(tiny_llama_dir, shared_data, tmp_path,
+                                                                          capsys):
+    from finsent.cli import main
+
+    recipe = recipe_file(tmp_path, shared_data, first=500)
+    out = tmp_path / "out"
+    assert main(["prune", "--recipe", recipe, "--model", str(tiny_llama_dir), "--vocab-first", "300", "--out",
+                 str(out), "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert printed["vocab"]["first"] == 300 and printed["vocab"]["before"] == 49152
+    assert printed["vocab"]["after"] == len(AutoTokenizer.from_pretrained(out)) < 20_000
+    assert main(["prune", "--model", str(tiny_llama_dir), "--vocab-first", "300", "--out", str(tmp_path / "o")]) == 2
+    assert "--vocab-first keeps the tokens of a recipe's training data: give --recipe too" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -403,6 +403,9 @@ def register(sub) -> None:
     amount.add_argument("--ratio", type=float, help="fraction removed, 0 <= X < 1 (see below)")
     amount.add_argument("--expansion", type=float, help="target intermediate/hidden x 100 (see below)")
     p.add_argument("--round-to", type=int, help="kept size rounded down to a multiple of N (default 1)")
+    p.add_argument("--vocab-first", type=int, metavar="N",
+                   help="also trim the vocabulary to the first N token ids plus every token of the recipe's "
+                        "training data (needs --recipe; default: the recipe's prune.vocab_first)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="dtype of the saved weights (default auto: the checkpoint's own)")
     p.add_argument("--out", help="output folder (default with a recipe: runs/<recipe-name>/pruned); a folder "
@@ -426,6 +429,10 @@ def _prune_command(args) -> int:
         overrides.update({"prune.expansion": args.expansion, "prune.ratio": None})
     if args.round_to is not None:
         overrides["prune.round_to"] = args.round_to
+    if args.vocab_first is not None:
+        if not args.recipe:
+            raise UsageError("--vocab-first keeps the tokens of a recipe's training data: give --recipe too")
+        overrides["prune.vocab_first"] = args.vocab_first
     calibration = vocab = None
     if args.recipe:
         recipe = load_recipe(args.recipe, overrides)
@@ -443,7 +450,7 @@ def _prune_command(args) -> int:
                      calibration=calibration, vocab=vocab)
     report = json.loads((path / "pruning.json").read_text())
     print(json.dumps({k: report[k] for k in ("method", "intermediate_before", "intermediate_after",
-                                              "expansion_before", "expansion_after", "params_before",
-                                              "params_after", "bytes_on_disk", "seconds_prune")}))
+                                              "expansion_before", "expansion_after", "vocab", "params_before",
+                                              "params_after", "bytes_on_disk", "seconds_prune") if k in report}))
     print(f"saved {path}")
     return 0
