@@ -452,3 +452,15 @@ def test_published_recipes_show_the_committed_pruning_cost():
         cost = read_pruning_cost(find_card_file(recipe.card.pruning_cost))
         assert cost["recipe"] == "smollm2-135m-fingpt" and cost["plot"] is not None
     assert load_recipe(repo / "build" / "recipes" / "smollm2-135m.yaml").card.pruning_cost is None
+
+
+def test_card_shows_a_trimmed_vocabulary(release):
+    path = release / "reports" / "pruning.json"
+    report = json.loads(path.read_text())
+    assert "vocabulary" not in render_card(recipe_of(release), release).split("### Fine-tuning")[0]
+    report["vocab"] = {"first": 8192, "before": 49152, "after": 22489, "rows": 11761, "sha256": "0" * 64}
+    path.write_text(json.dumps(report))
+    pruning = render_card(recipe_of(release), release).split("### Pruning")[1].split("### Fine-tuning")[0]
+    assert "| vocabulary (tokens) | 49,152 | 22,489 |\n| parameters |" in pruning
+    assert ("- Vocabulary trimmed to the tokens the training data uses: the first 8,192 ids of the\n  tokenizer, "
+            "every token of the 11,761 training rows") in pruning
