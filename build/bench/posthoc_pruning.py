@@ -5,9 +5,12 @@
 Reads the run's result (``results/tfns_accuracy-<run>.json``: its recipe, hence its dev split) and its merged
 model (``runs/bench-<recipe name>-<run>/merged``), prunes a float32 copy at each ratio with each importance
 method (``act`` calibrates on the recipe's training rows, ``finsent.pruning.calibration_texts``), with no
-training afterwards, and scores the TFNS + FPB dev rows with the classifier's own code. Beside the
+training afterwards, and scores the TFNS + FPB dev rows with the classifier's own code. ``--vocab-first N``
+also trims each pruned copy's vocabulary (``prune.vocab_first``, ``finsent.vocab``) and writes
+``results/posthoc_pruning-<run>-vocab<N>.json``. Beside the
 pruning-cost curve (prune, then train) this shows how much of each ratio's loss training wins back. Writes
-``results/posthoc_pruning-<run>.json`` (git commit, the recipe, data hashes, seed, CPU).
+``results/posthoc_pruning-<run>.json`` (git commit, the recipe, data hashes, seed, CPU); an existing result is
+replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -32,14 +35,20 @@ def main(argv=None) -> None:
     from finsent.devsplit import file_sha256, score_model
     from finsent.outputs import write_text_atomic
     from finsent.provenance import cpu_name, git_commit
-    from finsent.pruning import calibration_texts, prune_model
+    from finsent.pruning import calibration_texts, prune_model, save_trimmed_tokenizer, trim_vocabulary, vocab_rows
     from finsent.recipes import load_recipe
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default="lora-r8-mix7-p0-dev", help="tag of an unpruned dev-split run")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.2, 0.32, 0.4])
     p.add_argument("--methods", nargs="+", default=["ppm"], help="importance methods (finsent.importance)")
+    p.add_argument("--vocab-first", type=int, metavar="N", help="also trim the vocabulary (prune.vocab_first)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     args = p.parse_args(argv)
+    suffix = f"-vocab{args.vocab_first}" if args.vocab_first is not None else ""
+    path = RESULTS / f"posthoc_pruning-{args.run}{suffix}.json"
+    if path.exists() and not args.overwrite:
+        raise SystemExit(f"{path} exists: give --overwrite to replace it")
     result = json.loads((RESULTS / f"tfns_accuracy-{args.run}.json").read_text())
     if result.get("pruned", True):
         raise SystemExit(f"{args.run} was pruned before training: give an unpruned run (--no-prune)")
@@ -56,6 +65,8 @@ def main(argv=None) -> None:
     base = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     recipe.prune.method = "act"
     texts = calibration_texts(recipe)  # the same training rows for every ratio (read only by method act)
+    recipe.prune.vocab_first = args.vocab_first
+    vocab = vocab_rows(recipe)  # None without --vocab-first
     rows = []
     runs = [(0.0, None)] if 0 in args.ratios else []  # the unpruned model once, whatever the methods
     runs += [(ratio, method) for method in args.methods for ratio in args.ratios if ratio > 0]
@@ -63,9 +74,18 @@ def main(argv=None) -> None:
         model = copy.deepcopy(base)
         if method:
             prune_model(model, method=method, ratio=ratio, progress=False, tokenizer=tokenizer, calibration=texts)
+        scorer = tokenizer
+        if vocab:
+            report = {}
+            trimmed = trim_vocabulary(model, tokenizer, args.vocab_first, vocab, report)
+            with tempfile.TemporaryDirectory() as folder:  # the trimmed tokenizer, as a release would load it
+                tokenizer.save_pretrained(folder)
+                save_trimmed_tokenizer(Path(folder), *trimmed)
+                scorer = AutoTokenizer.from_pretrained(folder)
         start = time.perf_counter()
-        scored = score_model(model, tokenizer, dev, batch_size=32)
-        rows.append({"ratio": ratio, "method": method, "params": sum(t.numel() for t in model.parameters()),
+        scored = score_model(model, scorer, dev, batch_size=32)
+        rows.append({"ratio": ratio, "method": method, "vocab": len(scorer),
+                     "params": sum(t.numel() for t in model.parameters()),
                      "dev_tfns_fpb": scored["accuracy"], "n": scored["n"],
                      "per_source": {k: v["accuracy"] for k, v in scored["per_source"].items()},
                      "seconds": round(time.perf_counter() - start, 1)})
@@ -76,8 +96,8 @@ def main(argv=None) -> None:
            "data_sha256": {src.path: file_sha256(src.path) for src in f.data},
            "selection": result.get("selection"), "rows": rows,
            "command": "python build/bench/posthoc_pruning.py --run " + args.run + " --ratios "
-                      + " ".join(f"{r:g}" for r in args.ratios) + " --methods " + " ".join(args.methods)}
-    path = RESULTS / f"posthoc_pruning-{args.run}.json"
+                      + " ".join(f"{r:g}" for r in args.ratios) + " --methods " + " ".join(args.methods)
+                      + (f" --vocab-first {args.vocab_first}" if vocab else "")}
     write_text_atomic(path, json.dumps(out, indent=2) + "\n")
     print(f"written {path}")
 
