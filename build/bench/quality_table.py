@@ -116,6 +116,8 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
             method += f" + KD (alpha {f['distill_alpha']}" + (f", T {temperature:g})" if temperature != 1 else ")")
         if is_pruned(result) and recipe["prune"].get("method", "ppm") != "ppm":
             method += f", {recipe['prune']['method']}-scored prune"
+        if is_pruned(result) and recipe["prune"].get("vocab_first") is not None:
+            method += f", vocabulary trimmed (first {recipe['prune']['vocab_first']} ids + training tokens)"
         if recipe["model"]["base"] != "smollm2":  # e.g. a tuned model pruned and recovered: name the folder
             method += f", from {Path(recipe['model']['base']).parent.name}"
         found.append({
