@@ -1,11 +1,12 @@
-"""The quality recipes as a chain: the unpruned teacher's release is the student's base and teacher (act prune +
-distillation), run through `finsent release` on the real SmolLM2 with a few steps and a few rows of each file."""
+"""The quality recipes as a chain: the unpruned teacher's release is the student's base and teacher (trimmed
+vocabulary, act prune, distillation from the untrimmed teacher), run through `finsent release` on the real
+SmolLM2 with a few steps and a few rows of each file."""
 
 import json
 from pathlib import Path
 
 import pytest
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoTokenizer
 
 from finsent.cli import main
 from finsent.pruning import texts_sha256
@@ -32,9 +33,17 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
     chain = ["--set", f"model.base={teacher}", "--set", f"finetune.distill_from={teacher}"]
     assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *dirs]) == 0
     student = tmp_path / "releases" / "smollm2-109m-fingpt"
-    assert AutoConfig.from_pretrained(student).intermediate_size == 1045  # 1536 - int(0.32 x 1536)
+    config = AutoConfig.from_pretrained(student)
+    assert config.intermediate_size == 1352  # 1536 - int(0.12 x 1536)
     pruning = json.loads((student / "reports" / "pruning.json").read_text())
-    assert (pruning["method"], pruning["params_after"]) == ("act", 109_061_568)
+    # The vocabulary keeps the first 8,192 ids and the tokens of these few training rows (the full data keeps
+    # 22,489); every other parameter is the 12 %-pruned SmolLM2's: 30 layers x 1,352 neurons x 3 x 576 for the MLPs,
+    # 30 x (576 x 576 x 2 + 576 x 192 x 2) for the attention, 61 x 576 for the norms.
+    vocab = pruning["vocab"]
+    assert (vocab["first"], vocab["before"]) == (8192, 49152) and 8192 < vocab["after"] == config.vocab_size < 12_000
+    assert len(AutoTokenizer.from_pretrained(student)) == vocab["after"]
+    body = 30 * 1352 * 3 * 576 + 30 * (576 * 576 * 2 + 576 * 192 * 2) + 61 * 576
+    assert (pruning["method"], pruning["params_after"]) == ("act", body + vocab["after"] * 576)
     assert pruning["calibration"]["texts"] == 16 and len(pruning["calibration"]["sha256"]) == 64
     assert pruning["calibration"]["sha256"] != texts_sha256([])
     training = json.loads((student / "reports" / "training.json").read_text())
