@@ -155,3 +155,11 @@ def test_another_reference_and_a_missing_one(qt, results):
         qt.main(["--results", str(results), "--reference", "nope"])
     with pytest.raises(SystemExit, match="reference run 'old' has no dev score here"):
         qt.main(["--results", str(results), "--reference", "old"])
+
+
+def test_method_names_a_trimmed_vocabulary(qt, results):
+    run = copy.deepcopy(dict(qt.load(results))["act-kd"])
+    run["recipe_contents"]["prune"]["vocab_first"] = 8192
+    (row,) = qt.runs([("v", run)])
+    assert row["method"] == ("LoRA r8 + KD (alpha 0.5), act-scored prune, vocabulary trimmed (first 8192 ids + "
+                             "training tokens), from bench-x-p0")
