@@ -180,16 +180,21 @@ def _pyplot():
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    import textwrap
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for method in sorted({r["method"] for r in rows}):
+    methods = sorted({r["method"] for r in rows})
+    # The method names are long (prune score, teacher folder): the legend goes under the axes, wrapped.
+    fig, ax = plt.subplots(figsize=(9, 4.5 + 0.3 * len(methods)))
+    for method in methods:
         mine = [r for r in rows if r["method"] == method and r["dev3"] is not None]
-        ax.plot([r["params"] / 1e6 for r in mine], [r["dev3"] for r in mine], marker="o", label=method)
+        ax.plot([r["params"] / 1e6 for r in mine], [r["dev3"] for r in mine], marker="o",
+                label=textwrap.fill(method, 110))
         for r in mine:
             ax.annotate(r["prune"], (r["params"] / 1e6, r["dev3"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=8)
     ax.set_title("Accuracy against size: SmolLM2-135M pruned, fine-tuned")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     _finish(fig, ax, path)
 
 
