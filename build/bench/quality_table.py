@@ -183,7 +183,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import textwrap
 
     plt = _pyplot()
-    methods = sorted({r["method"] for r in rows})
+    methods = sorted({r["method"] for r in rows if r["dev3"] is not None})  # runs with TFNS/FPB dev rows only
     # The method names are long (prune score, teacher folder): the legend goes under the axes, wrapped.
     fig, ax = plt.subplots(figsize=(9, 4.5 + 0.3 * len(methods)))
     for method in methods:
