@@ -316,26 +316,28 @@ def test_merge_reproduces_adapter_and_rejects_a_corrupted_merge(tiny_llama_dir, 
 
 @pytest.mark.slow
 def test_prune_finetune_merge_reload_on_real_smollm2(smollm2_dir, tmp_path):
-    """The build stages chained on the real model: prune 40 %, a few LoRA steps, fp16 merge, classify."""
+    """The build stages chained on the real model: trim and prune 12.5 %, a few LoRA steps, fp16 merge, classify."""
     from finsent.classify import FinSentClassifier
     from finsent.finetune import run_finetune
     from finsent.merge import run_merge
-    from finsent.pruning import run_prune
+    from finsent.pruning import run_prune, vocab_rows
 
     recipe = load_recipe(REPO / "build" / "recipes" / "smollm2-135m.yaml")
-    pruned = run_prune(recipe.prune, str(smollm2_dir), tmp_path / "pruned", progress=False)
-    assert json.loads((pruned / "pruning.json").read_text())["intermediate_after"] == 922
+    pruned = run_prune(recipe.prune, str(smollm2_dir), tmp_path / "pruned", progress=False, vocab=vocab_rows(recipe))
+    report = json.loads((pruned / "pruning.json").read_text())
+    assert (report["intermediate_after"], report["vocab"]["after"]) == (1344, 10_616)
+    assert report["params_after"] == 102_364_992
     for src in recipe.finetune.data:
         src.limit = 32
     recipe.finetune.batch_size, recipe.finetune.grad_accum, recipe.finetune.logging_steps = 8, 1, 1
     adapter = run_finetune(recipe, pruned, tmp_path / "adapter", max_steps=3)
     report = json.loads((adapter / "training.json").read_text())
-    # LoRA r8 on the pruned SmolLM2 (hidden 576, 3 KV heads x 64, GLU 922), 30 layers.
-    per_layer = 8 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 922) * 3)
-    assert report["trainable_params"] == 30 * per_layer == 2_000_160
+    # LoRA r8 on the pruned SmolLM2 (hidden 576, 3 KV heads x 64, GLU 1344), 30 layers.
+    per_layer = 8 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 1344) * 3)
+    assert report["trainable_params"] == 30 * per_layer == 2_304_000
     assert report["steps"] == 3 and report["rows"] == 64 and report["loss"] == "answer"
     merged = run_merge(recipe, pruned, adapter, tmp_path / "release")
-    assert json.loads((merged / "config.json").read_text())["intermediate_size"] == 922
+    assert json.loads((merged / "config.json").read_text())["intermediate_size"] == 1344
     merge_report = json.loads((adapter / "merge.json").read_text())
     assert merge_report["dtype"] == "float16" and merge_report["max_abs_logprob_diff_top10"] <= recipe.merge.tolerance
     from safetensors import safe_open
