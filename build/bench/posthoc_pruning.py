@@ -35,8 +35,9 @@ def main(argv=None) -> None:
     from finsent.devsplit import file_sha256, score_model
     from finsent.outputs import write_text_atomic
     from finsent.provenance import cpu_name, git_commit
-    from finsent.pruning import calibration_texts, prune_model, save_trimmed_tokenizer, trim_vocabulary, vocab_rows
+    from finsent.pruning import calibration_texts, prune_model, save_trimmed_tokenizer, vocab_rows
     from finsent.recipes import load_recipe
+    from finsent.vocab import kept_ids, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default="lora-r8-mix7-p0-dev", help="tag of an unpruned dev-split run")
@@ -67,6 +68,13 @@ def main(argv=None) -> None:
     texts = calibration_texts(recipe)  # the same training rows for every ratio (read only by method act)
     recipe.prune.vocab_first = args.vocab_first
     vocab = vocab_rows(recipe)  # None without --vocab-first
+    scorer, keep = tokenizer, None
+    if vocab:  # the kept tokens depend on the rows only: one trimmed tokenizer for every ratio
+        keep = kept_ids(tokenizer, used_ids(tokenizer, vocab), args.vocab_first, base.config)
+        with tempfile.TemporaryDirectory() as folder:  # the trimmed tokenizer, as a release would load it
+            tokenizer.save_pretrained(folder)
+            save_trimmed_tokenizer(Path(folder), trim_tokenizer_json(tokenizer_json(tokenizer), keep), keep)
+            scorer = AutoTokenizer.from_pretrained(folder)
     rows = []
     runs = [(0.0, None)] if 0 in args.ratios else []  # the unpruned model once, whatever the methods
     runs += [(ratio, method) for method in args.methods for ratio in args.ratios if ratio > 0]
@@ -74,14 +82,8 @@ def main(argv=None) -> None:
         model = copy.deepcopy(base)
         if method:
             prune_model(model, method=method, ratio=ratio, progress=False, tokenizer=tokenizer, calibration=texts)
-        scorer = tokenizer
-        if vocab:
-            report = {}
-            trimmed = trim_vocabulary(model, tokenizer, args.vocab_first, vocab, report)
-            with tempfile.TemporaryDirectory() as folder:  # the trimmed tokenizer, as a release would load it
-                tokenizer.save_pretrained(folder)
-                save_trimmed_tokenizer(Path(folder), *trimmed)
-                scorer = AutoTokenizer.from_pretrained(folder)
+        if keep:
+            trim_model(model, keep)
         start = time.perf_counter()
         scored = score_model(model, scorer, dev, batch_size=32)
         rows.append({"ratio": ratio, "method": method, "vocab": len(scorer),

@@ -277,7 +277,9 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     loaded = time.perf_counter()
     report = prune_model(model, method=section.method, ratio=section.ratio, expansion=section.expansion,
                          round_to=section.round_to, progress=progress, tokenizer=tokenizer, calibration=calibration)
-    trimmed = trim_vocabulary(model, tokenizer, section.vocab_first, vocab, report) if vocab else None
+    trimmed = None
+    if section.vocab_first is not None:
+        trimmed = trim_vocabulary(model, tokenizer, section.vocab_first, vocab, report)
     pruned = time.perf_counter()
     with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
         model.save_pretrained(tmp)  # safetensors
@@ -300,14 +302,14 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
 def trim_vocabulary(model, tokenizer, first: int, rows, report: dict) -> tuple[dict, list[int]]:
     """Trim ``model``'s vocabulary in place (``finsent.vocab``) and record it in ``report``; returns the trimmed
     tokenizer.json and the kept ids, for ``save_trimmed_tokenizer``."""
-    from .vocab import kept_ids, rows_sha256, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
+    from .vocab import kept_ids, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
 
     before = model.get_input_embeddings().weight.shape[0]
     keep = kept_ids(tokenizer, used_ids(tokenizer, rows), first, model.config)
     data = trim_tokenizer_json(tokenizer_json(tokenizer), keep)
     trim_model(model, keep)
     report["vocab"] = {"first": first, "before": before, "after": len(keep), "rows": len(rows),
-                       "sha256": rows_sha256(rows)}
+                       "sha256": texts_sha256(["\0".join(row) for row in rows])}
     report["params_after"] = count_params(model)
     logger.info("vocabulary trimmed: %d -> %d tokens (%d rows' tokens and the first %d ids)", before, len(keep),
                 len(rows), first)

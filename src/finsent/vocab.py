@@ -19,7 +19,6 @@ Trimming" (arXiv:2305.15020); here it is chosen by the training data of the reci
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 
@@ -167,10 +166,3 @@ def token_map(student_tokenizer, teacher_tokenizer) -> list[int] | None:
                          f"(e.g. {missing[:3]}): distillation needs the teacher's tokenizer or a trimmed copy of it")
     return [teacher[t] for t, _ in sorted(student.items(), key=lambda kv: kv[1])]
 
-
-def rows_sha256(rows: list[tuple[str, str, str]]) -> str:
-    """One hash of the rows, in order (each field UTF-8, NUL-separated)."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update("\0".join(row).encode("utf-8") + b"\0\0")
-    return digest.hexdigest()
