@@ -192,6 +192,22 @@ def test_unpruned_release_needs_no_pruning_report(release):
     assert "### Pruning" not in text and "### Fine-tuning" in text
 
 
+def test_untrained_release_needs_no_training_report_and_says_so(release):
+    (release / "reports" / "training.json").unlink()
+    pruning = json.loads((release / "reports" / "pruning.json").read_text())
+    pruning["calibration"] = {"texts": 16, "sha256": "0" * 64}  # an act prune read training rows
+    (release / "reports" / "pruning.json").write_text(json.dumps(pruning))
+    recipe = recipe_of(release, **{"finetune.enabled": False})
+    text = render_card(recipe, release)
+    fine_tuning = text.split("### Fine-tuning")[1].split("## Prompts")[0]
+    assert fine_tuning.startswith("\n\nNone in this release: the pruned weights are used as they are")
+    assert f"Rows of `{recipe.finetune.data[0].path}` were read\nonly to choose what the pruning kept." in fine_tuning
+    assert "| learning rate" not in text and "LoRA fine-tuning on" not in text
+    assert "structurally pruned\nand no training after that" in text
+    with pytest.raises(CardError, match="training.json"):  # a trained recipe still needs its report
+        render_card(recipe_of(release), release)
+
+
 def test_card_shows_the_shape_speed_table_and_refuses_a_missing_one(release, tmp_path):
     shape = json.loads((release / "eval" / "speed.json").read_text())
     shape.update(shape="llama-finsent-s", device="CPU AMD EPYC 7B13, 2 cores")

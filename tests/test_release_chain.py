@@ -1,11 +1,12 @@
 """The quality recipes as a chain: the unpruned teacher's release is the student's base and teacher (trimmed
 vocabulary, act prune, distillation from the untrimmed teacher), run through `finsent release` on the real
-SmolLM2 with a few steps and a few rows of each file."""
+SmolLM2 with a few steps and a few rows of each file; and the same student with no training at all."""
 
 import json
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer
 
 from finsent.cli import main
@@ -49,3 +50,20 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
     training = json.loads((student / "reports" / "training.json").read_text())
     assert training["distill"] == {"from": str(teacher), "alpha": 0.9, "temperature": 1.0}
     assert training["steps"] == 2 and training["dev"]["n"] > 0  # the dev rows held out of both models
+
+    # The same student with no training: the trimmed, pruned teacher, cast to float16, is the release.
+    plain = ["--set", "finetune.enabled=false", "--runs-dir", str(tmp_path / "runs-plain"),
+             "--releases-dir", str(tmp_path / "releases-plain")]
+    assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *plain]) == 0
+    run, release = tmp_path / "runs-plain" / "smollm2-109m-fingpt", tmp_path / "releases-plain" / "smollm2-109m-fingpt"
+    assert not (run / "adapter").exists() and (run / "pruned" / "pruning.json").is_file()
+    assert {p.name for p in (release / "reports").iterdir()} == {"pruning.json", "merge.json", "recipe.yaml"}
+    assert json.loads((release / "reports" / "merge.json").read_text())["dtype"] == "float16"
+    pruned, shipped = load_file(run / "pruned" / "model.safetensors"), load_file(release / "model.safetensors")
+    assert set(shipped) == set(pruned)
+    assert all(shipped[k].dtype.is_floating_point and shipped[k].equal(pruned[k].half()) for k in pruned)
+    assert "None in this release: the pruned weights are used as they are" in (release / "README.md").read_text()
+    # Run again: prune and merge are up to date (nothing rewritten), with no adapter to look for.
+    built = (release / "model.safetensors").stat().st_mtime_ns
+    assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *plain]) == 0
+    assert (release / "model.safetensors").stat().st_mtime_ns == built

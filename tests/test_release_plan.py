@@ -64,6 +64,28 @@ def test_local_bases_teachers_and_calibration_rows_enter_the_fingerprints(recipe
     assert fps()["prune"] == after["prune"]
 
 
+def test_a_recipe_without_training_merges_the_pruned_model_and_builds_something(recipe_file, tmp_path):
+    plain = Release(load_recipe(recipe_file, {"finetune.enabled": False}), tmp_path, tmp_path).fingerprints()
+    assert "finetune" not in plain
+    # Training settings decide nothing there; the prune (and so the merge) still follows the base and the data.
+    lr = Release(load_recipe(recipe_file, {"finetune.enabled": False, "finetune.learning_rate": 1e-4}),
+                 tmp_path, tmp_path).fingerprints()
+    assert lr == plain
+    ratio = Release(load_recipe(recipe_file, {"finetune.enabled": False, "prune.ratio": 0.2}),
+                    tmp_path, tmp_path).fingerprints()
+    assert ratio["prune"] != plain["prune"] and ratio["merge"] != plain["merge"]
+    with pytest.raises(RecipeError, match="prune.enabled and finetune.enabled are both false"):
+        load_recipe(recipe_file, {"finetune.enabled": False, "prune.enabled": False})
+
+
+def test_finetune_refuses_a_recipe_that_trains_nothing(recipe_file, tmp_path):
+    from finsent.finetune import run_finetune
+
+    with pytest.raises(RecipeError, match="finetune.enabled is false"):
+        run_finetune(load_recipe(recipe_file, {"finetune.enabled": False}), tmp_path / "base", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_stamps_mark_a_stage_up_to_date_only_with_its_output(recipe_file, tmp_path):
     release = Release(load_recipe(recipe_file), tmp_path / "runs", tmp_path / "rel")
     out = tmp_path / "out.json"

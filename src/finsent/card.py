@@ -271,7 +271,7 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
         # measured, not the requested ratio (null when the prune was given as a target expansion)
         pruning["removed_share"] = 100 * (1 - pruning["intermediate_after"] / pruning["intermediate_before"])
         weights = release_weights(release_dir)
-    training = _read("training", release_dir / "reports" / "training.json")
+    training = _read("training", release_dir / "reports" / "training.json") if recipe.finetune.enabled else None
     speed = None
     if recipe.eval.speed:
         speed = read_speed(release_dir / "eval" / "speed.json", "finsent bench")
@@ -311,7 +311,9 @@ def context(recipe, release_dir: Path, repo_id: str | None = None) -> dict:
         "card_data": data.to_yaml(), "model_name": recipe.card.model_name, "repo_id": repo_id,
         "description": recipe.description, "base": recipe.model.base, "base_id": data.base_model,
         "license": recipe.model.license, "pruning": pruning, "weights": weights, "training": training,
-        "training_sources": training_sources(training["data"]), "results": results,
+        # Without training, the files whose rows chose the kept neurons and tokens.
+        "training_sources": training_sources(training["data"] if training else [s.path for s in recipe.finetune.data]),
+        "results": results,
         "speed": speed, "shape_speed": shape_speed, "pruning_cost": pruning_cost, "recipe_name": recipe.name,
         "references": refs, "ref_benchmarks": benchmarks,
         "ours": ours, "partial": partial,

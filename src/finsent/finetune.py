@@ -423,6 +423,8 @@ def _check_settings(recipe: Recipe) -> None:
     settings able to work together; RecipeError / FinetuneError naming the key otherwise."""
     check_recipe(recipe)
     f = recipe.finetune
+    if not f.enabled:
+        raise RecipeError(f"{recipe.source or recipe.name}: finetune.enabled is false: this recipe trains nothing")
     if not f.data:
         raise RecipeError(f"{recipe.source or recipe.name}: finetune.data is empty: name at least one source")
     if f.share_prefix and not f.fast_loss:

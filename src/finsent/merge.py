@@ -102,8 +102,9 @@ def check_merge_inputs(recipe: Recipe, base_dir, adapter_dir, dtype: str | None 
     name = dtype or recipe.merge.dtype
     if name not in DTYPES:
         raise MergeError(f"merge dtype must be one of {', '.join(DTYPES)}, got {name!r}")
-    adapter_dir, base_dir = Path(adapter_dir), Path(base_dir)
-    if not (adapter_dir / "adapter_config.json").is_file() and not is_full_model(adapter_dir):
+    base_dir = Path(base_dir)
+    if adapter_dir is not None and not (Path(adapter_dir) / "adapter_config.json").is_file() \
+            and not is_full_model(adapter_dir):
         raise MergeInputError(f"{adapter_dir} is not a LoRA adapter folder (no adapter_config.json) nor a fully "
                               "fine-tuned model (no config.json and weights)")
     if base_dir.exists() and not (base_dir / "config.json").is_file():
@@ -118,17 +119,21 @@ def is_full_model(folder: Path) -> bool:
             and any(folder.glob("*.safetensors")))
 
 
-def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path, folder: Path, dtype: str | None = None) -> Path:
+def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path | None, folder: Path,
+               dtype: str | None = None) -> Path:
     """Merge, save into the (new, empty) ``folder`` and check the saved weights; MergeError if they disagree.
 
     ``folder`` is a temporary folder of ``outputs.output_dir``: on an error its caller discards it whole.
+    ``adapter_dir`` None (a recipe without training): ``base_dir`` itself is cast and checked the same way.
     """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     name = check_merge_inputs(recipe, base_dir, adapter_dir, dtype)
-    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(folder)
+    base_dir, out_dir = Path(base_dir), Path(folder)
+    # No adapter: the base is the model (nothing to fold in), as for a fully fine-tuned one.
+    adapter_dir = Path(adapter_dir) if adapter_dir is not None else base_dir
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -136,7 +141,7 @@ def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path, folder: Path, 
         tokenizer.pad_token = tokenizer.eos_token
 
     ids, mask = probe_batch(tokenizer)
-    if is_full_model(adapter_dir):  # full fine-tuning: nothing to fold in, the trained float32 model is the reference
+    if is_full_model(adapter_dir):  # full fine-tuning or none: the float32 model itself is the reference
         model = AutoModelForCausalLM.from_pretrained(adapter_dir, dtype=torch.float32).to(device).eval()
         expected = probe_logits(model, ids, mask)
         merged = model.to(getattr(torch, name))
@@ -169,7 +174,10 @@ def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path, folder: Path, 
         )
     logger.info("merged %s + %s (%s, max |log-prob diff| %.4g <= %g)", base_dir, adapter_dir, name, diff,
                 recipe.merge.tolerance)
-    write_text_atomic(adapter_dir / "merge.json", json.dumps(report, indent=2) + "\n")
+    # Beside the adapter (the release copies it into reports/); never into a base folder it only read.
+    report_dir = out_dir / "reports" if adapter_dir == base_dir else adapter_dir
+    report_dir.mkdir(exist_ok=True)
+    write_text_atomic(report_dir / "merge.json", json.dumps(report, indent=2) + "\n")
     # Plain transformers: ship the custom pipeline (finsent_pipeline.py, registered in config.json's
     # custom_pipelines), so pipeline("text-classification", model=folder, trust_remote_code=True) works.
     from .export import add_pipeline

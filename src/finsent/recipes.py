@@ -60,6 +60,9 @@ class DataSource:
 
 @dataclass
 class FinetuneSection:
+    # false: no training stage; the release is the (pruned) base cast to merge.dtype, e.g. a tuned model
+    # trimmed and pruned after training. ``data`` still feeds an act prune's calibration and vocab_first.
+    enabled: bool = True
     data: list[DataSource] = field(default_factory=list)
     lora_r: int = 8
     lora_alpha: int = 32
@@ -397,6 +400,8 @@ def _check(recipe: Recipe, where: str) -> None:
         raise RecipeError(f"{where}: prune.method act draws its calibration rows from finetune.data, which is empty")
 
     f = recipe.finetune
+    if not (p.enabled or f.enabled):
+        raise RecipeError(f"{where}: prune.enabled and finetune.enabled are both false: the recipe builds nothing")
     for i, src in enumerate(f.data):
         key = f"finetune.data[{i}]"
         need(bool(src.path.strip()), f"{key}.path", "a local file or a Hub dataset id", src.path)

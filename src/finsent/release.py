@@ -133,8 +133,11 @@ class Release:
             calibration = [data, f.seed, f.dev_fraction, f.skip_bad_rows]
         fp = {"prune": _fingerprint(code, asdict(r.model), asdict(r.prune), _local_inputs([r.model.base]),
                                     calibration)}
-        fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data, _local_inputs([r.finetune.distill_from]))
-        fp["merge"] = _fingerprint(fp["finetune"], asdict(r.merge))
+        if r.finetune.enabled:
+            fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data,
+                                          _local_inputs([r.finetune.distill_from]))
+        # Without training the merge stage casts the pruned model: training settings do not decide it.
+        fp["merge"] = _fingerprint(fp.get("finetune", fp["prune"]), asdict(r.merge))
         benches = _local_inputs([b.path for b in r.eval.benchmarks])
         fp["eval"] = _fingerprint(fp["merge"], asdict(r.eval), benches)
         # The exports are made from the merged weights; the agreement texts are read like the speed bench's.
@@ -196,17 +199,21 @@ class Release:
         return self.pruned_dir
 
     def merge(self) -> Path:
-        """Build the whole release folder (merged model + reports) in a temporary sibling; inputs checked first."""
+        """Build the whole release folder (merged model + reports) in a temporary sibling; inputs checked first.
+
+        With ``finetune.enabled: false`` there is no adapter: the pruned model itself is cast and checked.
+        """
         from .merge import check_merge_inputs, is_full_model, merge_into
 
-        if not (self.adapter_dir / "adapter_config.json").is_file() and not is_full_model(self.adapter_dir):
-            raise ReleaseError(f"no adapter at {self.adapter_dir}: run the finetune stage first")
+        adapter = self.adapter_dir if self.recipe.finetune.enabled else None
+        if adapter and not (adapter / "adapter_config.json").is_file() and not is_full_model(adapter):
+            raise ReleaseError(f"no adapter at {adapter}: run the finetune stage first")
         base = Path(self._finetune_base())
-        check_merge_inputs(self.recipe, base, self.adapter_dir)
+        check_merge_inputs(self.recipe, base, adapter)
         check_output_dir(self.release_dir, overwrite=self.overwrite, what="release folder")
         # A release folder holds exactly one model's files: it is replaced whole (eval and card follow).
         with output_dir(self.release_dir, overwrite=self.overwrite, what="release folder") as tmp:
-            merge_into(self.recipe, base, self.adapter_dir, tmp)
+            merge_into(self.recipe, base, adapter, tmp)
             self._write_reports(tmp)
         return self.release_dir
 
@@ -293,7 +300,8 @@ class Release:
         if space_id and not push:
             raise ReleaseError("--space-id deploys the Space on the pushed model: it needs --push")
         fps = self.fingerprints()
-        stages = [s for s in STAGES if s != "prune" or self.recipe.prune.enabled]
+        skip = {s for s in ("prune", "finetune") if not getattr(self.recipe, s).enabled}
+        stages = [s for s in STAGES if s not in skip]
         if only:
             stages = [only]
         elif start:
