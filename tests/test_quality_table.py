@@ -163,3 +163,10 @@ def test_method_names_a_trimmed_vocabulary(qt, results):
     (row,) = qt.runs([("v", run)])
     assert row["method"] == ("LoRA r8 + KD (alpha 0.5), act-scored prune, vocabulary trimmed (first 8192 ids + "
                              "training tokens), from bench-x-p0")
+    # The same prune with no training afterwards (finetune.enabled: false): no LoRA, no KD, no epochs.
+    run["recipe_contents"]["finetune"]["enabled"] = False
+    run["training"] = {}
+    (row,) = qt.runs([("plain", run)])
+    assert row["method"] == ("no training, act-scored prune, vocabulary trimmed (first 8192 ids + training tokens), "
+                             "from bench-x-p0")
+    assert row["epochs"] is None

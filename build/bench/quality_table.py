@@ -111,7 +111,9 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
         f = recipe["finetune"]
         per = {kind: s["accuracy"] for kind, s in per_source(result).items()}
         method = f"LoRA r{f['lora_r']}" if f.get("method", "lora") == "lora" else "full"
-        if f.get("distill_from"):
+        if not f.get("enabled", True):
+            method = "no training"
+        elif f.get("distill_from"):
             temperature = f.get("distill_temperature", 1.0)
             method += f" + KD (alpha {f['distill_alpha']}" + (f", T {temperature:g})" if temperature != 1 else ")")
         if is_pruned(result) and recipe["prune"].get("method", "ppm") != "ppm":

@@ -160,7 +160,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finsent.benchmarks import load_benchmark
-    from finsent.devsplit import file_sha256
+    from finsent.classify import FinSentClassifier
+    from finsent.data import load_mixture
+    from finsent.devsplit import file_sha256, score_dev
     from finsent.finetune import run_finetune
     from finsent.merge import run_merge
     from finsent.models import locate_model
@@ -202,10 +204,12 @@ def main() -> None:
     if args.eval_every:
         probe = load_benchmark("tfns", TFNS_VALID, "3", limit=args.probe_rows)
         callbacks.append(ProbeEval(AutoTokenizer.from_pretrained(base), probe, args.eval_every))
-    t = time.perf_counter()
-    adapter = run_finetune(recipe, base, work / "adapter", resume=args.resume, callbacks=callbacks)
-    mark("finetune", t)
-    training = json.loads((adapter / "training.json").read_text())
+    adapter, training = None, {}  # finetune.enabled: false scores the pruned model as it is
+    if recipe.finetune.enabled:
+        t = time.perf_counter()
+        adapter = run_finetune(recipe, base, work / "adapter", resume=args.resume, callbacks=callbacks)
+        mark("finetune", t)
+        training = json.loads((adapter / "training.json").read_text())
 
     t = time.perf_counter()
     merged = run_merge(recipe, base, adapter, work / "merged")
@@ -214,6 +218,12 @@ def main() -> None:
     final = None
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(merged)
+    if adapter is None and recipe.finetune.dev_fraction:  # the dev rows training would have held out and scored
+        f = recipe.finetune
+        t = time.perf_counter()
+        dev = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction).dev
+        training["dev"] = score_dev(FinSentClassifier(model, tokenizer, batch_size=32), dev, 32)
+        mark("dev", t)
     # The guard of the 7-class prompt: a 3-class gain must not come from breaking it (not used to choose).
     t = time.perf_counter()
     seven = score(model, tokenizer, load_benchmark("finsent", SEVEN_TEST, "7"))
@@ -229,7 +239,8 @@ def main() -> None:
               "data_sha256": {src.path: file_sha256(src.path) for src in recipe.finetune.data},
               "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
               "selection": {"split": f"dev: {recipe.finetune.dev_fraction} of each training source, stratified by "
-                                     f"label, seed {recipe.finetune.seed} (row ids in the adapter's dev_split.json)",
+                                     f"label, seed {recipe.finetune.seed} (row ids in the adapter's dev_split.json, "
+                                     "or drawn again by finsent.devsplit when nothing was trained)",
                             "metric": "dev accuracy"} if recipe.finetune.dev_fraction else None,
               "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),
               "seven_class_test": seven,
@@ -258,8 +269,10 @@ def main() -> None:
         print(f"TFNS validation ({final['n']} rows): accuracy {final['accuracy']}  macro-F1 {final['macro_f1']}  "
               f"weighted-F1 {final['weighted_f1']}")
     timings = ", ".join(f"{k} {v['seconds']} s" for k, v in stages.items())
-    print(f"training: {training['steps']} steps, {training['tokens_per_second']} tokens/s, "
-          f"peak {training['peak_memory_mb']} MB; stages: {timings}")
+    if adapter:
+        print(f"training: {training['steps']} steps, {training['tokens_per_second']} tokens/s, "
+              f"peak {training['peak_memory_mb']} MB")
+    print(f"stages: {timings}")
     print(f"written {out}")
 
 
