@@ -32,7 +32,8 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
     assert not (tmp_path / "runs" / "smollm2-135m-fingpt-teacher" / "pruned").exists()
 
     chain = ["--set", f"model.base={teacher}", "--set", f"finetune.distill_from={teacher}"]
-    assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *dirs]) == 0
+    recover = ["--set", "finetune.enabled=true"]  # the recipe's recovery switch, off by default
+    assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *recover, *dirs]) == 0
     student = tmp_path / "releases" / "smollm2-109m-fingpt"
     config = AutoConfig.from_pretrained(student)
     assert config.intermediate_size == 1352  # 1536 - int(0.12 x 1536)
