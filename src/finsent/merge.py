@@ -132,8 +132,9 @@ def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path | None, folder:
 
     name = check_merge_inputs(recipe, base_dir, adapter_dir, dtype)
     base_dir, out_dir = Path(base_dir), Path(folder)
+    untrained = adapter_dir is None
     # No adapter: the base is the model (nothing to fold in), as for a fully fine-tuned one.
-    adapter_dir = Path(adapter_dir) if adapter_dir is not None else base_dir
+    adapter_dir = base_dir if untrained else Path(adapter_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -175,7 +176,7 @@ def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path | None, folder:
     logger.info("merged %s + %s (%s, max |log-prob diff| %.4g <= %g)", base_dir, adapter_dir, name, diff,
                 recipe.merge.tolerance)
     # Beside the adapter (the release copies it into reports/); never into a base folder it only read.
-    report_dir = out_dir / "reports" if adapter_dir == base_dir else adapter_dir
+    report_dir = out_dir / "reports" if untrained else adapter_dir
     report_dir.mkdir(exist_ok=True)
     write_text_atomic(report_dir / "merge.json", json.dumps(report, indent=2) + "\n")
     # Plain transformers: ship the custom pipeline (finsent_pipeline.py, registered in config.json's
