@@ -190,6 +190,17 @@ def test_unpruned_release_needs_no_pruning_report(release):
     (release / "reports" / "pruning.json").unlink()
     text = render_card(recipe_of(release, **{"prune.enabled": False, "prune.ratio": None}), release)
     assert "### Pruning" not in text and "### Fine-tuning" in text
+    assert "built from\n`meta-llama/Llama-3.2-1B` by LoRA fine-tuning on\n`FinGPT/fingpt-sentiment-train`" in text
+    # fully fine-tuned (no adapter): the intro and the table say so
+    path = release / "reports" / "training.json"
+    training = json.loads(path.read_text())
+    path.write_text(json.dumps({**training, "lora": None, "method": "full", "freeze_embeddings": True}))
+    text = render_card(recipe_of(release, **{"prune.enabled": False, "prune.ratio": None}), release)
+    assert ("built from\n`meta-llama/Llama-3.2-1B` by fine-tuning every weight but the token embeddings on\n"
+            "`FinGPT/fingpt-sentiment-train`, so the result\nloads") in text
+    assert "Every weight of the model was fine-tuned (the token embeddings kept frozen)" in text
+    made = text.split("Recipe:")[0] + text.split("### Fine-tuning")[1].split("## Prompts")[0]
+    assert "LoRA" not in made and "adapter" not in made
 
 
 def test_untrained_release_needs_no_training_report_and_says_so(release):

@@ -149,3 +149,44 @@ def test_cli_prune_trims_the_vocabulary_with_a_recipe_and_refuses_without(tiny_l
     assert main(["prune", "--model", str(tiny_llama_dir), "--vocab-first", "300", "--out", str(tmp_path / "o")]) == 2
     assert "--vocab-first keeps the tokens of a recipe's training data: give --recipe too" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_min_count_keeps_only_tokens_seen_that_often(tmp_path, shared_data, smollm2_dir, tiny_llama_dir, capsys):
+    """prune.vocab_min_count: a training token is kept only if the rows use it N times; rarer words still
+    tokenize, into kept pieces, and the recipe, the CLI and the report carry the setting."""
+    from finsent.cli import main
+    from finsent.vocab import used_ids
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    recipe = load_recipe(recipe_file(tmp_path, shared_data))
+    rows = vocab_rows(recipe)
+    once, twice = used_ids(tok, rows), used_ids(tok, rows, 2)
+    assert used_ids(tok, rows * 2, 2) == once  # every token of rows appears twice in rows * 2
+    assert twice < once and len(twice) < 0.8 * len(once)  # real tweets: many tokens occur once
+    enc = PromptEncoder(tok, 4096)
+    with pytest.raises(VocabError, match="prune.vocab_min_count must be >= 1, got 0"):
+        used_ids(tok, rows, 0)
+
+    out = tmp_path / "min2"
+    assert main(["prune", "--recipe", recipe_file(tmp_path, shared_data, first=300), "--model", str(tiny_llama_dir),
+                 "--vocab-min-count", "2", "--out", str(out), "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[0])
+    trimmed = AutoTokenizer.from_pretrained(out)
+    assert printed["vocab"]["min_count"] == 2 and printed["vocab"]["first"] == 300
+    assert printed["vocab"]["after"] == len(trimmed) < len(once)
+    keep = set(token_map(trimmed, tok))
+    dropped = (once - twice) - keep
+    assert twice <= keep and len(dropped) > 100
+    # A training text with a dropped token still round-trips, in more (kept) pieces.
+    text = next(text for ins, text, _ in rows if dropped & set(enc.encode(ins, text).ids))
+    assert trimmed.decode(trimmed(text)["input_ids"]) == text
+    assert len(trimmed(text)["input_ids"]) > len(tok(text)["input_ids"])
+
+    (tmp_path / "bad.yaml").write_text(
+        open(recipe_file(tmp_path, shared_data)).read().replace("  vocab_first: 1000\n",
+                                                                "  vocab_first: 1000\n  vocab_min_count: 0\n"))
+    with pytest.raises(RecipeError, match=r"prune.vocab_min_count must be an integer >= 1, got 0"):
+        load_recipe(tmp_path / "bad.yaml")
+    assert main(["prune", "--model", str(tiny_llama_dir), "--vocab-min-count", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "--vocab-min-count counts the tokens of a recipe's training data" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -7,7 +7,8 @@ model (``runs/bench-<recipe name>-<run>/merged``), prunes a float32 copy at each
 method (``act`` calibrates on the recipe's training rows, ``finsent.pruning.calibration_texts``), with no
 training afterwards, and scores the TFNS + FPB dev rows with the classifier's own code. ``--vocab-first N``
 also trims each pruned copy's vocabulary (``prune.vocab_first``, ``finsent.vocab``) and writes
-``results/posthoc_pruning-<run>-vocab<N>.json``. Beside the
+``results/posthoc_pruning-<run>-vocab<N>.json``; ``--vocab-min-count M`` keeps only training tokens seen M times
+(``prune.vocab_min_count``, ``-vocab<N>-min<M>.json``). Beside the
 pruning-cost curve (prune, then train) this shows how much of each ratio's loss training wins back. Writes
 ``results/posthoc_pruning-<run>.json`` (git commit, the recipe, data hashes, seed, CPU); an existing result is
 replaced only with ``--overwrite``.
@@ -44,9 +45,15 @@ def main(argv=None) -> None:
     p.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.2, 0.32, 0.4])
     p.add_argument("--methods", nargs="+", default=["ppm"], help="importance methods (finsent.importance)")
     p.add_argument("--vocab-first", type=int, metavar="N", help="also trim the vocabulary (prune.vocab_first)")
+    p.add_argument("--vocab-min-count", type=int, default=1, metavar="N",
+                   help="with --vocab-first: keep training tokens seen N times or more (prune.vocab_min_count)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     args = p.parse_args(argv)
     suffix = f"-vocab{args.vocab_first}" if args.vocab_first is not None else ""
+    if args.vocab_min_count > 1:
+        if args.vocab_first is None:
+            raise SystemExit("--vocab-min-count counts the tokens a trimmed vocabulary keeps: give --vocab-first too")
+        suffix += f"-min{args.vocab_min_count}"
     path = RESULTS / f"posthoc_pruning-{args.run}{suffix}.json"
     if path.exists() and not args.overwrite:
         raise SystemExit(f"{path} exists: give --overwrite to replace it")
@@ -70,7 +77,7 @@ def main(argv=None) -> None:
     vocab = vocab_rows(recipe)  # None without --vocab-first
     scorer, keep = tokenizer, None
     if vocab:  # the kept tokens depend on the rows only: one trimmed tokenizer for every ratio
-        keep = kept_ids(tokenizer, used_ids(tokenizer, vocab), args.vocab_first, base.config)
+        keep = kept_ids(tokenizer, used_ids(tokenizer, vocab, args.vocab_min_count), args.vocab_first, base.config)
         with tempfile.TemporaryDirectory() as folder:  # the trimmed tokenizer, as a release would load it
             tokenizer.save_pretrained(folder)
             save_trimmed_tokenizer(Path(folder), trim_tokenizer_json(tokenizer_json(tokenizer), keep), keep)
@@ -99,7 +106,8 @@ def main(argv=None) -> None:
            "selection": result.get("selection"), "rows": rows,
            "command": "python build/bench/posthoc_pruning.py --run " + args.run + " --ratios "
                       + " ".join(f"{r:g}" for r in args.ratios) + " --methods " + " ".join(args.methods)
-                      + (f" --vocab-first {args.vocab_first}" if vocab else "")}
+                      + (f" --vocab-first {args.vocab_first}" if vocab else "")
+                      + (f" --vocab-min-count {args.vocab_min_count}" if args.vocab_min_count > 1 else "")}
     write_text_atomic(path, json.dumps(out, indent=2) + "\n")
     print(f"written {path}")
 

@@ -279,7 +279,7 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
                          round_to=section.round_to, progress=progress, tokenizer=tokenizer, calibration=calibration)
     trimmed = None
     if section.vocab_first is not None:
-        trimmed = trim_vocabulary(model, tokenizer, section.vocab_first, vocab, report)
+        trimmed = trim_vocabulary(model, tokenizer, section.vocab_first, vocab, report, section.vocab_min_count)
     pruned = time.perf_counter()
     with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
         model.save_pretrained(tmp)  # safetensors
@@ -299,16 +299,17 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     return out_dir
 
 
-def trim_vocabulary(model, tokenizer, first: int, rows, report: dict) -> tuple[dict, list[int]]:
-    """Trim ``model``'s vocabulary in place (``finsent.vocab``) and record it in ``report``; returns the trimmed
-    tokenizer.json and the kept ids, for ``save_trimmed_tokenizer``."""
+def trim_vocabulary(model, tokenizer, first: int, rows, report: dict, min_count: int = 1) -> tuple[dict, list[int]]:
+    """Trim ``model``'s vocabulary in place (``finsent.vocab``) to the first ``first`` ids and the tokens that
+    occur ``min_count`` times in ``rows``, and record it in ``report``; returns the trimmed tokenizer.json and the
+    kept ids, for ``save_trimmed_tokenizer``."""
     from .vocab import kept_ids, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
 
     before = model.get_input_embeddings().weight.shape[0]
-    keep = kept_ids(tokenizer, used_ids(tokenizer, rows), first, model.config)
+    keep = kept_ids(tokenizer, used_ids(tokenizer, rows, min_count), first, model.config)
     data = trim_tokenizer_json(tokenizer_json(tokenizer), keep)
     trim_model(model, keep)
-    report["vocab"] = {"first": first, "before": before, "after": len(keep), "rows": len(rows),
+    report["vocab"] = {"first": first, "min_count": min_count, "before": before, "after": len(keep), "rows": len(rows),
                        "sha256": texts_sha256(["\0".join(row) for row in rows])}
     report["params_after"] = count_params(model)
     logger.info("vocabulary trimmed: %d -> %d tokens (%d rows' tokens and the first %d ids)", before, len(keep),
@@ -408,6 +409,9 @@ def register(sub) -> None:
     p.add_argument("--vocab-first", type=int, metavar="N",
                    help="also trim the vocabulary to the first N token ids plus every token of the recipe's "
                         "training data (needs --recipe; default: the recipe's prune.vocab_first)")
+    p.add_argument("--vocab-min-count", type=int, metavar="N",
+                   help="with --vocab-first: keep a training token only if it occurs N times or more "
+                        "(default: the recipe's prune.vocab_min_count, 1)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="dtype of the saved weights (default auto: the checkpoint's own)")
     p.add_argument("--out", help="output folder (default with a recipe: runs/<recipe-name>/pruned); a folder "
@@ -435,6 +439,10 @@ def _prune_command(args) -> int:
         if not args.recipe:
             raise UsageError("--vocab-first keeps the tokens of a recipe's training data: give --recipe too")
         overrides["prune.vocab_first"] = args.vocab_first
+    if args.vocab_min_count is not None:
+        if not args.recipe:
+            raise UsageError("--vocab-min-count counts the tokens of a recipe's training data: give --recipe too")
+        overrides["prune.vocab_min_count"] = args.vocab_min_count
     calibration = vocab = None
     if args.recipe:
         recipe = load_recipe(args.recipe, overrides)

@@ -45,6 +45,7 @@ class PruneSection:
     calibration_rows: int = 128  # method act: training rows whose activations score the neurons
     # Trim the vocabulary to the first N ids plus every token of the training data (finsent.vocab); null keeps it.
     vocab_first: int | None = None
+    vocab_min_count: int = 1  # with vocab_first: keep a training token only if it occurs this many times
 
 
 @dataclass
@@ -394,6 +395,8 @@ def _check(recipe: Recipe, where: str) -> None:
     need(p.calibration_rows >= 1, "prune.calibration_rows", ">= 1", p.calibration_rows)
     need(p.vocab_first is None or p.vocab_first >= 0, "prune.vocab_first", ">= 0 (or null: keep the vocabulary)",
          p.vocab_first)
+    need(isinstance(p.vocab_min_count, int) and p.vocab_min_count >= 1, "prune.vocab_min_count",
+         "an integer >= 1", p.vocab_min_count)
     if p.enabled and p.vocab_first is not None and not recipe.finetune.data:
         raise RecipeError(f"{where}: prune.vocab_first keeps the tokens of finetune.data, which is empty")
     if p.enabled and canonical_method(p.method) in ACTIVATION_METHODS and not recipe.finetune.data:

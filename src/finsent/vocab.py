@@ -7,7 +7,9 @@ also 21 %). Financial tweets and news use a fraction of those rows. Trimming kee
 - the first ``first`` ids (a byte-level BPE vocabulary lists its tokens in merge order, so the first ids are
   the pieces most frequent in the pretraining corpus), every one-character token (the byte alphabet) and
   the tokenizer's added (special) tokens;
-- every token of the given texts, tokenized piecewise exactly as the classifier and the trainer do;
+- every token of the given texts, tokenized piecewise exactly as the classifier and the trainer do, or only
+  those that occur at least ``min_count`` times in them (a token seen once, such as a piece of a shortened
+  link's random path, is worth a row of the embedding only if the model has learned something from it);
 - the parts of every kept token's merges, so that each kept token can still be built.
 
 Merges whose result or parts are gone are dropped, so any text still tokenizes, into kept pieces; a text
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 
 from .errors import UsageError
 
@@ -49,17 +52,20 @@ def _merge_pairs(merges: list) -> list[tuple[str, str]]:
     return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges]
 
 
-def used_ids(tokenizer, rows: list[tuple[str, str, str]]) -> set[int]:
-    """Every token id of ``rows`` (instruction, text, answer) as the classifier and the trainer encode them:
-    instruction prefix with special tokens, then the text, the answer cue and the answer, each tokenized alone."""
+def used_ids(tokenizer, rows: list[tuple[str, str, str]], min_count: int = 1) -> set[int]:
+    """The token ids that occur at least ``min_count`` times in ``rows`` (instruction, text, answer) as the
+    classifier and the trainer encode them: instruction prefix with special tokens, then the text, the answer
+    cue and the answer, each tokenized alone."""
     from .prompts import PromptEncoder
 
+    if min_count < 1:
+        raise VocabError(f"prune.vocab_min_count must be >= 1, got {min_count}")
     enc = PromptEncoder(tokenizer, max_length=1 << 20)  # nothing is cut: every token of every text counts
-    ids: set[int] = set()
+    counts: Counter[int] = Counter()
     for instruction, text, answer in rows:
-        ids.update(enc.encode(instruction, text).ids)
-        ids.update(enc.answer_ids(answer))
-    return ids
+        counts.update(enc.encode(instruction, text).ids)
+        counts.update(enc.answer_ids(answer))
+    return {i for i, n in counts.items() if n >= min_count}
 
 
 def kept_ids(tokenizer, used: set[int], first: int, config=None) -> list[int]:
