@@ -170,3 +170,7 @@ def test_method_names_a_trimmed_vocabulary(qt, results):
     assert row["method"] == ("no training, act-scored prune, vocabulary trimmed (first 8192 ids + training tokens), "
                              "from bench-x-p0")
     assert row["epochs"] is None
+    run["recipe_contents"]["prune"].update(vocab_first=0, vocab_min_count=3)
+    (row,) = qt.runs([("rare", run)])
+    assert row["method"] == ("no training, act-scored prune, vocabulary trimmed (first 0 ids + training tokens seen "
+                             "3+ times), from bench-x-p0")

@@ -119,7 +119,9 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
         if is_pruned(result) and recipe["prune"].get("method", "ppm") != "ppm":
             method += f", {recipe['prune']['method']}-scored prune"
         if is_pruned(result) and recipe["prune"].get("vocab_first") is not None:
-            method += f", vocabulary trimmed (first {recipe['prune']['vocab_first']} ids + training tokens)"
+            seen = recipe["prune"].get("vocab_min_count", 1)
+            tokens = "training tokens" if seen == 1 else f"training tokens seen {seen}+ times"
+            method += f", vocabulary trimmed (first {recipe['prune']['vocab_first']} ids + {tokens})"
         if recipe["model"]["base"] != "smollm2":  # e.g. a tuned model pruned and recovered: name the folder
             method += f", from {Path(recipe['model']['base']).parent.name}"
         found.append({
