@@ -124,3 +124,18 @@ def test_push_needs_a_repo_and_space_needs_push(recipe_file, tmp_path):
         release.run(push=True)
     with pytest.raises(ReleaseError, match="needs --push"):
         release.run(space_id="me/space")
+
+
+def test_merge_stage_names_a_missing_or_unusable_adapter_and_writes_nothing(recipe_file, tmp_path):
+    from finsent.merge import MergeInputError
+
+    release = Release(load_recipe(recipe_file), tmp_path / "runs", tmp_path / "rel")
+    with pytest.raises(ReleaseError, match=r"no adapter at .*adapter: run the finetune stage first"):
+        release.merge()
+    release.adapter_dir.mkdir(parents=True)
+    (release.adapter_dir / "notes.txt").write_text("not an adapter")
+    release.pruned_dir.mkdir()
+    (release.pruned_dir / "config.json").write_text("{}")
+    with pytest.raises(MergeInputError, match=r"is not a LoRA adapter folder \(no adapter_config.json\) nor a fully"):
+        release.merge()
+    assert not (tmp_path / "rel").exists() and (release.adapter_dir / "notes.txt").read_text() == "not an adapter"

@@ -203,10 +203,10 @@ class Release:
 
         With ``finetune.enabled: false`` there is no adapter: the pruned model itself is cast and checked.
         """
-        from .merge import check_merge_inputs, is_full_model, merge_into
+        from .merge import check_merge_inputs, merge_into
 
         adapter = self.adapter_dir if self.recipe.finetune.enabled else None
-        if adapter and not (adapter / "adapter_config.json").is_file() and not is_full_model(adapter):
+        if adapter and not adapter.exists():  # check_merge_inputs says what is wrong with a folder that exists
             raise ReleaseError(f"no adapter at {adapter}: run the finetune stage first")
         base = Path(self._finetune_base())
         check_merge_inputs(self.recipe, base, adapter)
