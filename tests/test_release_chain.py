@@ -36,15 +36,17 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
     assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *recover, *dirs]) == 0
     student = tmp_path / "releases" / "smollm2-109m-fingpt"
     config = AutoConfig.from_pretrained(student)
-    assert config.intermediate_size == 1352  # 1536 - int(0.12 x 1536)
+    assert config.intermediate_size == 1477  # 1536 - int(0.0385 x 1536)
     pruning = json.loads((student / "reports" / "pruning.json").read_text())
-    # The vocabulary keeps the first 8,192 ids and the tokens of these few training rows (the full data keeps
-    # 22,489); every other parameter is the 12 %-pruned SmolLM2's: 30 layers x 1,352 neurons x 3 x 576 for the MLPs,
-    # 30 x (576 x 576 x 2 + 576 x 192 x 2) for the attention, 61 x 576 for the norms.
+    # The vocabulary keeps the tokens seen 3+ times in these few training rows (the full data keeps 11,821), the
+    # one-character tokens and the special ones; every other parameter is the 3.85 %-pruned SmolLM2's: 30 layers x
+    # 1,477 neurons x 3 x 576 for the MLPs, 30 x (576 x 576 x 2 + 576 x 192 x 2) for the attention, 61 x 576 for
+    # the norms.
     vocab = pruning["vocab"]
-    assert (vocab["first"], vocab["before"]) == (8192, 49152) and 8192 < vocab["after"] == config.vocab_size < 12_000
+    assert (vocab["first"], vocab["min_count"], vocab["before"]) == (0, 3, 49152)
+    assert vocab["after"] == config.vocab_size < 2_000
     assert len(AutoTokenizer.from_pretrained(student)) == vocab["after"]
-    body = 30 * 1352 * 3 * 576 + 30 * (576 * 576 * 2 + 576 * 192 * 2) + 61 * 576
+    body = 30 * 1477 * 3 * 576 + 30 * (576 * 576 * 2 + 576 * 192 * 2) + 61 * 576
     assert (pruning["method"], pruning["params_after"]) == ("act", body + vocab["after"] * 576)
     assert pruning["calibration"]["texts"] == 16 and len(pruning["calibration"]["sha256"]) == 64
     assert pruning["calibration"]["sha256"] != texts_sha256([])
