@@ -187,6 +187,10 @@ def test_min_count_keeps_only_tokens_seen_that_often(tmp_path, shared_data, smol
                                                                 "  vocab_first: 1000\n  vocab_min_count: 0\n"))
     with pytest.raises(RecipeError, match=r"prune.vocab_min_count must be an integer >= 1, got 0"):
         load_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "untrimmed.yaml").write_text("name: u\nprune:\n  ratio: 0.3\n  vocab_min_count: 3\n")
+    with pytest.raises(RecipeError, match=r"prune.vocab_min_count counts the tokens a trimmed vocabulary keeps: set "
+                                          r"prune.vocab_first too"):
+        load_recipe(tmp_path / "untrimmed.yaml")
     assert main(["prune", "--model", str(tiny_llama_dir), "--vocab-min-count", "2", "--out", str(tmp_path / "o")]) == 2
     assert "--vocab-min-count counts the tokens of a recipe's training data" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

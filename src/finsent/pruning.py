@@ -312,8 +312,8 @@ def trim_vocabulary(model, tokenizer, first: int, rows, report: dict, min_count:
     report["vocab"] = {"first": first, "min_count": min_count, "before": before, "after": len(keep), "rows": len(rows),
                        "sha256": texts_sha256(["\0".join(row) for row in rows])}
     report["params_after"] = count_params(model)
-    logger.info("vocabulary trimmed: %d -> %d tokens (%d rows' tokens and the first %d ids)", before, len(keep),
-                len(rows), first)
+    logger.info("vocabulary trimmed: %d -> %d tokens (those seen %d+ times in %d rows, and the first %d ids)",
+                before, len(keep), min_count, len(rows), first)
     return data, keep
 
 

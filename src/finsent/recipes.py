@@ -397,6 +397,9 @@ def _check(recipe: Recipe, where: str) -> None:
          p.vocab_first)
     need(isinstance(p.vocab_min_count, int) and p.vocab_min_count >= 1, "prune.vocab_min_count",
          "an integer >= 1", p.vocab_min_count)
+    if p.vocab_min_count != 1 and p.vocab_first is None:
+        raise RecipeError(f"{where}: prune.vocab_min_count counts the tokens a trimmed vocabulary keeps: set "
+                          "prune.vocab_first too (0 keeps no ids for their own sake)")
     if p.enabled and p.vocab_first is not None and not recipe.finetune.data:
         raise RecipeError(f"{where}: prune.vocab_first keeps the tokens of finetune.data, which is empty")
     if p.enabled and canonical_method(p.method) in ACTIVATION_METHODS and not recipe.finetune.data:
