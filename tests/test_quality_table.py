@@ -174,3 +174,21 @@ def test_method_names_a_trimmed_vocabulary(qt, results):
     (row,) = qt.runs([("rare", run)])
     assert row["method"] == ("no training, act-scored prune, vocabulary trimmed (first 0 ids + training tokens seen "
                              "3+ times), from bench-x-p0")
+
+
+def test_a_field_added_later_counts_at_its_default(qt, results):
+    # A run made after PruneSection gained calibration_rows / vocab_first / vocab_min_count records them; the
+    # reference, made before, does not. At their defaults it is the same training and joins the curve; with a
+    # trimmed vocabulary it is another training and stays out.
+    later = result(recipe(0.2), 118_582_272, {TFNS: (955, 0.85), FPB: (363, 0.84)}, 0.8473)
+    later["recipe_contents"]["prune"].update(calibration_rows=128, vocab_first=None, vocab_min_count=1)
+    (results / "tfns_accuracy-p20.json").write_text(json.dumps(later))
+    trimmed = copy.deepcopy(later)
+    trimmed["recipe_contents"]["prune"].update(vocab_first=0, vocab_min_count=3)
+    (results / "tfns_accuracy-p20-trimmed.json").write_text(json.dumps(trimmed))
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
+    cost = json.loads((results / "pruning_cost.json").read_text())
+    assert [(r["run"], r["removed_share"]) for r in cost["rows"]] == [("noprune", 0.0), ("p20", 0.2),
+                                                                      ("lora-r8-dev", 0.4), ("p60", 0.6)]
+    assert qt.section_defaults("prune")["vocab_min_count"] == 1
+    assert "q_proj" in qt.section_defaults("finetune")["target_modules"]

@@ -205,8 +205,22 @@ def plot(rows: list[dict], path: Path) -> None:
 # --- what pruning costs ------------------------------------------------------------------------------------
 
 
+def section_defaults(section: str) -> dict:
+    """A recipe section's fields and their defaults in today's ``finsent.recipes``."""
+    from dataclasses import MISSING, fields
+
+    from finsent import recipes
+
+    cls = {"model": recipes.ModelSection, "prune": recipes.PruneSection, "finetune": recipes.FinetuneSection,
+           "merge": recipes.MergeSection}[section]
+    return {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+            for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING}
+
+
 def training_settings(recipe: dict) -> dict:
-    """The recipe's settings that decide what is trained, as ``{"finetune.lora_r": 8, ...}`` (IGNORED left out)."""
+    """The recipe's settings that decide what is trained, as ``{"finetune.lora_r": 8, ...}`` (IGNORED left out).
+    A field added to the recipes after a run was made counts at its default, which is what that run trained with
+    (prune.vocab_min_count did not exist when the first pruning-cost rows ran)."""
     flat: dict = {}
 
     def walk(value, key):
@@ -217,7 +231,7 @@ def training_settings(recipe: dict) -> dict:
             flat[key] = value
 
     for section in COMPARED:
-        walk(recipe.get(section), section)
+        walk({**section_defaults(section), **(recipe.get(section) or {})}, section)
     return flat
 
 
