@@ -70,3 +70,20 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
     built = (release / "model.safetensors").stat().st_mtime_ns
     assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *plain]) == 0
     assert (release / "model.safetensors").stat().st_mtime_ns == built
+
+
+def test_direct_recipe_trims_and_prunes_the_base_then_tunes_every_weight(tmp_path, monkeypatch, smollm2_dir):
+    monkeypatch.chdir(REPO)
+    dirs = ["--runs-dir", str(tmp_path / "runs"), "--releases-dir", str(tmp_path / "releases")]
+    assert main(["release", "build/recipes/smollm2-109m-fingpt-direct.yaml", *SMALL, *dirs]) == 0
+    release = tmp_path / "releases" / "smollm2-109m-fingpt-direct"
+    config = AutoConfig.from_pretrained(release)
+    assert config.intermediate_size == 1477
+    pruning = json.loads((release / "reports" / "pruning.json").read_text())
+    assert (pruning["method"], pruning["vocab"]["first"], pruning["vocab"]["min_count"]) == ("act", 0, 3)
+    assert pruning["base"].endswith("smollm2-135m-instruct")  # the embedded base, not a tuned teacher
+    assert config.vocab_size == pruning["vocab"]["after"] < 2_000
+    training = json.loads((release / "reports" / "training.json").read_text())
+    assert training["steps"] == 2 and training["dev"]["n"] > 0
+    # full fine-tuning with the trimmed embedding frozen: every weight but the tied embedding trains
+    assert training["trainable_params"] == pruning["params_after"] - pruning["vocab"]["after"] * 576

@@ -216,7 +216,9 @@ def main() -> None:
     mark("merge", t)
 
     final = None
-    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    # Scored in float32 where it was trained (the GPU, when there is one): the run records which.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(merged)
     if adapter is None and recipe.finetune.dev_fraction:  # the dev rows training would have held out and scored
         f = recipe.finetune
@@ -235,6 +237,7 @@ def main() -> None:
         mark("eval", t)
 
     result = {"git_commit": commit, "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+              "device": f"GPU {torch.cuda.get_device_name()}" if device == "cuda" else cpu_name(),
               "recipe": recipe.source, "recipe_contents": recipe.to_dict(),
               "data_sha256": {src.path: file_sha256(src.path) for src in recipe.finetune.data},
               "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
