@@ -36,14 +36,9 @@ def cpu_flags() -> list[str]:
 
 def git_commit() -> str | None:
     """HEAD of the finsent checkout, with ``+dirty`` when tracked files differ from it (the result is then not
-    rebuildable from the commit alone); None for an installed package, which has no checkout.
-
-    A checkout copied without its ``.git`` (to a rented GPU machine, say) gives the commit it was copied from in
-    ``$FINSENT_GIT_COMMIT``: it is recorded as ``<commit>+copy``, the copier's word rather than git's.
-    """
+    rebuildable from the commit alone); None for an installed package, which has no checkout."""
     if not (REPO / ".git").exists():
-        given = os.environ.get("FINSENT_GIT_COMMIT", "").strip()
-        return f"{given}+copy" if given else None
+        return None
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30,
