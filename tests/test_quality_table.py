@@ -136,10 +136,11 @@ def test_pruning_cost_holds_the_reference_training_at_every_ratio(qt, results):
     assert noprune == {"run": "noprune", "removed_share": 0.0, "pruned": False, "params": 134_515_008,
                        "fp16_mb": 269.0, "dev_accuracy": 0.8589, "dev_n": 1318, "tfns_dev": 0.8618,
                        "fpb_dev": 0.8512, "finsent_dev": None, "seven_class_test": 0.1455, "items_per_second": 21.25,
-                       "wall_minutes": 74.5, "resumed_from_step": 0, "commit": "30cad0b3", "cpu": None}
+                       "wall_minutes": 74.5, "resumed_from_step": 0, "commit": "30cad0b3", "cpu": None,
+                       "device": None}
     assert (ref["params"], ref["fp16_mb"], ref["dev_accuracy"]) == (102_685_248, 205.4, 0.8467)
-    assert (p60["fp16_mb"], p60["dev_accuracy"], p60["items_per_second"], p60["wall_minutes"], p60["cpu"]) == \
-        (173.5, 0.8179, 35.5, 60.0, "Intel Xeon Platinum 8481C")
+    assert (p60["fp16_mb"], p60["dev_accuracy"], p60["items_per_second"], p60["wall_minutes"], p60["cpu"],
+            p60["device"]) == (173.5, 0.8179, 35.5, 60.0, "Intel Xeon Platinum 8481C", "Intel Xeon Platinum 8481C")
     png = results / "pruning_cost.png"
     assert png.read_bytes().startswith(PNG)
     # what the card reads: the schema holds, and the plot beside it is found
@@ -192,3 +193,22 @@ def test_a_field_added_later_counts_at_its_default(qt, results):
                                                                       ("lora-r8-dev", 0.4), ("p60", 0.6)]
     assert qt.section_defaults("prune")["vocab_min_count"] == 1
     assert "q_proj" in qt.section_defaults("finetune")["target_modules"]
+
+
+def test_each_run_names_where_it_trained(qt, results):
+    """A run that recorded its device (a GPU) shows it, in the table and in its pruning-cost row; older runs show
+    their CPU, or '-' when they recorded neither."""
+    gpu = result(recipe(0.5), 94_701_888, {TFNS: (955, 0.83), FPB: (363, 0.82)}, 0.8272, items_s=120.0,
+                 cpu="Intel Xeon Platinum 8480+", wall=480.0)
+    gpu["device"] = "GPU NVIDIA H200"
+    (results / "tfns_accuracy-h200-p50.json").write_text(json.dumps(gpu))
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
+    lines = {line.split(" | ")[0][2:]: line for line in (results / "quality.md").read_text().splitlines()
+             if line.startswith("| ") and not line.startswith("| run")}
+    assert lines["h200-p50"].endswith("| 8 min | 8.0 GB | GPU NVIDIA H200 | 30cad0b3 |")
+    assert lines["p60"].endswith("| Intel Xeon Platinum 8481C | 30cad0b3 |")
+    assert lines["noprune"].endswith("| - | 30cad0b3 |")
+    cost = json.loads((results / "pruning_cost.json").read_text())
+    row = next(r for r in cost["rows"] if r["run"] == "h200-p50")
+    assert (row["removed_share"], row["device"], row["cpu"]) == (0.5, "GPU NVIDIA H200", "Intel Xeon Platinum 8480+")
+    assert cost["devices"] == ["GPU NVIDIA H200", "Intel Xeon Platinum 8481C"]

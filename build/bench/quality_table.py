@@ -100,6 +100,12 @@ def load(results: Path) -> list[tuple[str, dict]]:
     return found
 
 
+def trained_on(result: dict) -> str | None:
+    """Where the run trained: its ``device`` (``GPU <name>`` or the CPU), else, for runs made before runs recorded
+    it, the CPU (all of them trained on one)."""
+    return result.get("device") or result.get("cpu")
+
+
 def is_pruned(result: dict) -> bool:
     return bool(result.get("pruned", True)) and result["recipe_contents"]["prune"].get("enabled", True)
 
@@ -135,6 +141,7 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
             "items_s": result["dev"].get("items_per_second"), "wall_min": result["wall_seconds"] / 60,
             "resumed": bool(result.get("resumed_from_step")),
             "peak_gb": result["peak_memory_mb"] / 1024, "commit": result["git_commit"][:8],
+            "device": trained_on(result),
         })
     return sorted(found, key=lambda r: (r["params"], -1 if r["dev3"] is None else r["dev3"], r["run"]))
 
@@ -147,9 +154,9 @@ def table(rows: list[dict]) -> str:
     seven_dev = any(r["finsent_dev"] is not None for r in rows)  # the column only when a run has that source
     lines = ["| run | method | pruned | params | epochs | lr | dev TFNS+FPB | dev acc (all sources) | dev macro-F1 | "
              "TFNS dev | FPB dev | " + "finsent 7-class dev | " * seven_dev +
-             "TFNS validation | 7-class test | items/s | wall | peak memory | commit |",
+             "TFNS validation | 7-class test | items/s | wall | peak memory | trained on | commit |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * seven_dev +
-             "---:|---:|---:|---:|---:|---|"]
+             "---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['method']} | {r['prune']} | {r['params'] / 1e6:.1f}M | {_cell(r['epochs'])} | "
                      f"{r['lr']:g} | {_cell(r['dev3'], '{:.4f}')} | {r['dev']:.4f} | {r['dev_f1']:.4f} | "
@@ -157,7 +164,7 @@ def table(rows: list[dict]) -> str:
                      + f"{_cell(r['finsent_dev'], '{:.4f}')} | " * seven_dev +
                      f"{_cell(r['tfns_valid'], '{:.4f}')} | {_cell(r['seven'], '{:.3f}')} | "
                      f"{_cell(r['items_s'], '{:.1f}')} | {r['wall_min']:.0f} min{' (resumed part)' * r['resumed']} | "
-                     f"{r['peak_gb']:.1f} GB | {r['commit']} |")
+                     f"{r['peak_gb']:.1f} GB | {_cell(r['device'])} | {r['commit']} |")
     note = ("\ndev TFNS+FPB: " + METRIC + ". dev acc (all sources) also counts the rows of any other source a run "
             "trains on (the finsent 7-class headlines), so it compares only runs with the same sources.\n")
     return "\n".join(lines) + "\n" + note
@@ -257,7 +264,7 @@ def cost_row(tag: str, result: dict) -> dict:
         "items_per_second": result["dev"].get("items_per_second"),
         "wall_minutes": round(result["wall_seconds"] / 60, 1),
         "resumed_from_step": result.get("resumed_from_step") or 0,
-        "commit": result["git_commit"][:8], "cpu": result.get("cpu"),
+        "commit": result["git_commit"][:8], "cpu": result.get("cpu"), "device": trained_on(result),
     }
 
 
@@ -281,13 +288,15 @@ def pruning_cost(loaded: list[tuple[str, dict]], reference: str, source: str) ->
         print(f"pruning cost: {tag} skipped: pruned to a target expansion, no prune.ratio to show", file=sys.stderr)
     rows.sort(key=lambda r: (r["removed_share"], r["run"]))
     cpus = sorted({r["cpu"] for r in rows if r["cpu"]})
+    devices = sorted({r["device"] for r in rows if r["device"]})
     return {
         "source": source, "reference": reference, "recipe": ref["recipe_contents"]["name"],
         "base": ref["recipe_contents"]["model"]["base"], "method": ref["recipe_contents"]["prune"]["method"],
         "split": (ref.get("selection") or {}).get("split"), "metric": METRIC,
         "same_training": f"every setting of the recipe sections {', '.join(COMPARED)} equal to the reference run's, "
                          f"except {', '.join(IGNORED)}",
-        "items_per_second": ITEMS_S, "timing": TIMING, "cpu": "; ".join(cpus) if cpus else None, "rows": rows,
+        "items_per_second": ITEMS_S, "timing": TIMING, "cpu": "; ".join(cpus) if cpus else None,
+        "devices": devices, "rows": rows,
     }
 
 
@@ -301,7 +310,7 @@ def plot_cost(cost: dict, path: Path) -> None:
         ax.annotate(f"{100 * r['removed_share']:.0f} %", (x, y), textcoords="offset points", xytext=(4, 4),
                     fontsize=8)
     ax.set_title(f"What pruning costs: {cost['recipe']} (labels: share of MLP neurons removed)\n"
-                 f"timed on {cost['cpu'] or 'a CPU the runs did not record'}", fontsize=9)
+                 f"trained on {'; '.join(cost['devices']) or 'a CPU the runs did not record'}", fontsize=9)
     _finish(fig, ax, path)
 
 
