@@ -75,7 +75,10 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
 def test_direct_recipe_trims_and_prunes_the_base_then_tunes_every_weight(tmp_path, monkeypatch, smollm2_dir):
     monkeypatch.chdir(REPO)
     dirs = ["--runs-dir", str(tmp_path / "runs"), "--releases-dir", str(tmp_path / "releases")]
-    assert main(["release", "build/recipes/smollm2-109m-fingpt-direct.yaml", *SMALL, *dirs]) == 0
+    # Merged in float32: two steps at the recipe's lr 2e-4 leave a model whose float16 copy drifts past
+    # merge.tolerance (0.27 log-prob measured); the full 818-step training's float16 merge reads 0.04.
+    exact = ["--set", "merge.dtype=float32"]
+    assert main(["release", "build/recipes/smollm2-109m-fingpt-direct.yaml", *SMALL, *exact, *dirs]) == 0
     release = tmp_path / "releases" / "smollm2-109m-fingpt-direct"
     config = AutoConfig.from_pretrained(release)
     assert config.intermediate_size == 1477
