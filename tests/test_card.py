@@ -440,6 +440,29 @@ def test_card_shows_what_pruning_costs_and_ships_its_plot(release, tmp_path):
     assert "What pruning costs" not in render_card(recipe_of(release), release)
 
 
+def test_card_names_the_device_of_each_pruning_cost_row_when_they_differ(release, tmp_path):
+    """Rows trained on a GPU beside rows trained on a CPU: the card names every device and gives each row its own,
+    since their items/s are not comparable."""
+    cost = pruning_cost_report()
+    cost["rows"][0]["device"] = "Intel Xeon Platinum 8481C"
+    cost["rows"][1]["device"] = "GPU NVIDIA H200"
+    cost["devices"] = ["GPU NVIDIA H200", "Intel Xeon Platinum 8481C"]
+    path = tmp_path / "pruning_cost.json"
+    path.write_text(json.dumps(cost))
+    section = render_card(recipe_of(release, **{"card.pruning_cost": str(path)}), release).split(
+        "## What pruning costs")[1].split("## Limitations")[0]
+    assert "on\nGPU NVIDIA H200; Intel Xeon Platinum 8481C (timed on a shared 2-core machine)." in section
+    assert "| 7-class test | items/s | trained on |\n|---:|---:|---:|---:|---:|---:|---:|---:|---|\n" in section
+    assert "| 0 % | 134,515,008 | 269.0 MB | 0.8589 | 0.8618 | 0.8512 | 0.145 | 21.2 | Intel Xeon Platinum 8481C |\n" \
+        in section
+    assert "| 40 % | 102,685,248 | 205.4 MB | 0.8467 | 0.8513 | 0.8347 | 0.140 | – | GPU NVIDIA H200 |\n" in section
+    # one device: no column, as before
+    cost["rows"][1]["device"], cost["devices"] = "Intel Xeon Platinum 8481C", ["Intel Xeon Platinum 8481C"]
+    path.write_text(json.dumps(cost))
+    text = render_card(recipe_of(release, **{"card.pruning_cost": str(path)}), release)
+    assert "| 7-class test | items/s |\n|---:|" in text and "trained on |" not in text
+
+
 def test_pruning_cost_path_is_found_from_the_current_folder(release, tmp_path, monkeypatch):
     write_pruning_cost(tmp_path / "results")
     monkeypatch.chdir(tmp_path)

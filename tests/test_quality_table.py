@@ -212,3 +212,4 @@ def test_each_run_names_where_it_trained(qt, results):
     row = next(r for r in cost["rows"] if r["run"] == "h200-p50")
     assert (row["removed_share"], row["device"], row["cpu"]) == (0.5, "GPU NVIDIA H200", "Intel Xeon Platinum 8480+")
     assert cost["devices"] == ["GPU NVIDIA H200", "Intel Xeon Platinum 8481C"]
+    assert cost["timing"].startswith("each run was timed where it trained")

@@ -39,6 +39,8 @@ IGNORED = ("prune.ratio", "prune.enabled", "prune.expansion", "finetune.dev_ever
            "finetune.save_steps")
 TIMING = ("the runs were timed on a shared 2-core machine where other jobs ran at the same time: the speeds are "
           "indications, not a benchmark")
+TIMING_GPU = ("each run was timed where it trained (its device), a CPU shared with other jobs or a GPU shared with "
+              "the other runs: the speeds are indications, not a benchmark")
 ITEMS_S = ("label scoring of the dev split as each run measured it at the end of its training (the model in its "
            "training dtype, the run's threads)")
 METRIC = ("dev accuracy over the TFNS and FPB dev rows only (rows weighted by source: correct rows of both / "
@@ -295,7 +297,8 @@ def pruning_cost(loaded: list[tuple[str, dict]], reference: str, source: str) ->
         "split": (ref.get("selection") or {}).get("split"), "metric": METRIC,
         "same_training": f"every setting of the recipe sections {', '.join(COMPARED)} equal to the reference run's, "
                          f"except {', '.join(IGNORED)}",
-        "items_per_second": ITEMS_S, "timing": TIMING, "cpu": "; ".join(cpus) if cpus else None,
+        "items_per_second": ITEMS_S, "timing": TIMING_GPU if any(d.startswith("GPU") for d in devices) else TIMING,
+        "cpu": "; ".join(cpus) if cpus else None,
         "devices": devices, "rows": rows,
     }
 

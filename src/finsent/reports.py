@@ -125,11 +125,11 @@ PRUNING_COST = Schema(
     "pruning_cost", "build/bench/results/pruning_cost.json", "build/bench/quality_table.py",
     required=("source", "reference", "recipe", "base", "rows"),
     nullable=("cpu",),
-    optional=("method", "split", "metric", "same_training", "items_per_second", "timing"),
+    optional=("method", "split", "metric", "same_training", "items_per_second", "timing", "devices"),
     rows=(("rows", _part(
         "pruning cost row", ("run", "removed_share", "params", "fp16_mb", "dev_accuracy"),
         nullable=("tfns_dev", "fpb_dev", "seven_class_test", "items_per_second"),
-        optional=("pruned", "dev_n", "finsent_dev", "wall_minutes", "resumed_from_step", "commit", "cpu"),
+        optional=("pruned", "dev_n", "finsent_dev", "wall_minutes", "resumed_from_step", "commit", "cpu", "device"),
         numbers=("removed_share", "params", "fp16_mb", "dev_accuracy"))),),
 )
 
