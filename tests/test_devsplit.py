@@ -56,6 +56,28 @@ def test_dev_split_of_the_real_training_files(shared_data):
     assert {e.kind for e in mix.dev[tfns.path]} == {"tweet"} and {e.kind for e in mix.dev[fpb.path]} == {"news"}
 
 
+def test_dev_seed_fixes_the_split_while_seed_moves_the_training_order(shared_data):
+    from finsent.data import training_data
+    from finsent.recipes import FinetuneSection
+
+    sources = [DataSource(path=str(shared_data / "tfns" / "sent_train.csv"), schema="tfns"),
+               DataSource(path=str(shared_data / "fpb" / "train.jsonl"), schema="fpb")]
+
+    def texts(rows):
+        return [e.text for e in rows]
+
+    base = training_data(FinetuneSection(data=sources, dev_fraction=0.1, seed=42))
+    other = training_data(FinetuneSection(data=sources, dev_fraction=0.1, seed=7, dev_seed=42))
+    alone = training_data(FinetuneSection(data=sources, dev_fraction=0.1, seed=7))
+    for src in sources:
+        assert texts(other.dev[src.path]) == texts(base.dev[src.path])  # the same held-out rows, same order
+        assert set(texts(alone.dev[src.path])) != set(texts(base.dev[src.path]))  # seed alone moves the split
+    assert sorted(texts(other.examples)) == sorted(texts(base.examples))  # the same training rows ...
+    assert texts(other.examples) != texts(base.examples)  # ... in seed 7's order
+    assert texts(other.examples) != texts(alone.examples)
+    assert FinetuneSection(seed=7).split_seed == 7 and FinetuneSection(seed=7, dev_seed=42).split_seed == 42
+
+
 def test_full_finetune_with_a_dev_split_trains_scores_and_merges(tiny_llama_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -104,4 +126,7 @@ def test_recipe_checks_method_and_dev_fraction(tmp_path):
         load_recipe(path)
     path.write_text("name: r\nfinetune:\n  dev_fraction: 0.9\n")
     with pytest.raises(RecipeError, match=r"finetune.dev_fraction must be in \[0, 0.5\], got 0.9"):
+        load_recipe(path)
+    path.write_text("name: r\nfinetune:\n  dev_seed: -1\n")
+    with pytest.raises(RecipeError, match=r"finetune.dev_seed must be >= 0 \(or null\), got -1"):
         load_recipe(path)

@@ -55,6 +55,11 @@ def result(recipe_contents: dict, params: int, sources: dict, accuracy: float, *
     return out
 
 
+def runs_table(text: str) -> list[str]:
+    """quality.md's lines up to its second section (the builds of one setting)."""
+    return text.split("\n### ")[0].splitlines()
+
+
 @pytest.fixture
 def results(tmp_path) -> Path:
     folder = tmp_path / "results"
@@ -107,7 +112,7 @@ def test_comparable_dev_counts_only_the_tfns_and_fpb_rows(qt, results):
 def test_quality_table_sorts_by_size_then_the_comparable_metric(qt, results, capsys):
     qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
     text = (results / "quality.md").read_text()
-    lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run")]
+    lines = [line for line in runs_table(text) if line.startswith("| ") and not line.startswith("| run")]
     assert [line.split(" | ")[0][2:] for line in lines] == ["full-p60", "p60", "lr1e-3", "seven", "lora-r8-dev",
                                                             "act-kd", "noprune"]
     act = next(line for line in lines if line.startswith("| act-kd |"))
@@ -203,7 +208,7 @@ def test_each_run_names_where_it_trained(qt, results):
     gpu["device"] = "GPU NVIDIA H200"
     (results / "tfns_accuracy-h200-p50.json").write_text(json.dumps(gpu))
     qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
-    lines = {line.split(" | ")[0][2:]: line for line in (results / "quality.md").read_text().splitlines()
+    lines = {line.split(" | ")[0][2:]: line for line in runs_table((results / "quality.md").read_text())
              if line.startswith("| ") and not line.startswith("| run")}
     assert lines["h200-p50"].endswith("| 8 min | 8.0 GB | GPU NVIDIA H200 | 30cad0b3 |")
     assert lines["p60"].endswith("| Intel Xeon Platinum 8481C | 30cad0b3 |")
@@ -213,3 +218,25 @@ def test_each_run_names_where_it_trained(qt, results):
     assert (row["removed_share"], row["device"], row["cpu"]) == (0.5, "GPU NVIDIA H200", "Intel Xeon Platinum 8480+")
     assert cost["devices"] == ["GPU NVIDIA H200", "Intel Xeon Platinum 8481C"]
     assert cost["timing"].startswith("each run was timed where it trained")
+
+
+def test_builds_of_one_setting_on_one_dev_split_show_their_spread(qt, results):
+    """Runs that differ only in finetune.seed, with finetune.dev_seed holding the split, are one setting built
+    several times; a run whose seed also moved the split is another measurement and stays out."""
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
+    assert "No setting has been built twice yet." in (results / "quality.md").read_text()
+    for seed, dev_seed, right in ((43, 42, (800, 300)), (44, 42, (830, 306)), (45, None, (700, 300))):
+        run = result(recipe(), 102_685_248, {TFNS: (955, round(right[0] / 955, 4)),
+                                             FPB: (363, round(right[1] / 363, 4))}, 0.8)
+        run["recipe_contents"]["finetune"].update(seed=seed, dev_seed=dev_seed, dev_every=100)
+        (results / f"tfns_accuracy-seed{seed}.json").write_text(json.dumps(run))
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
+    rows = qt.builds(qt.load(results))
+    # lora-r8-dev (seed 42 by default): 813 + 303 = 1116 right of 1318; seed 43: 1100; seed 44: 1136
+    assert rows == [{"setting": "LoRA r8, 40% pruned, lr 0.002", "runs": ["lora-r8-dev", "seed43", "seed44"],
+                     "seeds": [42, 43, 44], "mean": 0.8477, "sd": 0.0137, "min": 0.8346, "max": 0.8619}]
+    text = (results / "quality.md").read_text()
+    assert ("| LoRA r8, 40% pruned, lr 0.002 | lora-r8-dev, seed43, seed44 | 42, 43, 44 | 0.8477 | 0.0137 | "
+            "0.8346 - 0.8619 |") in text.split("### Builds of one setting")[1]
+    cost = json.loads((results / "pruning_cost.json").read_text())
+    assert "seed43" not in [r["run"] for r in cost["rows"]]  # another seed is another training for the curve

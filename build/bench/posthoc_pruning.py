@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     import yaml
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.data import load_mixture
+    from finsent.data import training_data
     from finsent.devsplit import file_sha256, score_model
     from finsent.outputs import write_text_atomic
     from finsent.provenance import cpu_name, git_commit
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
         fh.flush()
         recipe = load_recipe(fh.name)
     f = recipe.finetune
-    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction)
+    data = training_data(f)
     dev = {path: rows for path, rows in data.dev.items() if "finsent" not in path}  # TFNS + FPB rows only
     tokenizer = AutoTokenizer.from_pretrained(merged)
     base = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()

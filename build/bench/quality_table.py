@@ -10,7 +10,9 @@ finsent headlines, adds its rows to the dev split and so changes the overall ``d
 dev accuracy and macro-F1, accuracy per source (TFNS tweets, FPB news, finsent 7-class headlines when a run
 trains on them), TFNS validation where it was reported (once, for the chosen recipe), label-scoring items/s of
 the model as trained, wall time and peak memory. Writes results/quality.md and results/quality.png (the
-comparable dev accuracy against parameters).
+comparable dev accuracy against parameters). quality.md ends with the settings built more than once on one dev
+split (``finetune.seed`` varied, ``finetune.dev_seed`` held): mean, standard deviation and range of their dev
+scores, the noise a choice between settings has to beat.
 
 It also writes results/pruning_cost.json and results/pruning_cost.png: the runs trained exactly as the
 reference run (``--reference TAG``; every setting of the recipe's model, prune, finetune and merge sections
@@ -211,6 +213,54 @@ def plot(rows: list[dict], path: Path) -> None:
     _finish(fig, ax, path)
 
 
+# --- builds of one setting ---------------------------------------------------------------------------------
+# What may differ between builds of one setting: the training seed (row order, LoRA init, an activation prune's
+# calibration sample) and the logging / dev-scoring / checkpoint cadence.
+SEEDS = ("finetune.seed", "finetune.dev_seed", "finetune.dev_every", "finetune.logging_steps", "finetune.save_steps")
+
+
+def builds(loaded: list[tuple[str, dict]]) -> list[dict]:
+    """Settings built two or more times, scored on one dev split: every training setting equal except the seed
+    (``finetune.dev_seed`` fixes the split while ``finetune.seed`` moves), on any device. Their spread is the
+    noise a choice between settings has to beat. One row per setting, the runs of each in tag order."""
+    from statistics import mean, stdev
+
+    named = {r["run"]: r for r in runs(loaded)}
+    groups: dict[str, list] = {}
+    for tag, result in loaded:
+        settings = training_settings(result["recipe_contents"], SEEDS)
+        f = result["recipe_contents"]["finetune"]
+        split = f.get("dev_seed") if f.get("dev_seed") is not None else f.get("seed", 42)
+        key = json.dumps([settings, is_pruned(result), split], sort_keys=True, default=str)
+        if comparable_dev(result) is not None:
+            groups.setdefault(key, []).append((tag, result))
+    rows = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        scores = [comparable_dev(result) for _, result in members]
+        first = named[members[0][0]]
+        rows.append({"setting": f"{first['method']}, {first['prune']} pruned, lr {first['lr']:g}",
+                     "runs": [tag for tag, _ in members],
+                     "seeds": [r["recipe_contents"]["finetune"].get("seed", 42) for _, r in members],
+                     "mean": round(mean(scores), 4), "sd": round(stdev(scores), 4),
+                     "min": min(scores), "max": max(scores)})
+    return sorted(rows, key=lambda r: r["setting"])
+
+
+def builds_table(rows: list[dict]) -> str:
+    head = ("\n### Builds of one setting\n\nSettings built more than once on the same dev split (only the seed or the "
+            "device differs); sd: the sample standard deviation of dev TFNS+FPB between builds, the noise a choice "
+            "between settings has to beat.\n\n")
+    if not rows:
+        return head + "No setting has been built twice yet.\n"
+    lines = ["| setting | builds | seeds | dev TFNS+FPB mean | sd | min - max |", "|---|---|---|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {', '.join(r['runs'])} | {', '.join(map(str, r['seeds']))} | "
+                     f"{r['mean']:.4f} | {r['sd']:.4f} | {r['min']:.4f} - {r['max']:.4f} |")
+    return head + "\n".join(lines) + "\n"
+
+
 # --- what pruning costs ------------------------------------------------------------------------------------
 
 
@@ -226,8 +276,8 @@ def section_defaults(section: str) -> dict:
             for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING}
 
 
-def training_settings(recipe: dict) -> dict:
-    """The recipe's settings that decide what is trained, as ``{"finetune.lora_r": 8, ...}`` (IGNORED left out).
+def training_settings(recipe: dict, ignored: tuple[str, ...] = IGNORED) -> dict:
+    """The recipe's settings that decide what is trained, as ``{"finetune.lora_r": 8, ...}`` (``ignored`` left out).
     A field added to the recipes after a run was made counts at its default, which is what that run trained with
     (prune.vocab_min_count did not exist when the first pruning-cost rows ran)."""
     flat: dict = {}
@@ -236,7 +286,7 @@ def training_settings(recipe: dict) -> dict:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(v, f"{key}.{k}")
-        elif key not in IGNORED:
+        elif key not in ignored:
             flat[key] = value
 
     for section in COMPARED:
@@ -350,9 +400,10 @@ def main(argv: list[str] | None = None) -> None:
     from finsent.outputs import write_text_atomic
 
     rows = runs(loaded)
-    write_text_atomic(results / "quality.md", table(rows))
+    text = table(rows) + builds_table(builds(loaded))
+    write_text_atomic(results / "quality.md", text)
     plot(rows, results / "quality.png")
-    print(table(rows), end="")
+    print(text, end="")
 
     command = f"python build/bench/quality_table.py --reference {args.reference}"
     if results.resolve() != RESULTS:

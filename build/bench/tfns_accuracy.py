@@ -161,7 +161,7 @@ def main() -> None:
 
     from finsent.benchmarks import load_benchmark
     from finsent.classify import FinSentClassifier
-    from finsent.data import load_mixture
+    from finsent.data import training_data
     from finsent.devsplit import file_sha256, score_dev
     from finsent.finetune import run_finetune
     from finsent.merge import run_merge
@@ -223,7 +223,7 @@ def main() -> None:
     if adapter is None and recipe.finetune.dev_fraction:  # the dev rows training would have held out and scored
         f = recipe.finetune
         t = time.perf_counter()
-        dev = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction).dev
+        dev = training_data(f).dev
         training["dev"] = score_dev(FinSentClassifier(model, tokenizer, batch_size=32), dev, 32)
         mark("dev", t)
     # The guard of the 7-class prompt: a 3-class gain must not come from breaking it (not used to choose).
@@ -242,7 +242,7 @@ def main() -> None:
               "data_sha256": {src.path: file_sha256(src.path) for src in recipe.finetune.data},
               "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
               "selection": {"split": f"dev: {recipe.finetune.dev_fraction} of each training source, stratified by "
-                                     f"label, seed {recipe.finetune.seed} (row ids in the adapter's dev_split.json, "
+                                     f"label, seed {recipe.finetune.split_seed} (row ids in the adapter's dev_split.json, "
                                      "or drawn again by finsent.devsplit when nothing was trained)",
                             "metric": "dev accuracy"} if recipe.finetune.dev_fraction else None,
               "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),

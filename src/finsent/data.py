@@ -263,9 +263,9 @@ class LoadedData:
 
 
 def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bool = False,
-                 dev_fraction: float = 0.0) -> LoadedData:
-    """Read every source, hold out its dev rows (``finsent.devsplit.carve``), apply weights to the rest, and
-    shuffle the mix with ``seed`` (deterministic)."""
+                 dev_fraction: float = 0.0, dev_seed: int | None = None) -> LoadedData:
+    """Read every source, hold out its dev rows (``finsent.devsplit.carve``, seeded by ``dev_seed``, else
+    ``seed``), apply weights to the rest, and shuffle the mix with ``seed`` (deterministic)."""
     from .devsplit import carve
 
     if not sources:
@@ -275,7 +275,7 @@ def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bo
     stats, dev = [], {}
     for src in sources:
         rows = load_source(src, skip_bad_rows=skip_bad_rows)
-        train, held = carve(rows, dev_fraction, seed, src.path)
+        train, held = carve(rows, dev_fraction, seed if dev_seed is None else dev_seed, src.path)
         if held:
             dev.setdefault(src.path, []).extend(held)
         used = weighted(train, src.weight, rng)
@@ -285,6 +285,13 @@ def load_mixture(sources: list[DataSource], *, seed: int = 42, skip_bad_rows: bo
                       "rows_read": len(rows), "rows_dev": len(held), "rows_used": len(used)})
     rng.shuffle(mixed)
     return LoadedData(mixed, stats, dev)
+
+
+def training_data(f) -> LoadedData:
+    """A recipe's ``finetune`` data (a ``FinetuneSection``) as training reads it: the same rows, dev split and
+    order wherever it is read (training, an activation prune's calibration, the vocabulary, dev scoring)."""
+    return load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction,
+                        dev_seed=f.split_seed)
 
 
 # --- Example -> token ids ---------------------------------------------------------------------------

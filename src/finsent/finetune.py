@@ -183,7 +183,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
 
-    from .data import EncodedDataset, collate, load_mixture
+    from .data import EncodedDataset, collate, training_data
     from .devsplit import score_model
     from .models import locate_model
     from .prompts import PromptEncoder
@@ -260,7 +260,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
                             f"{exc}") from None
     context = getattr(model.config, "max_position_embeddings", None) or f.max_length
 
-    data = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction)
+    data = training_data(f)
     encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
     dataset = EncodedDataset(encoder, data.examples, f.loss)
     lengths = dataset.lengths()
@@ -277,7 +277,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     logger.info("%s: %d trainable parameters", "LoRA" if f.method == "lora" else "full fine-tuning", trainable)
     if data.dev:
         logger.info("dev split: %d rows held out of training (%s of each source, seed %d)",
-                    sum(map(len, data.dev.values())), f.dev_fraction, f.seed)
+                    sum(map(len, data.dev.values())), f.dev_fraction, f.split_seed)
     if world > 1:
         logger.info("%d processes (%s): %d rows an optimizer step (%d a device x %d accumulation x %d)", world,
                     "FSDP " + f.fsdp if f.fsdp else "DDP", f.batch_size * f.grad_accum * world, f.batch_size,
@@ -360,12 +360,18 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
                 from .devsplit import split_record
 
                 write_text_atomic(tmp / "dev_split.json",
-                                  json.dumps(split_record(f.dev_fraction, f.seed, data.dev), indent=1) + "\n")
+                                  json.dumps(split_record(f.dev_fraction, f.split_seed, data.dev), indent=1) + "\n")
             write_report("training", report, tmp / "training.json")
             _plot_loss(report["log"], tmp / "loss.png", recipe.name)
             work.rename(tmp / "checkpoints")  # last: a failure before this keeps them for --resume
 
     _on_rank0(world, rank, write, f"wrote {out_dir}")
+    if world > 1:
+        # Left to interpreter exit, gloo's threads were sometimes torn down under a live process group, and rank 0
+        # aborted ("terminate called without an active exception") after OUT was written.
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     logger.info("adapter saved to %s (%d steps, train loss %.4f, %.0f tokens/s)", out_dir, report["steps"],
                 report["train_loss"], report["tokens_per_second"] or 0)
     return out_dir

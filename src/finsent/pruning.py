@@ -207,18 +207,18 @@ def calibration_texts(recipe) -> list[str] | None:
     """The texts an activation-scored prune runs through the model, or None for a weight-only method.
 
     ``prune.calibration_rows`` training rows of the recipe's own ``finetune.data``, drawn with its seed after
-    the dev split is held out (``finsent.data.load_mixture``), so dev rows never steer which neurons stay;
+    the dev split is held out (``finsent.data.training_data``), so dev rows never steer which neurons stay;
     each is the full training line (prompt and answer), the text the model is tuned on afterwards.
     """
     import random
 
-    from .data import load_mixture
+    from .data import training_data
     from .prompts import training_text
 
     if canonical_method(recipe.prune.method) not in ACTIVATION_METHODS:
         return None
     f = recipe.finetune
-    rows = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction).examples
+    rows = training_data(f).examples
     picked = random.Random(f.seed).sample(rows, min(recipe.prune.calibration_rows, len(rows)))
     return [training_text(e.instruction, e.text, e.answer) for e in picked]
 
@@ -230,14 +230,14 @@ def vocab_rows(recipe) -> list[tuple[str, str, str]] | None:
     which tokens stay), as (instruction, text, answer); then, so that every prompt of the classifier keeps its
     tokens whatever the recipe trains on, each scheme's instruction for each kind with each of its labels.
     """
-    from .data import load_mixture
+    from .data import training_data
     from .labels import SCHEMES
     from .prompts import KINDS, instruction
 
     if recipe.prune.vocab_first is None:
         return None
     f = recipe.finetune
-    rows = load_mixture(f.data, seed=f.seed, skip_bad_rows=f.skip_bad_rows, dev_fraction=f.dev_fraction).examples
+    rows = training_data(f).examples
     prompts = [(instruction(scheme, kind), label, label) for scheme, labels in SCHEMES.items() for kind in KINDS
                for label in labels]
     return [(e.instruction, e.text, e.answer) for e in rows] + prompts

@@ -108,12 +108,20 @@ class FinetuneSection:
     # Held-out dev split carved from the training files (seeded by ``seed``, stratified by source and label,
     # rows with the same text kept on one side): settings are chosen on it, never on a benchmark. 0 = none.
     dev_fraction: float = 0.0
+    # The dev split's own seed (null = ``seed``): builds that differ only in ``seed`` (weights, row order) are
+    # then scored on the same rows, so their spread measures the training's noise, not the split's.
+    dev_seed: int | None = None
     dev_every: int = 0  # also score the dev split every N optimizer steps (0: at the end only)
     # Knowledge distillation after pruning: a model folder or Hub id (e.g. the unpruned base fine-tuned on the
     # same data) whose next-token distribution at the answer positions the student also learns (trainer.Distill).
     distill_from: str | None = None
     distill_alpha: float = 0.5  # loss = (1 - alpha) x answer cross-entropy + alpha x T^2 x KL(teacher || student)
     distill_temperature: float = 1.0
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that carves the dev split: ``dev_seed``, or ``seed`` when it is not set."""
+        return self.seed if self.dev_seed is None else self.dev_seed
 
 
 @dataclass
@@ -435,6 +443,7 @@ def _check(recipe: Recipe, where: str) -> None:
     need(f.max_length >= 16, "finetune.max_length", ">= 16 tokens", f.max_length)
     choice("finetune.precision", f.precision, ("auto", "fp32", "bf16", "fp16"))
     need(f.seed >= 0, "finetune.seed", ">= 0", f.seed)
+    need(f.dev_seed is None or f.dev_seed >= 0, "finetune.dev_seed", ">= 0 (or null)", f.dev_seed)
     need(f.logging_steps >= 1, "finetune.logging_steps", ">= 1", f.logging_steps)
     need(f.save_steps >= 1, "finetune.save_steps", ">= 1", f.save_steps)
     need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)

@@ -130,7 +130,7 @@ class Release:
         calibration = None
         if canonical_method(r.prune.method) in ACTIVATION_METHODS or r.prune.vocab_first is not None:
             f = r.finetune
-            calibration = [data, f.seed, f.dev_fraction, f.skip_bad_rows]
+            calibration = [data, f.seed, f.split_seed, f.dev_fraction, f.skip_bad_rows]
         fp = {"prune": _fingerprint(code, asdict(r.model), asdict(r.prune), _local_inputs([r.model.base]),
                                     calibration)}
         if r.finetune.enabled:
