@@ -146,6 +146,9 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
             "items_s": result["dev"].get("items_per_second"), "wall_min": result["wall_seconds"] / 60,
             "resumed": bool(result.get("resumed_from_step")),
             "peak_gb": result["peak_memory_mb"] / 1024, "commit": result["git_commit"][:8],
+            # a GPU run's own peak is the GPU's (training.json: torch's peak allocation), not the host process's
+            "gpu_peak_gb": (result["training"].get("peak_memory_mb") or 0) / 1024
+            if (trained_on(result) or "").startswith("GPU") else None,
             "device": trained_on(result),
         })
     return sorted(found, key=lambda r: (r["params"], -1 if r["dev3"] is None else r["dev3"], r["run"]))
@@ -163,13 +166,15 @@ def table(rows: list[dict]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * seven_dev +
              "---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
+        gpu = "" if r["gpu_peak_gb"] is None else f" (GPU {r['gpu_peak_gb']:.1f} GB)"
         lines.append(f"| {r['run']} | {r['method']} | {r['prune']} | {r['params'] / 1e6:.1f}M | {_cell(r['epochs'])} | "
                      f"{r['lr']:g} | {_cell(r['dev3'], '{:.4f}')} | {r['dev']:.4f} | {r['dev_f1']:.4f} | "
                      f"{_cell(r['tfns_dev'], '{:.4f}')} | {_cell(r['fpb_dev'], '{:.4f}')} | "
                      + f"{_cell(r['finsent_dev'], '{:.4f}')} | " * seven_dev +
                      f"{_cell(r['tfns_valid'], '{:.4f}')} | {_cell(r['seven'], '{:.3f}')} | "
                      f"{_cell(r['items_s'], '{:.1f}')} | {r['wall_min']:.0f} min{' (resumed part)' * r['resumed']} | "
-                     f"{r['peak_gb']:.1f} GB | {_cell(r['device'])} | {r['commit']} |")
+                     f"{r['peak_gb']:.1f} GB{gpu} | "
+                     f"{_cell(r['device'])} | {r['commit']} |")
     note = ("\ndev TFNS+FPB: " + METRIC + ". dev acc (all sources) also counts the rows of any other source a run "
             "trains on (the finsent 7-class headlines), so it compares only runs with the same sources.\n")
     return "\n".join(lines) + "\n" + note
