@@ -13,6 +13,7 @@ PY=${PY:-python3}
 logs=${1:?usage: JOBS | side_by_side.sh LOG_DIR}
 mkdir -p "$logs"
 pids=()
+set -f  # the arguments split on spaces but are never globbed (a --set value may hold [ ] or *)
 while read -r tag args; do
   [ -n "$tag" ] || continue
   case $tag in *[!A-Za-z0-9._-]*) echo "bad tag: $tag" >&2; exit 2;; esac
@@ -20,6 +21,7 @@ while read -r tag args; do
   OMP_NUM_THREADS=2 "$PY" build/bench/tfns_accuracy.py --tag "$tag" $args > "$logs/$tag.log" 2>&1 &
   pids+=($!)
 done
+set +f
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
 grep -h "dev split" "$logs"/*.log || true
