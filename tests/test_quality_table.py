@@ -233,7 +233,8 @@ def test_builds_of_one_setting_on_one_dev_split_show_their_spread(qt, results):
         run["recipe_contents"]["finetune"].update(seed=seed, dev_seed=dev_seed, dev_every=100)
         (results / f"tfns_accuracy-seed{seed}.json").write_text(json.dumps(run))
     qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
-    rows = qt.builds(qt.load(results))
+    loaded = qt.load(results)
+    rows = qt.builds(loaded, qt.runs(loaded))
     # lora-r8-dev (seed 42 by default): 813 + 303 = 1116 right of 1318; seed 43: 1100; seed 44: 1136
     assert rows == [{"setting": "LoRA r8, 40% pruned, lr 0.002", "runs": ["lora-r8-dev", "seed43", "seed44"],
                      "seeds": [42, 43, 44], "mean": 0.8477, "sd": 0.0137, "min": 0.8346, "max": 0.8619}]

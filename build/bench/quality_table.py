@@ -225,33 +225,35 @@ def plot(rows: list[dict], path: Path) -> None:
 SEEDS = ("finetune.seed", "finetune.dev_seed", "finetune.dev_every", "finetune.logging_steps", "finetune.save_steps")
 
 
-def builds(loaded: list[tuple[str, dict]]) -> list[dict]:
+def builds(loaded: list[tuple[str, dict]], rows: list[dict]) -> list[dict]:
     """Settings built two or more times, scored on one dev split: every training setting equal except the seed
     (``finetune.dev_seed`` fixes the split while ``finetune.seed`` moves), on any device. Their spread is the
-    noise a choice between settings has to beat. One row per setting, the runs of each in tag order."""
+    noise a choice between settings has to beat. ``rows``: ``runs(loaded)``, which names each setting. One row per
+    setting, the runs of each in tag order."""
     from statistics import mean, stdev
 
-    named = {r["run"]: r for r in runs(loaded)}
+    named = {r["run"]: r for r in rows}
+    defaults = section_defaults("finetune")
     groups: dict[str, list] = {}
     for tag, result in loaded:
         settings = training_settings(result["recipe_contents"], SEEDS)
-        f = result["recipe_contents"]["finetune"]
-        split = f.get("dev_seed") if f.get("dev_seed") is not None else f.get("seed", 42)
+        f = {**defaults, **result["recipe_contents"]["finetune"]}  # a run older than dev_seed: the split is seed's
+        split = f["seed"] if f["dev_seed"] is None else f["dev_seed"]
         key = json.dumps([settings, is_pruned(result), split], sort_keys=True, default=str)
         if comparable_dev(result) is not None:
             groups.setdefault(key, []).append((tag, result))
-    rows = []
+    found = []
     for members in groups.values():
         if len(members) < 2:
             continue
         scores = [comparable_dev(result) for _, result in members]
         first = named[members[0][0]]
-        rows.append({"setting": f"{first['method']}, {first['prune']} pruned, lr {first['lr']:g}",
+        found.append({"setting": f"{first['method']}, {first['prune']} pruned, lr {first['lr']:g}",
                      "runs": [tag for tag, _ in members],
-                     "seeds": [r["recipe_contents"]["finetune"].get("seed", 42) for _, r in members],
+                     "seeds": [r["recipe_contents"]["finetune"].get("seed", defaults["seed"]) for _, r in members],
                      "mean": round(mean(scores), 4), "sd": round(stdev(scores), 4),
                      "min": min(scores), "max": max(scores)})
-    return sorted(rows, key=lambda r: r["setting"])
+    return sorted(found, key=lambda r: r["setting"])
 
 
 def builds_table(rows: list[dict]) -> str:
@@ -406,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     from finsent.outputs import write_text_atomic
 
     rows = runs(loaded)
-    text = table(rows) + builds_table(builds(loaded))
+    text = table(rows) + builds_table(builds(loaded, rows))
     write_text_atomic(results / "quality.md", text)
     plot(rows, results / "quality.png")
     print(text, end="")

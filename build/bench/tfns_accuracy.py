@@ -242,8 +242,8 @@ def main() -> None:
               "data_sha256": {src.path: file_sha256(src.path) for src in recipe.finetune.data},
               "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
               "selection": {"split": f"dev: {recipe.finetune.dev_fraction} of each training source, stratified by "
-                                     f"label, seed {recipe.finetune.split_seed} (row ids in the adapter's dev_split.json, "
-                                     "or drawn again by finsent.devsplit when nothing was trained)",
+                                     f"label, seed {recipe.finetune.split_seed} (row ids in the adapter's "
+                                     "dev_split.json, or drawn again by finsent.devsplit when nothing was trained)",
                             "metric": "dev accuracy"} if recipe.finetune.dev_fraction else None,
               "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),
               "seven_class_test": seven,
