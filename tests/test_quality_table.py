@@ -243,3 +243,24 @@ def test_builds_of_one_setting_on_one_dev_split_show_their_spread(qt, results):
             "0.8346 - 0.8619 |") in text.split("### Builds of one setting")[1]
     cost = json.loads((results / "pruning_cost.json").read_text())
     assert "seed43" not in [r["run"] for r in cost["rows"]]  # another seed is another training for the curve
+
+
+def test_averaged_runs_show_their_last_weights_beside_the_mean(qt, results):
+    """A run with finetune.average_from scores its last weights and the mean in one training: quality.md puts the
+    two TFNS + FPB dev scores side by side, and the method says how the weights were made."""
+    run = result(recipe(), 102_685_248, {TFNS: (955, 0.8513), FPB: (363, 0.8430)}, 0.85)
+    run["recipe_contents"]["finetune"]["average_from"] = 0.5
+    run["weight_average"] = {"from": 0.5, "first_step": 410, "steps_averaged": 409, "dev_last_weights": {
+        "n": 1318, "accuracy": 0.84, "per_source": {TFNS: {"n": 955, "accuracy": 0.8408},
+                                                    FPB: {"n": 363, "accuracy": 0.8347}}}}
+    (results / "tfns_accuracy-avg.json").write_text(json.dumps(run))
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
+    loaded = qt.load(results)
+    # last weights: 803 + 303 = 1106 of 1318; the mean: 813 + 306 = 1119
+    assert qt.averaged(loaded) == [{"run": "avg", "from": 0.5, "steps": 409, "last": 0.8392, "mean": 0.849,
+                                    "n": 1318, "rows": 13}]
+    text = (results / "quality.md").read_text()
+    assert "| avg | 50% | 409 | 0.8392 | 0.8490 | +13 of 1318 |" in text.split("### Weights averaged")[1]
+    assert "| avg | LoRA r8, weights averaged from 50% of the run | 40% |" in text
+    cost = json.loads((results / "pruning_cost.json").read_text())
+    assert "avg" not in [r["run"] for r in cost["rows"]]  # averaged weights are another training for the curve

@@ -12,7 +12,8 @@ trains on them), TFNS validation where it was reported (once, for the chosen rec
 the model as trained, wall time and peak memory. Writes results/quality.md and results/quality.png (the
 comparable dev accuracy against parameters). quality.md ends with the settings built more than once on one dev
 split (``finetune.seed`` varied, ``finetune.dev_seed`` held): mean, standard deviation and range of their dev
-scores, the noise a choice between settings has to beat.
+scores, the noise a choice between settings has to beat; then, for runs that averaged their weights
+(``finetune.average_from``), the dev score of their last weights beside the mean's.
 
 It also writes results/pruning_cost.json and results/pruning_cost.png: the runs trained exactly as the
 reference run (``--reference TAG``; every setting of the recipe's model, prune, finetune and merge sections
@@ -127,6 +128,8 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
         elif f.get("distill_from"):
             temperature = f.get("distill_temperature", 1.0)
             method += f" + KD (alpha {f['distill_alpha']}" + (f", T {temperature:g})" if temperature != 1 else ")")
+        if f.get("average_from") is not None:
+            method += f", weights averaged from {f['average_from']:.0%} of the run"
         if is_pruned(result) and recipe["prune"].get("method", "ppm") != "ppm":
             method += f", {recipe['prune']['method']}-scored prune"
         if is_pruned(result) and recipe["prune"].get("vocab_first") is not None:
@@ -269,6 +272,35 @@ def builds_table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def averaged(loaded: list[tuple[str, dict]]) -> list[dict]:
+    """Runs that averaged their weights (``finetune.average_from``): the dev TFNS+FPB of their last weights and of
+    the mean, both scored in the one run, so the difference is the averaging's alone (same training, same rows)."""
+    found = []
+    for tag, result in loaded:
+        average = result.get("weight_average")
+        if not average or not average.get("dev_last_weights"):
+            continue
+        last = tfns_fpb({"dev": average["dev_last_weights"], "recipe_contents": result["recipe_contents"]})
+        mean = tfns_fpb(result)
+        if last and mean:
+            found.append({"run": tag, "from": average["from"], "steps": average["steps_averaged"],
+                          "last": last["accuracy"], "mean": mean["accuracy"], "n": mean["n"],
+                          "rows": round(correct_rows(mean) - correct_rows(last))})
+    return found
+
+
+def averaged_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = ["\n### Weights averaged\n", "Runs with `finetune.average_from`: dev TFNS+FPB of the last weights and of "
+             "their mean over the run's last steps, both from the one training.\n",
+             "| run | averaged from | steps averaged | last weights | averaged | dev rows gained |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['run']} | {r['from']:.0%} | {r['steps']} | {r['last']:.4f} | {r['mean']:.4f} | "
+              f"{r['rows']:+d} of {r['n']} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 # --- what pruning costs ------------------------------------------------------------------------------------
 
 
@@ -408,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     from finsent.outputs import write_text_atomic
 
     rows = runs(loaded)
-    text = table(rows) + builds_table(builds(loaded, rows))
+    text = table(rows) + builds_table(builds(loaded, rows)) + averaged_table(averaged(loaded))
     write_text_atomic(results / "quality.md", text)
     plot(rows, results / "quality.png")
     print(text, end="")

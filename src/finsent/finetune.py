@@ -188,7 +188,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     from .models import locate_model
     from .prompts import PromptEncoder
     from .reports import write_report
-    from .trainer import DevCallback, FinSentTrainer, ThroughputCallback, autocast_dtype
+    from .trainer import DevCallback, FinSentTrainer, ThroughputCallback, WeightAverage, autocast_dtype
 
     f = recipe.finetune
     _check_settings(recipe)
@@ -293,10 +293,14 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         logger.warning("finetune.fsdp %r: FSDP is not available on %s, training with DDP (every process holds the "
                        "whole model)", f.fsdp, device)
     trainer.add_callback(ThroughputCallback(trainer))
-    dev_probe = DevCallback(tokenizer, data.dev, f.dev_every) if data.dev and f.dev_every and world == 1 else None
-    for callback in ([dev_probe] if dev_probe else []) + list(callbacks or []):
-        trainer.add_callback(callback)
     checkpoints = sorted(work.glob("checkpoint-*"), key=_step_of) if resume else []
+    # before the dev probe: a probe at step N scores a mean that already holds step N
+    average = (WeightAverage(model, f.average_from, str(checkpoints[-1]) if checkpoints else None)
+               if f.average_from is not None else None)
+    dev_probe = (DevCallback(tokenizer, data.dev, f.dev_every, average)
+                 if data.dev and f.dev_every and world == 1 else None)
+    for callback in [c for c in (average, dev_probe) if c] + list(callbacks or []):
+        trainer.add_callback(callback)
     resumed_from = _step_of(checkpoints[-1]) if checkpoints else None
     if resume and not checkpoints:
         logger.warning("--resume: no checkpoint in %s or %s, starting from scratch", work, out_dir / "checkpoints")
@@ -311,6 +315,10 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     # FSDP: the LoRA weights are sharded; gathering them is a collective too (rank 0 then saves them).
     state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
 
+    if average is not None:
+        # the last weights' dev score first: the run itself then says what averaging gained
+        dev_last = score_model(model, tokenizer, data.dev) if data.dev and rank == 0 else None
+        average.apply()
     dev = score_model(model, tokenizer, data.dev) if data.dev and rank == 0 else None
     state = trainer.state
     report = {
@@ -344,6 +352,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         "distill": {"from": f.distill_from, "alpha": f.distill_alpha, "temperature": f.distill_temperature}
         if distill else None,
         "dev_curve": dev_probe.curve if dev_probe else [],
+        "weight_average": {**average.summary(), "dev_last_weights": dev_last} if average is not None else None,
         "precision": str(amp).replace("torch.", "") if amp is not None else "float32",
         "device": device,
         "threads": torch.get_num_threads(),
@@ -435,6 +444,9 @@ def _check_settings(recipe: Recipe) -> None:
         raise RecipeError(f"{recipe.source or recipe.name}: finetune.data is empty: name at least one source")
     if f.share_prefix and not f.fast_loss:
         raise FinetuneError("finetune.share_prefix needs finetune.fast_loss (it feeds the label-position loss)")
+    if f.average_from is not None and f.fsdp:
+        raise FinetuneError("finetune.average_from averages whole weights, which FSDP shards over the processes: "
+                            "set finetune.fsdp: null (DDP) or finetune.average_from: null")
 
 
 def _peak_memory_mb(device: str) -> float:

@@ -117,6 +117,9 @@ class FinetuneSection:
     distill_from: str | None = None
     distill_alpha: float = 0.5  # loss = (1 - alpha) x answer cross-entropy + alpha x T^2 x KL(teacher || student)
     distill_temperature: float = 1.0
+    # Tail averaging (trainer.WeightAverage): the final weights are the mean of the weights after every optimizer
+    # step from this fraction of the run on (0.5: the second half), instead of the last step's. null = the last.
+    average_from: float | None = None
 
     @property
     def split_seed(self) -> int:
@@ -459,6 +462,8 @@ def _check(recipe: Recipe, where: str) -> None:
          f.distill_alpha)
     need(finite(f.distill_temperature) and f.distill_temperature > 0, "finetune.distill_temperature", "> 0",
          f.distill_temperature)
+    need(f.average_from is None or (finite(f.average_from) and 0 <= f.average_from < 1), "finetune.average_from",
+         "in [0, 1) (or null)", f.average_from)
 
     choice("merge.dtype", recipe.merge.dtype, MERGE_DTYPES)
     need(finite(recipe.merge.tolerance) and recipe.merge.tolerance > 0, "merge.tolerance", "> 0",

@@ -23,9 +23,12 @@ Used by ``finsent finetune`` (``finsent.finetune``) and ``build/bench/finetune_s
 from __future__ import annotations
 
 import logging
+import math
 import time
 import types
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +36,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from .data import IGNORE
+from .errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -249,12 +253,94 @@ class ThroughputCallback(TrainerCallback):
             logs["tokens_per_second"] = round((tokens - self.start_tokens) / elapsed, 1)
 
 
+class WeightAverage(TrainerCallback):
+    """Tail averaging (``finetune.average_from``): the uniform mean of every trainable weight after each optimizer
+    step from the step at that fraction of the run to the end, which ``apply`` then puts in place of the last
+    weights (Polyak-Ruppert averaging; SWA, Izmailov et al. 2018, arXiv:1803.05407, does the same along a cyclic
+    schedule, here along the run's own decaying one). It smooths the step-to-step noise the last weights carry.
+
+    The mean is float32, one copy of the trainable weights (412 MB for 103M of them), updated in place
+    (mean += (w - mean) / n). Each checkpoint stores it (``FILE``, with n and the first step) so that ``--resume``
+    continues the same mean; a checkpoint past the first step without it cannot, and is refused.
+    """
+
+    FILE = "weight_average.safetensors"
+
+    def __init__(self, model, fraction: float, resume_from: str | None = None):
+        self.params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        self.fraction, self.resume_from = fraction, resume_from
+        self.mean: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.first_step: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.first_step = max(1, math.ceil(self.fraction * state.max_steps))
+        if not self.resume_from:
+            return
+        path = Path(self.resume_from) / self.FILE
+        if path.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as saved:
+                meta = saved.metadata()
+                if int(meta["first_step"]) != self.first_step or set(saved.keys()) != set(self.params):
+                    raise UsageError(f"{path} averages from step {meta['first_step']} over other weights: not "
+                                     f"this run's mean (from step {self.first_step})")
+                self.mean = {name: saved.get_tensor(name) for name in self.params}
+                self.count = int(meta["count"])
+        elif state.global_step >= self.first_step:
+            raise UsageError(f"cannot resume the weight average from {self.resume_from}: it has no {self.FILE} "
+                             f"but the average started at step {self.first_step}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step < self.first_step:
+            return
+        self.count += 1
+        with torch.no_grad():
+            for name, p in self.params.items():
+                if name in self.mean:
+                    self.mean[name].add_(p.detach().float() - self.mean[name], alpha=1 / self.count)
+                else:
+                    self.mean[name] = p.detach().float().clone()
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.count and state.is_world_process_zero:
+            from safetensors.torch import save_file
+
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            save_file({k: v.contiguous() for k, v in self.mean.items()}, str(folder / self.FILE),
+                      metadata={"count": str(self.count), "first_step": str(self.first_step)})
+
+    @contextmanager
+    def swapped(self):
+        """The averaged weights in place of the current ones for the duration (a dev probe scores them)."""
+        current = {name: p.detach().clone() for name, p in self.params.items()}
+        self.apply()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.copy_(current[name])
+
+    def apply(self) -> None:
+        """Put the mean in place of the weights (cast to their dtype). Nothing to do before the first step."""
+        with torch.no_grad():
+            for name, mean in self.mean.items():
+                self.params[name].copy_(mean)
+
+    def summary(self) -> dict:
+        return {"from": self.fraction, "first_step": self.first_step, "steps_averaged": self.count}
+
+
 class DevCallback(TrainerCallback):
     """Scores the dev split (``finsent.devsplit``) every ``every`` optimizer steps: the curve that epochs and
-    checkpoints are chosen by, kept in ``curve`` (training.json's ``dev_curve``)."""
+    checkpoints are chosen by, kept in ``curve`` (training.json's ``dev_curve``). With a ``WeightAverage``
+    under way, each point also scores the averaged weights (``average_accuracy``): one run then compares them."""
 
-    def __init__(self, tokenizer, dev: dict, every: int):
+    def __init__(self, tokenizer, dev: dict, every: int, average: WeightAverage | None = None):
         self.tokenizer, self.dev, self.every, self.curve = tokenizer, dev, every, []
+        self.average = average
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every:
@@ -269,6 +355,13 @@ class DevCallback(TrainerCallback):
                            "seconds": round(time.perf_counter() - start, 1)})
         logger.info("step %d: dev accuracy %.4f, macro-F1 %.4f (%.0f s)", state.global_step, result["accuracy"],
                     result["macro_f1"], time.perf_counter() - start)
+        if self.average is not None and self.average.count > 1:  # one step averaged is the current weights
+            with self.average.swapped():
+                averaged = score_model(model, self.tokenizer, self.dev)
+            self.curve[-1].update(average_accuracy=averaged["accuracy"], average_macro_f1=averaged["macro_f1"],
+                                  average_steps=self.average.count)
+            logger.info("step %d: dev accuracy %.4f with the weights averaged over the last %d steps",
+                        state.global_step, averaged["accuracy"], self.average.count)
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
