@@ -172,6 +172,44 @@ def test_a_killed_distributed_run_resumes_at_the_next_step(tiny_llama_dir, singl
                                                                                 "recipe-2.yaml", "train.jsonl"]
 
 
+def test_two_processes_killed_and_resumed_average_the_weights_like_one(tiny_llama_dir, tmp_path):
+    """finetune.average_from under DDP: every rank keeps the mean, rank 0 stores it in checkpoint-4, the resumed
+    run continues it, and the saved adapter is the single process's mean of steps 4-8."""
+    import torch
+    from safetensors.torch import load_file
+
+    from finsent.finetune import run_finetune
+
+    (tmp_path / "one").mkdir()
+    threads = torch.get_num_threads()
+    try:
+        single = run_finetune(load_recipe(write_recipe(tmp_path / "one", 4, average_from=0.4)), tiny_llama_dir,
+                              tmp_path / "one" / "adapter")
+    finally:
+        torch.set_num_threads(threads)
+    recipe = write_recipe(tmp_path, 2, average_from=0.4)
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    os.environ["KILL_AT"] = "5"  # after checkpoint-4, whose mean holds step 4 (the first: ceil(0.4 x 8))
+    try:
+        run = torchrun(str(recipe), str(tiny_llama_dir), "adapter", cwd=tmp_path, script=[str(killer)])
+    finally:
+        del os.environ["KILL_AT"]
+    assert run.returncode != 0
+    assert (tmp_path / ".adapter.checkpoints" / "checkpoint-4" / "weight_average.safetensors").is_file()
+    run = torchrun("--recipe", str(recipe), "--base", str(tiny_llama_dir), "--out", "adapter", "--resume",
+                   cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-4000:]
+    report = json.loads((tmp_path / "adapter" / "training.json").read_text())
+    assert report["weight_average"] == json.loads((single / "training.json").read_text())["weight_average"] == {
+        "from": 0.4, "first_step": 4, "steps_averaged": 5, "dev_last_weights": None}
+    got = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    want = load_file(single / "adapter_model.safetensors")
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6)
+
+
 def test_fsdp_is_checked_and_passed_to_the_trainer(tiny_llama_dir, tmp_path):
     from finsent.finetune import FinetuneError, fsdp_arguments, run_finetune
     from finsent.recipes import RecipeError
