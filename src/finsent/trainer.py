@@ -258,6 +258,7 @@ class WeightAverage(TrainerCallback):
     step from the step at that fraction of the run to the end, which ``apply`` then puts in place of the last
     weights (Polyak-Ruppert averaging; SWA, Izmailov et al. 2018, arXiv:1803.05407, does the same along a cyclic
     schedule, here along the run's own decaying one). It smooths the step-to-step noise the last weights carry.
+    With LoRA the trained weights are the A and B matrices: each is averaged, not their product.
 
     The mean is float32, one copy of the trainable weights (412 MB for 103M of them), updated in place
     (mean += (w - mean) / n). Each checkpoint stores it (``FILE``, with n and the first step) so that ``--resume``
