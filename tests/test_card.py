@@ -399,13 +399,15 @@ def test_card_describes_full_fine_tuning_and_distillation(release):
 
     report = training_report()
     report.update(method="full", freeze_embeddings=True, lora=None, trainable_params=74_000_000,
-                  distill={"from": "runs/teacher/merged", "alpha": 0.5, "temperature": 2.0})
+                  distill={"from": "runs/teacher/merged", "alpha": 0.5, "temperature": 2.0},
+                  weight_average={"from": 0.5, "first_step": 410, "steps_averaged": 1409, "dev_last_weights": None})
     (release / "reports" / "training.json").write_text(json.dumps(report))
     text = render_card(recipe_of(release), release)
     tuning = text.split("### Fine-tuning")[1].split("## Prompts")[0]
     assert "Every weight of the pruned model was fine-tuned (the token embeddings kept frozen)." in tuning
     assert "LoRA" not in tuning
     rows = ("| distilled from | runs/teacher/merged (alpha 0.5, temperature 2.0) |\n"
+            "| weights | the mean of the weights after each of the last 1,409 optimizer steps (from step 410) |\n"
             "| trainable parameters | 74,000,000 |")
     assert rows in tuning
 

@@ -84,7 +84,7 @@ TRAINING = Schema(
     nullable=("tokens_per_second", "lora"),
     optional=("base", "fast_loss", "share_prefix", "attn_implementation", "peak_memory_mb", "tokens_per_row",
               "max_length", "device", "threads", "seed", "log", "processes", "fsdp", "resumed_from_step",
-              "method", "freeze_embeddings", "dev", "dev_curve", "distill"),
+              "method", "freeze_embeddings", "dev", "dev_curve", "distill", "weight_average"),
     numbers=("steps", "epochs", "seconds", "trainable_params", "rows"),
     parts=(("lora", _part("training lora", ("r", "alpha", "dropout", "target_modules"))),),
     rows=(("data", _part("training source", ("path",), optional=(
