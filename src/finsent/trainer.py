@@ -261,8 +261,8 @@ class WeightAverage(TrainerCallback):
     With LoRA the trained weights are the A and B matrices: each is averaged, not their product.
 
     The mean is float32, one copy of the trainable weights (412 MB for 103M of them), updated in place
-    (mean += (w - mean) / n). Each checkpoint stores it (``FILE``, with n and the first step) so that ``--resume``
-    continues the same mean; a checkpoint past the first step without it cannot, and is refused.
+    (mean += (w - mean) / n, as one lerp). Each checkpoint stores it (``FILE``, with n and the first step) so
+    that ``--resume`` continues the same mean; a checkpoint past the first step without it cannot, and is refused.
     """
 
     FILE = "weight_average.safetensors"
@@ -299,8 +299,8 @@ class WeightAverage(TrainerCallback):
         self.count += 1
         with torch.no_grad():
             for name, p in self.params.items():
-                if name in self.mean:
-                    self.mean[name].add_(p.detach().float() - self.mean[name], alpha=1 / self.count)
+                if name in self.mean:  # one fused pass, no [weights]-sized temporary each step
+                    self.mean[name].lerp_(p.detach().float(), 1 / self.count)
                 else:
                     self.mean[name] = p.detach().float().clone()
 
