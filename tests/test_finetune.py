@@ -66,11 +66,12 @@ def lora_model(model_dir, seed=0):
     return model
 
 
-def batch_of(model_dir, tmp_path, loss):
+def batch_of(model_dir, tmp_path, loss, repeat=1):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    examples = load_source(DataSource(path=write_finsent(tmp_path / "d.jsonl", 1), schema="finsent", scheme="7"))
+    examples = load_source(DataSource(path=write_finsent(tmp_path / "d.jsonl", repeat), schema="finsent",
+                                      scheme="7"))
     encoder = PromptEncoder(tok, max_length=64)
     return collate([encode_example(encoder, ex, loss) for ex in examples], tok.pad_token_id)
 
@@ -116,6 +117,32 @@ def test_shared_prefix_loss_equals_the_full_pass(tiny_llama_dir, tmp_path, loss)
     assert shared_n == ref_n and shared == pytest.approx(ref, rel=1e-5)
     for a, b in zip(ref_g, shared_g):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_shared_prefix_gradients_repeat_bit_for_bit_on_two_threads(tiny_llama_dir, tmp_path):
+    """Two builds of one seed must train the same weights. Indexing the prefix's keys/values out to the rows
+    (``kv[row_of]``) summed the rows' gradients back with unordered atomic adds on a multi-threaded CPU: the direct
+    recipe's two runs of seed 42 parted at step 4. 66 rows x ~25 prefix tokens: big enough for PyTorch's parallel
+    path (32,768 elements), which a small batch never takes."""
+    from finsent.trainer import token_loss
+
+    model = lora_model(tiny_llama_dir).eval()
+    batch = batch_of(tiny_llama_dir, tmp_path, "answer", repeat=11)
+    assert len(batch["input_ids"]) == 66 and int(batch["prefix_len"].min()) * 66 * 64 > 32768
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(8):
+            model.zero_grad(set_to_none=True)
+            total, count = token_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                      prefix_len=batch["prefix_len"])
+            (total / count).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))
+    finally:
+        torch.set_num_threads(threads)
+    assert grads[0].abs().max() > 0
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
 
 
 def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path):

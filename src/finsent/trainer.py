@@ -112,11 +112,24 @@ def shared_prefix_hidden(body, input_ids, attention_mask, prefix_len=None) -> to
     if row_of is None or len(heads) == n_rows:  # nothing to share
         return body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     head = body(input_ids=heads, use_cache=True)
-    kv = [(k[row_of], v[row_of]) for k, v, *_ in _cache_of(head)]  # [B, kv_heads, P, head_dim] each
+    pick = F.one_hot(row_of, len(heads))  # [B, K]: row b reads prefix row_of[b]
+    kv = [(spread(k, pick), spread(v, pick)) for k, v, *_ in _cache_of(head)]  # [B, kv_heads, P, head_dim] each
     positions = torch.arange(shared, width, device=input_ids.device).expand(n_rows, -1)
     rest = body(input_ids=input_ids[:, shared:], attention_mask=attention_mask, position_ids=positions,
                 use_cache=True, **{_cache_kwarg(body): DynamicCache(ddp_cache_data=kv)})
-    return torch.cat([head.last_hidden_state[row_of], rest.last_hidden_state], dim=1)
+    return torch.cat([spread(head.last_hidden_state, pick), rest.last_hidden_state], dim=1)
+
+
+def spread(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """``t[row_of]`` ([K, ...] -> [B, ...]) as a one-hot matmul, so that its backward is deterministic.
+
+    The backward of ``t[row_of]`` adds each of the B rows' gradients into its prefix's row; on a CPU with more than
+    one thread PyTorch does that with unordered atomic float adds, so two runs of one seed drifted apart within a
+    few steps (step 4 of the direct recipe). A one-hot matmul sums them in a fixed order, on every device, and its
+    forward copies exactly (x * 1 + 0 + ...). Autocast is off so that float32 hidden states stay float32.
+    """
+    with torch.autocast(t.device.type, enabled=False):
+        return (pick.to(t.dtype) @ t.flatten(1)).view(len(pick), *t.shape[1:])
 
 
 def reference_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, int]:
