@@ -27,9 +27,24 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "build" / "bench" / "results"
 
 
+def run_recipe(run: str):
+    """(recipe, its stored contents, merged model folder) of the dev-split run ``run`` of tfns_accuracy.py."""
+    import yaml
+
+    from finsent.recipes import load_recipe
+
+    contents = json.loads((RESULTS / f"tfns_accuracy-{run}.json").read_text())["recipe_contents"]
+    merged = ROOT / "runs" / f"bench-{contents['name']}-{run}" / "merged"
+    if not merged.is_dir():
+        raise SystemExit(f"{merged} is missing: rebuild the run ({run}) with build/bench/tfns_accuracy.py")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:  # load_recipe validates the stored recipe
+        yaml.safe_dump(contents, fh)
+        fh.flush()
+        return load_recipe(fh.name), contents, merged
+
+
 def main(argv=None) -> None:
     import torch
-    import yaml
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finsent.data import training_data
@@ -37,7 +52,6 @@ def main(argv=None) -> None:
     from finsent.outputs import write_text_atomic
     from finsent.provenance import cpu_name, git_commit
     from finsent.pruning import calibration_texts, prune_model, save_trimmed_tokenizer, vocab_rows
-    from finsent.recipes import load_recipe
     from finsent.vocab import kept_ids, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,12 +74,7 @@ def main(argv=None) -> None:
     result = json.loads((RESULTS / f"tfns_accuracy-{args.run}.json").read_text())
     if result.get("pruned", True):
         raise SystemExit(f"{args.run} was pruned before training: give an unpruned run (--no-prune)")
-    contents = result["recipe_contents"]
-    merged = ROOT / "runs" / f"bench-{contents['name']}-{args.run}" / "merged"
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:  # load_recipe validates the stored recipe
-        yaml.safe_dump(contents, fh)
-        fh.flush()
-        recipe = load_recipe(fh.name)
+    recipe, contents, merged = run_recipe(args.run)
     f = recipe.finetune
     data = training_data(f)
     dev = {path: rows for path, rows in data.dev.items() if "finsent" not in path}  # TFNS + FPB rows only
