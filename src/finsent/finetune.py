@@ -377,9 +377,12 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     _on_rank0(world, rank, write, f"wrote {out_dir}")
     if world > 1:
         # Left to interpreter exit, gloo's threads were sometimes torn down under a live process group, and rank 0
-        # aborted ("terminate called without an active exception") after OUT was written.
+        # aborted ("terminate called without an active exception") after OUT was written. Destroying it right
+        # after rank 0's broadcast still let rank 1 abort so, once, on a loaded machine: the ranks meet at a
+        # barrier first, so that neither tears its connections down while the other still uses them.
         import torch.distributed as dist
 
+        _barrier(world)
         dist.destroy_process_group()
     logger.info("adapter saved to %s (%d steps, train loss %.4f, %.0f tokens/s)", out_dir, report["steps"],
                 report["train_loss"], report["tokens_per_second"] or 0)
