@@ -118,6 +118,7 @@ def test_quality_table_sorts_by_size_then_the_comparable_metric(qt, results, cap
                                                             "act-kd", "noprune"]
     act = next(line for line in lines if line.startswith("| act-kd |"))
     assert "| LoRA r8 + KD (alpha 0.5), act-scored prune, from bench-x-p0 | 32% | 109.1M |" in act
+    assert "| full-p60 | full, embeddings trained | 60% |" in lines[0]  # freeze_embeddings unset: false
     header = text.splitlines()[0]
     assert "| dev TFNS+FPB | dev acc (all sources) | dev macro-F1 | TFNS dev | FPB dev | finsent 7-class dev |" \
         in header

@@ -123,6 +123,8 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
         f = recipe["finetune"]
         per = {kind: s["accuracy"] for kind, s in per_source(result).items()}
         method = f"LoRA r{f['lora_r']}" if f.get("method", "lora") == "lora" else "full"
+        if method == "full" and not f.get("freeze_embeddings", False):
+            method += ", embeddings trained"  # every full run froze them until direct-emb-dev
         if not f.get("enabled", True):
             method = "no training"
         elif f.get("distill_from"):
