@@ -125,8 +125,9 @@ def spread(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
 
     The backward of ``t[row_of]`` adds each of the B rows' gradients into its prefix's row; on a CPU with more than
     one thread PyTorch does that with unordered atomic float adds, so two runs of one seed drifted apart within a
-    few steps (step 4 of the direct recipe). A one-hot matmul sums them in a fixed order, on every device, and its
-    forward copies exactly (x * 1 + 0 + ...). Autocast is off so that float32 hidden states stay float32.
+    few steps (step 4 of the direct recipe). A one-hot matmul sums them in a GEMM's fixed order (on a GPU too, where
+    cuBLAS repeats bit for bit on one model of GPU), and its forward copies exactly (x * 1 + 0 + ...). Autocast is
+    off so that float32 hidden states stay float32.
     """
     with torch.autocast(t.device.type, enabled=False):
         return (pick.to(t.dtype) @ t.flatten(1)).view(len(pick), *t.shape[1:])
