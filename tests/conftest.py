@@ -11,6 +11,21 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
+def bench_script():
+    """``bench_script("quality_table")``: a build/bench script loaded as a module (build/ is no package), fresh each
+    call, so that a test may patch its globals."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "build" / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real FPB / TFNS files); tests read it in place, never copy it into the repo."""
     if not (SHARED_DATA / "tfns" / "sent_valid.csv").is_file():

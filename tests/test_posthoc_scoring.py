@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "build" / "bench" / "posthoc_scoring.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("posthoc_scoring", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_offsets_fitted_on_one_half_fix_a_bias_on_the_other():
+def test_offsets_fitted_on_one_half_fix_a_bias_on_the_other(bench_script):
     """Scores that favour neutral by 2 nats: about half of the positive and negative rows fall to neutral; offsets
     fitted on half the rows give them back on the other half."""
-    gains = load_script().offsets_gain
+    gains = bench_script("posthoc_scoring").offsets_gain
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 3, 600)
     scores = np.eye(3)[gold] * 2.0 + rng.normal(0, 0.8, (600, 3))
@@ -33,8 +21,9 @@ def test_offsets_fitted_on_one_half_fix_a_bias_on_the_other():
     assert result == gains(scores, gold, seed=42)  # seeded halvings: the same figures every run
 
 
-def test_no_offset_is_fitted_where_none_helps():
+def test_no_offset_is_fitted_where_none_helps(bench_script):
     """Perfectly ranked scores: the best offsets are (0, 0), ties go to the smallest, so the gain is exactly 0."""
     gold = np.array([0, 1, 2] * 40)
     scores = np.eye(3)[gold] * 3.0
-    assert load_script().offsets_gain(scores, gold, seed=1) == {"mean": 0.0, "sd": 0.0, "halvings": 20}
+    assert bench_script("posthoc_scoring").offsets_gain(scores, gold, seed=1) == {"mean": 0.0, "sd": 0.0,
+                                                                                   "halvings": 20}

@@ -4,7 +4,6 @@ pruning-cost table (the reference run's training at other prune ratios), on resu
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,18 +11,14 @@ import pytest
 
 from finsent.card import read_pruning_cost
 
-SCRIPT = Path(__file__).resolve().parents[1] / "build" / "bench" / "quality_table.py"
 TFNS, FPB, HEADLINES = "../shared/data/tfns/sent_train.csv", "../shared/data/fpb/train.jsonl", \
     "data/finsent-headlines/train.jsonl"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def qt():
-    spec = importlib.util.spec_from_file_location("quality_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def qt(bench_script):
+    return bench_script("quality_table")
 
 
 def recipe(ratio=0.4, lr=2e-3, method="lora", headlines=False) -> dict:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "build" / "bench" / "tfns_accuracy.py"
 ROWS = [("$ALLY - Ally Financial pulls outlook", 0), ("Apple beats estimates, raises dividend", 1),
         ("Markets close flat ahead of Fed minutes", 2), ("$SAN: Deutsche Bank cuts to Hold", 0)]
 
 
 @pytest.fixture()
-def bench(tmp_path, monkeypatch, tiny_llama_dir):
-    spec = importlib.util.spec_from_file_location("tfns_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def bench(tmp_path, monkeypatch, tiny_llama_dir, bench_script):
+    module = bench_script("tfns_accuracy")
     monkeypatch.setattr(module, "ROOT", tmp_path)
     monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
     valid = tmp_path / "sent_valid.csv"

@@ -71,8 +71,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"{path} exists: give --overwrite to replace it")
     recipe, contents, merged = run_recipe(args.run)
     f = recipe.finetune
-    dev = {src: [r for r in rows if r.scheme == "3"] for src, rows in training_data(f).dev.items()
-           if "finsent" not in src}  # TFNS + FPB rows only, as every dev TFNS+FPB figure
+    dev = {src: rows for src, rows in training_data(f).dev.items() if "finsent" not in src}  # TFNS + FPB rows only
     labels = list(SCHEMES["3"])
     classifier = FinSentClassifier.from_pretrained(str(merged), dtype=torch.float32)
     start = time.perf_counter()
@@ -87,7 +86,9 @@ def main(argv=None) -> None:
         truth = np.array([labels.index(r.answer) for r in rows])
         per_source[src] = {"n": len(rows), "own": round(float(np.mean(mine.argmax(1) == truth)), 4),
                            "two_instructions": round(float(np.mean(both.argmax(1) == truth)), 4)}
-        own.append(mine), ensemble.append(both), gold.append(truth)
+        own.append(mine)
+        ensemble.append(both)
+        gold.append(truth)
     own, ensemble, gold = np.concatenate(own), np.concatenate(ensemble), np.concatenate(gold)
     out = {"run": args.run, "model": str(merged.relative_to(ROOT)), "git_commit": git_commit(),
            "recipe_contents": contents, "seed": f.seed, "cpu": cpu_name(), "dtype": "float32",
