@@ -362,3 +362,59 @@ def test_llama3_rope_goes_into_rope_freqs_and_llama_cpp_follows_it(smollm2_dir, 
         assert np.abs(got - ref).max() < 5e-3, kind
         scores[kind] = ref
     assert np.abs(scores["llama3"] - scores["default"]).max() > 0.1  # the scaling did change the model
+
+
+# --- bad inputs: one line naming the problem, found before any model is loaded -----------------------------
+
+
+@pytest.fixture()
+def model_copy(tiny_llama_dir, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(tiny_llama_dir, tmp_path / "model"))
+
+
+def test_export_of_the_current_folder_names_the_output_after_it(model_copy, monkeypatch, capsys):
+    monkeypatch.chdir(model_copy)
+    assert main(["export", ".", "--format", "gguf"]) == 0
+    out = model_copy.parent / "model.f16.gguf"
+    assert capsys.readouterr().out.startswith(f"GGUF (f16): {out} (")
+    assert out.stat().st_size > 0
+    # the same default name again: refused, naming the file that is there
+    assert main(["export", ".", "--format", "gguf"]) == 2
+    assert capsys.readouterr().err == (f"finsent export: error: {out} already exists: pass --overwrite to replace "
+                                       "it\n")
+
+
+@pytest.mark.parametrize("fmt", ["gguf", "onnx", "pipeline"])
+def test_truncated_config_json_is_named_before_the_export(model_copy, tmp_path, capsys, fmt):
+    config = model_copy / "config.json"
+    truncated = config.read_text()[:40]  # an interrupted copy
+    config.write_text(truncated)
+    out = tmp_path / "out"
+    assert main(["export", str(model_copy), "--format", fmt, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert captured.err == (f"finsent export: error: {config}: not valid JSON (Unterminated string starting at, "
+                            "line 3) (fix or replace the file, then export again)\n")
+    assert not out.exists() and config.read_text() == truncated
+
+
+def test_onnx_without_onnx_installed_names_the_extra_before_loading(model_copy, tmp_path, capsys, monkeypatch):
+    import sys
+
+    import transformers
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the missing exporter was named")
+
+    for name in ("onnx", "onnxruntime"):  # `import onnx` fails and find_spec("onnx") is None, installed or not
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
+    out = tmp_path / "out"
+    assert main(["export", str(model_copy), "--format", "onnx", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("finsent export: error: --format onnx needs onnx and onnxruntime, not installed here: "
+                            "pip install 'llama-finsent[runtimes]' (or pip install onnx onnxruntime)\n")
+    assert not out.exists()

@@ -62,7 +62,14 @@ class ExportInputError(UsageError, ValueError):
 
 
 def check_release(folder) -> Path:
-    """``folder`` as a Path if it holds a model (config.json + safetensors + tokenizer), else ExportInputError."""
+    """``folder`` as a Path if it holds a model (config.json + safetensors + tokenizer), else ExportInputError.
+
+    The files are read, not only listed (``models.check_model_folder``: config.json a JSON object naming its
+    model_type, safetensors headers matching their sizes; tokenizer.json JSON), so a truncated or damaged file
+    is named here, before a model is loaded or an output written.
+    """
+    from .models import ModelNotAvailableError, check_model_folder
+
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise ExportInputError(f"{folder} is not a model folder: it has no config.json")
@@ -70,6 +77,15 @@ def check_release(folder) -> Path:
         raise ExportInputError(f"{folder} holds no *.safetensors weights")
     if not (folder / "tokenizer.json").is_file():
         raise ExportInputError(f"{folder} has no tokenizer.json (a fast tokenizer file is needed to export)")
+    try:
+        check_model_folder(folder)
+    except ModelNotAvailableError as exc:
+        raise ExportInputError(f"{exc} (fix or replace the file, then export again)") from None
+    tokenizer = folder / "tokenizer.json"
+    try:
+        json.loads(tokenizer.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportInputError(f"{tokenizer}: not a tokenizer file ({exc}): copy or save the tokenizer again") from None
     return folder
 
 
@@ -123,16 +139,20 @@ def _export(args) -> int:
         path = add_pipeline(release)
         print(f"custom pipeline: {path} (registered in {release / 'config.json'})")
         return 0
+    # Default outputs are named after the folder's real name: "." or "releases/x/.." name none themselves.
+    named = release.resolve()
+    if not named.name and not args.out:
+        raise ExportInputError(f"{release} has no folder name to name the export after: pass --out")
     if args.format == "gguf":
         from .export_gguf import export_gguf
 
-        out = Path(args.out) if args.out else release.with_name(f"{release.name}.{args.quant}.gguf")
+        out = Path(args.out) if args.out else named.with_name(f"{named.name}.{args.quant}.gguf")
         path = export_gguf(release, out, quant=args.quant, overwrite=args.overwrite)
         print(f"GGUF ({args.quant}): {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return 0
     from .export_onnx import export_onnx
 
-    out = Path(args.out) if args.out else release.with_name(f"{release.name}-onnx")
+    out = Path(args.out) if args.out else named.with_name(f"{named.name}-onnx")
     path = export_onnx(release, out, overwrite=args.overwrite)
     print(f"ONNX: {path}")
     return 0

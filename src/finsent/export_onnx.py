@@ -54,6 +54,7 @@ def _wrapper(model):
 
 def export_onnx(release, out, *, overwrite: bool = False) -> Path:
     """Write ``release`` as ``out/model.onnx`` (+ tokenizer); the folder is built aside and renamed when done."""
+    require_onnx()
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -86,6 +87,19 @@ def export_onnx(release, out, *, overwrite: bool = False) -> Path:
         check_graph(graph, tmp / "model.onnx")
     logger.info("wrote %s", out)
     return out
+
+
+def require_onnx() -> None:
+    """UsageError naming the extra to install when the exporter (onnx) or the graph check (onnxruntime) is missing:
+    found before the model is loaded, rather than as an ImportError from inside torch.onnx."""
+    import importlib.util
+
+    from .export_release import RUNTIMES_EXTRA
+
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"--format onnx needs {' and '.join(missing)}, not installed here: {RUNTIMES_EXTRA} "
+                         f"(or pip install {' '.join(missing)})")
 
 
 def dynamo_available() -> bool:
