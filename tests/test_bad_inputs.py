@@ -44,6 +44,16 @@ def binary_stdin(monkeypatch, data: bytes) -> None:
     (b"bytes", "text must be a string, got bytes: b'bytes'"),
     ("Shares \ud800 fell", r"text is not valid Unicode (lone surrogate '\ud800' at character 8): send UTF-8 text"),
     ("caf\udcc3\udca9", "text is not valid UTF-8 (byte 0xc3 at character 4): send UTF-8 text"),
+    # invisible characters only: as empty as a blank line (a model still gave them "neutral" at 0.99)
+    ("\u200b", "text is empty (only invisible characters, such as U+200B ZERO WIDTH SPACE): nothing to classify"),
+    ("\ufeff", "text is empty (only invisible characters, such as U+FEFF ZERO WIDTH NO-BREAK SPACE): "
+                "nothing to classify"),
+    (" \u200c\u200d\u2060\ufeff\n", "text is empty (only invisible characters, such as U+200C ZERO WIDTH NON-JOINER): "
+                                "nothing to classify"),
+    ("\u00ad\u202e\u2066\U000e0041", "text is empty (only invisible characters, such as U+00AD SOFT HYPHEN): "
+                                  "nothing to classify"),
+    ("\x00\x07", "text is empty (only invisible characters, such as U+0000 CONTROL): nothing to classify"),
+    ("\u3164\ufe0f", "text is empty (only invisible characters, such as U+3164 HANGUL FILLER): nothing to classify"),
 ])
 def test_check_text_names_the_problem_and_where(text, message):
     with pytest.raises(InputError) as err:
@@ -53,6 +63,8 @@ def test_check_text_names_the_problem_and_where(text, message):
 
 def test_check_text_strips_and_keeps_long_texts_for_the_encoder_to_cut():
     assert check_text("  Acme beats estimates \n") == "Acme beats estimates"
+    # invisible characters beside a visible one stay: the text is the user's, only its whitespace is trimmed
+    assert check_text("\u200bAcme\u200d beats\ufeff") == "\u200bAcme\u200d beats\ufeff"
     long = "revenue grew " * 5000  # no length limit here: the prompt encoder truncates (truncated=True)
     assert check_text(long) == long.strip()
 
@@ -102,6 +114,15 @@ def test_classify_argument_that_is_not_utf8_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(["classify", "--model", str(tmp_path / "no-model"), "   "], capsys)
     assert code == 2 and err == ("finsent classify: error: argument 1: text is empty (or only whitespace): "
                                  "nothing to classify\n")
+
+
+def test_classify_refuses_a_text_of_invisible_characters_as_empty(monkeypatch, capsys, tmp_path):
+    empty = "text is empty (only invisible characters, such as U+200B ZERO WIDTH SPACE): nothing to classify"
+    code, out, err = run_cli(["classify", "--model", str(tmp_path / "no-model"), "Acme beats", "\u200b\ufeff"], capsys)
+    assert (code, out, err) == (2, "", f"finsent classify: error: argument 2: {empty}\n")
+    binary_stdin(monkeypatch, "Acme beats estimates\n\n\u200b\u200b\n".encode())
+    code, out, err = run_cli(["classify", "--model", str(tmp_path / "no-model")], capsys)
+    assert (code, out, err) == (2, "", f"finsent classify: error: stdin line 3: {empty}\n")
 
 
 def test_classify_without_text_is_a_usage_error(monkeypatch, capsys, tmp_path):

@@ -24,6 +24,9 @@ library, torch and transformers: it runs where finsent is not installed.
 
 from __future__ import annotations
 
+import operator
+import unicodedata
+
 import torch
 from transformers import Pipeline
 
@@ -39,6 +42,56 @@ MAX_LENGTH = 512
 
 def instruction(scheme: str, kind: str) -> str:
     return f"What is the sentiment of this {kind}? Please choose an answer from {{{'/'.join(SCHEMES[scheme])}}}."
+
+
+# finsent's one input-text rule (finsent.prompts.check_text and invisible), copied: this file cannot import
+# finsent. Keep the two equal (tests compare them).
+IGNORABLE = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810), 0x3164,
+                       *range(0xFE00, 0xFE10), 0xFFA0, *range(0xFFF0, 0xFFF9)])
+
+
+def invisible(char: str) -> bool:
+    """Whether one character renders as nothing (whitespace, format, control, default-ignorable)."""
+    code = ord(char)
+    return (char.isspace() or unicodedata.category(char) in ("Cf", "Cc") or code in IGNORABLE
+            or 0xE0000 <= code <= 0xE0FFF)
+
+
+def check_text(text) -> str:
+    """The text stripped, or ValueError saying what is wrong with it (the messages are finsent's)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r:.60}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        if "\udc80" <= char <= "\udcff":  # Python's surrogateescape stand-in for an undecodable byte
+            problem = f"not valid UTF-8 (byte 0x{ord(char) - 0xDC00:02x} at character {exc.start + 1})"
+        else:
+            problem = f"not valid Unicode (lone surrogate {char!r} at character {exc.start + 1})"
+        raise ValueError(f"text is {problem}: send UTF-8 text") from None
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("text is empty (or only whitespace): nothing to classify")
+    if all(map(invisible, stripped)):
+        char = stripped[0]
+        name = unicodedata.name(char, "CONTROL" if unicodedata.category(char) == "Cc" else "UNNAMED")
+        raise ValueError(f"text is empty (only invisible characters, such as U+{ord(char):04X} {name}): "
+                         "nothing to classify")
+    return stripped
+
+
+def check_max_length(value) -> int:
+    """``max_length`` as a whole number of tokens >= 1 (digits in a string too), or ValueError naming it."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < 1:
+        raise ValueError(f"max_length must be a whole number of tokens >= 1, got {value!r:.60}")
+    return number
 
 
 class FinSentPipeline(Pipeline):
@@ -67,7 +120,7 @@ class FinSentPipeline(Pipeline):
                 raise ValueError(f"unknown text kind {kind!r}: choose one of {', '.join(KINDS)}")
             pre["kind"] = kind
         if max_length is not None:
-            pre["max_length"] = int(max_length)
+            pre["max_length"] = check_max_length(max_length)
         if kwargs:
             raise TypeError(f"unexpected option(s) {', '.join(sorted(kwargs))}: use scheme, kind or max_length")
         return pre, {}, {}
@@ -78,13 +131,12 @@ class FinSentPipeline(Pipeline):
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def preprocess(self, text, scheme: str = "3", kind: str = "news", max_length: int = MAX_LENGTH):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"text must be a non-empty string, got {text!r:.60}")
+        text = check_text(text)
         labels = SCHEMES[scheme]
         context = getattr(self.model.config, "max_position_embeddings", None) or max_length
         max_length = min(max_length, context)
         prefix = self._ids(f"Instruction: {instruction(scheme, kind)}\nInput:", special=True)
-        news = self._ids(" " + text.strip())
+        news = self._ids(" " + text)
         cue = self._ids(CUE)
         answers = [self._ids(f" {label}\n") for label in labels]
         room = max_length - len(prefix) - len(cue) - max(map(len, answers))

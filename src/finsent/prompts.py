@@ -14,6 +14,7 @@ and gives training the exact answer-token boundary for an answer-only loss.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from .errors import UsageError
@@ -71,7 +72,10 @@ def check_text(text: object) -> str:
       ``"\\udcff"`` Python makes of a byte that is not UTF-8 in a command-line argument) is refused,
       naming the character's position;
     - leading and trailing whitespace is stripped (it would change tokenization at piece joints), and
-      nothing may be left empty.
+      nothing may be left empty;
+    - it must hold a visible character: a text of only invisible ones (zero-width space U+200B, BOM U+FEFF,
+      joiners, other format or control characters: ``invisible``) is as empty as a blank line, and a
+      model would still give it a confident label.
 
     Over-long texts are not refused: the prompt encoder cuts the news tokens (``truncated=True``).
     Callers that handle many texts call this once per text, so one bad text fails only itself.
@@ -90,7 +94,26 @@ def check_text(text: object) -> str:
     stripped = text.strip()
     if not stripped:
         raise InputError("text is empty (or only whitespace): nothing to classify")
+    if all(map(invisible, stripped)):  # stops at the first visible character: cheap for real texts
+        char = stripped[0]
+        name = unicodedata.name(char, "CONTROL" if unicodedata.category(char) == "Cc" else "UNNAMED")
+        raise InputError(f"text is empty (only invisible characters, such as U+{ord(char):04X} {name}): "
+                         "nothing to classify")
     return stripped
+
+
+# Unicode's Default_Ignorable_Code_Point characters outside categories Cf/Cc (fillers, variation selectors,
+# tags: DerivedCoreProperties.txt); like them they render as nothing.
+IGNORABLE = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810), 0x3164,
+                       *range(0xFE00, 0xFE10), 0xFFA0, *range(0xFFF0, 0xFFF9)])
+
+
+def invisible(char: str) -> bool:
+    """Whether one character renders as nothing: whitespace, a format (Cf) or control (Cc) character, or
+    another default-ignorable code point. The release pipeline file (hf_pipeline.py) keeps a copy: keep both equal."""
+    code = ord(char)
+    return (char.isspace() or unicodedata.category(char) in ("Cf", "Cc") or code in IGNORABLE
+            or 0xE0000 <= code <= 0xE0FFF)
 
 
 clean_text = check_text  # the name the library used first
