@@ -76,3 +76,58 @@ def test_overrides_beat_the_recipe():
     assert (r.finetune.max_steps, r.finetune.skip_bad_rows) == (5, True)
     with pytest.raises(RecipeError, match="finetune.loss"):
         load_recipe(REPO / "build" / "recipes" / "smollm2-135m.yaml", {"finetune.loss": "half"})
+
+
+# --- bounds and command-line overrides: one line naming the key, before any work ----------------------------
+
+BASE = "name: t\nfinetune:\n  data: [{path: x.jsonl, schema: fpb}]\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (BASE + "  batch_size: 99999999999999999999999999\n",
+     "finetune.batch_size must be at most 65,536 (rows in a batch), got 99999999999999999999999999"),
+    (BASE + "  max_steps: 1000000000\n", "finetune.max_steps must be at most 100,000,000 (optimizer steps)"),
+    (BASE + "  max_length: 100000000\n", "finetune.max_length must be at most 1,048,576 (tokens)"),
+    (BASE + "  lora_r: 1000000\n", "finetune.lora_r must be at most 65,536 (the LoRA rank)"),
+    (BASE + "  seed: 4294967296\n", "finetune.seed must be at most 4,294,967,295 (numpy's seed range)"),
+    (BASE + "  epochs: 1e9\n", "finetune.epochs must be at most 10,000 (passes over the data), got 1000000000.0"),
+    (BASE.replace("schema: fpb}", "schema: fpb, limit: 1000000000000000000000000000000}"),
+     "finetune.data[0].limit must be at most 1,000,000,000 (rows)"),
+    (BASE + "eval: {speed_batch_sizes: [1, 1000000]}\n",
+     "eval.speed_batch_sizes[1] must be at most 65,536 (rows in a batch), got 1000000"),
+    (BASE + "export: {agreement_n: 10000000}\n", "export.agreement_n must be at most 1,000,000 (texts)"),
+], ids=lambda v: v.split(" must")[0] if " must" in v else "")
+def test_integers_have_upper_bounds(tmp_path, text, message):
+    path = tmp_path / "big.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{path}: {message}")
+
+
+def test_out_of_bounds_recipe_through_the_command_line_is_one_line(tmp_path, capsys):
+    from finsent.cli import main
+
+    path = tmp_path / "big.yaml"
+    path.write_text(BASE + "  batch_size: 99999999999999999999999999\n")
+    assert main(["eval", "--recipe", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"finsent eval: error: {path}: finetune.batch_size must be at most 65,536 (rows in a "
+                            "batch), got 99999999999999999999999999\n")
+
+
+@pytest.mark.parametrize("command", [["release", "RECIPE", "--runs-dir", "TMP"],
+                                     ["finetune", "--recipe", "RECIPE", "--out", "TMP/adapter"]])
+def test_malformed_set_value_is_one_line_naming_the_override(tmp_path, capsys, command):
+    from finsent.cli import main
+
+    recipe = str(REPO / "build" / "recipes" / "smollm2-135m.yaml")
+    argv = [word.replace("RECIPE", recipe).replace("TMP", str(tmp_path)) for word in command]
+    assert main([*argv, "--set", "finetune.learning_rate=[1,"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"finsent {command[0]}: error: --set finetune.learning_rate: the value '[1,' is not "
+                            "valid YAML (while parsing a flow node; expected the node content, but found "
+                            "'<stream end>'): write a YAML value (5, 1e-3, [a, b], true) or quote text\n")
+    assert not any(tmp_path.iterdir())

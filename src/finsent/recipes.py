@@ -22,6 +22,7 @@ import yaml
 
 from .errors import UsageError
 from .importance import ACTIVATION_METHODS, canonical_method
+from .recipe_checks import check_bounds, check_export
 
 
 class RecipeError(UsageError, ValueError):
@@ -484,7 +485,7 @@ def _check(recipe: Recipe, where: str) -> None:
     for i, size in enumerate(e.speed_batch_sizes):
         need(size >= 1, f"eval.speed_batch_sizes[{i}]", ">= 1", size)
 
-    _check_export(recipe, where, need, choice)
+    check_export(recipe, need, choice)
 
     need(bool(recipe.card.model_name.strip()), "card.model_name", "a name", recipe.card.model_name)
     pub = recipe.publish
@@ -493,14 +494,5 @@ def _check(recipe: Recipe, where: str) -> None:
     need(pub.tag is None or bool(pub.tag.strip()), "publish.tag", "a tag name (or null)", pub.tag)
     need(finite(pub.max_regression) and pub.max_regression >= 0, "publish.max_regression", ">= 0",
          pub.max_regression)
+    check_bounds(recipe, need)  # last: a value below its lower bound is named by the rule above
 
-
-def _check_export(recipe: Recipe, where: str, need, choice) -> None:
-    """export.*: known GGUF types, none twice, and a pruned width that every asked type can pack."""
-    from .export import QUANT_BLOCK
-
-    x = recipe.export
-    for i, quant in enumerate(x.gguf):
-        choice(f"export.gguf[{i}]", quant, tuple(QUANT_BLOCK))
-    need(len(set(x.gguf)) == len(x.gguf), "export.gguf", "a list without repeats", x.gguf)
-    need(x.agreement_n >= 0, "export.agreement_n", ">= 0 (0: not measured)", x.agreement_n)

@@ -424,9 +424,14 @@ def parse_overrides(items: list[str]) -> dict:
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ReleaseError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # the value is read as YAML (a number, a list...): name what is wrong
+            problem = "; ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+            raise ReleaseError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({problem or exc}): "
+                               "write a YAML value (5, 1e-3, [a, b], true) or quote text") from None
     return overrides
 
 
