@@ -12,13 +12,15 @@ path the evaluation used without installing this project.
 from __future__ import annotations
 
 import ast
+import errno
 import logging
 import shutil
+import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import FinsentError
+from .errors import FinsentError, UsageError
 from .models import PUBLISHED_MODEL
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ SPACE_FILES = ("app.py", "requirements.txt")  # copied as they are; README.md is
 
 class SpaceDeployError(FinsentError, RuntimeError):
     """The Space cannot be assembled or uploaded; the message says what to fix."""
+
+
+class ServeAddressError(UsageError, OSError):
+    """``finsent space serve`` cannot listen on the address asked for; the message names it and what to do."""
 
 
 @dataclass
@@ -169,7 +175,7 @@ def register(sub) -> None:
     s = actions.add_parser("serve", help="run the demo locally (blocks; Ctrl-C stops it)")
     s.add_argument("--model", help="folder, Hub id or 'smollm2' (default: $FINSENT_MODEL, newest release, "
                                    "published model)")
-    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--port", type=port_number, default=7860)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on a network)")
     s.add_argument("--space-dir", help="Space source folder (default: the repository's space/)")
     s.set_defaults(func=_serve)
@@ -197,11 +203,57 @@ def _deploy(args) -> int:
     return 0
 
 
+def port_number(value: str) -> int:
+    import argparse
+
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {value!r}")
+    return port
+
+
+def busy_port(host: str, port: int) -> ServeAddressError:
+    return ServeAddressError(f"port {port} on {host} is already in use (another server, or an earlier "
+                             f"`finsent space serve`?): stop it, or pass another port with --port")
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before the model loads, an address the server could not listen on (busy port, unknown host).
+
+    Binds as uvicorn will (SO_REUSEADDR, so a port left in TIME_WAIT passes); a server that took the port
+    since is caught at launch (``_serve``).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ServeAddressError(f"cannot listen on --host {host!r}: {exc.strerror}: pass an address of this "
+                                "machine (127.0.0.1, or 0.0.0.0 to share on a network)") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise busy_port(host, port) from None
+            raise ServeAddressError(f"cannot listen on {host}:{port}: {exc.strerror}: pass another --host or "
+                                    "--port") from None
+
+
 def _serve(args) -> int:
     from .classify import FinSentClassifier
 
+    check_address(args.host, args.port)
     app = load_app(args.space_dir)
     classifier = FinSentClassifier.from_pretrained(args.model)
     print(f"serving {classifier.source} on http://{args.host}:{args.port}", flush=True)
-    app.launch(app.build_demo(classifier), server_name=args.host, server_port=args.port)
+    try:
+        app.launch(app.build_demo(classifier), server_name=args.host, server_port=args.port)
+    except OSError as exc:
+        # Gradio's only OSError at launch: no free port among those it tried ("Cannot find empty port").
+        if "Cannot find empty port" not in str(exc):
+            raise
+        raise busy_port(args.host, args.port) from None
     return 0
