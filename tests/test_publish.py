@@ -375,6 +375,34 @@ def test_a_score_that_is_not_a_number_is_refused(hub, release, tmp_path, value):
     assert hub.requests == []
 
 
+@pytest.mark.parametrize("where, value, message", [
+    (("accuracy",), float("nan"), "metrics.accuracy is nan, not a score between 0 and 1"),
+    (("macro_f1",), -0.1, "metrics.macro_f1 is -0.1, not a score between 0 and 1"),
+    (("per_class", "neutral", "recall"), 1.5, "metrics.per_class.neutral.recall is 1.5, not a score between 0 and 1"),
+    (("per_class", "neutral", "precision"), None, "metrics.per_class.neutral.precision is None, not a score between "
+                                                  "0 and 1"),
+    (("confusion_matrix", 1, 1), float("inf"), "metrics.confusion_matrix[1][1] is inf, not a finite number"),
+], ids=lambda v: ".".join(map(str, v)) if isinstance(v, tuple) else None)
+def test_every_metric_of_an_eval_result_is_checked_not_only_weighted_f1(hub, release, tmp_path, where, value,
+                                                                         message):
+    bad = copy_release(release, tmp_path / "bad")
+    path = bad / "eval" / "tfns-3-score.json"
+    result = json.loads(path.read_text())
+    node = result["metrics"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    path.write_text(json.dumps(result))  # NaN and Infinity literals, as json writes them
+    expected = f"eval/tfns-3-score.json: {message}: run `finsent eval` again"
+    with pytest.raises(PublishError) as err:
+        push_release(bad, REPO, "v1.0.0", dry_run=True, token=hub.token, endpoint=hub.url)
+    assert str(err.value) == expected
+    with pytest.raises(PublishError) as err:
+        push_release(bad, REPO, "v1.0.0", token=hub.token, endpoint=hub.url)
+    assert str(err.value) == expected
+    assert hub.requests == []
+
+
 def test_a_nan_score_never_counts_as_no_regression():
     from finsent.publish import compare_scores
 
