@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -269,6 +270,41 @@ def test_broken_model_through_the_command_line_is_one_line(model_copy, capsys):
     assert (code, out) == (1, "")
     assert err == (f"finsent classify: error: {model_copy / 'model.safetensors'}: empty (0 bytes): "
                    "copy or download the weights again\n")
+
+
+HEADLINES = Path(__file__).resolve().parents[1] / "data" / "finsent-headlines" / "test.jsonl"
+EMPTY_MODEL = ("the model name is empty ('{}'): give --model a model folder, a Hub id (owner/name) or 'smollm2', "
+               "or leave --model out for the default ($FINSENT_MODEL, the newest release under releases/, then "
+               "oopere/Llama-FinSent-S)")
+
+
+@pytest.mark.parametrize("command", [
+    ["classify", "Acme beats estimates"],
+    ["eval", "--benchmark", f"finsent:{HEADLINES}", "--limit", "2", "--out", "OUT"],
+    ["prune", "--ratio", "0.1", "--out", "OUT"],
+], ids=lambda c: c[0])
+def test_empty_model_is_refused_at_once_not_read_as_unset(command, tiny_llama_dir, tmp_path, monkeypatch, capsys):
+    # Read as unset, '' would pick $FINSENT_MODEL (or the newest release, or a Hub download): set it to a real
+    # model, so that only a refusal gives exit 2 here.
+    monkeypatch.setenv("FINSENT_MODEL", str(tiny_llama_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    argv = [command[0], "--model", "", *(str(out) if word == "OUT" else word for word in command[1:])]
+    code, stdout, err = run_cli(argv, capsys)
+    assert (code, stdout) == (2, "")
+    assert err == f"finsent {command[0]}: error: {EMPTY_MODEL.format('')}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_empty_model_name_is_a_usage_error_in_the_library_too(name, tiny_llama_dir, monkeypatch):
+    from finsent.classify import FinSentClassifier
+    from finsent.errors import UsageError
+
+    monkeypatch.setenv("FINSENT_MODEL", str(tiny_llama_dir))
+    with pytest.raises(UsageError) as err:
+        FinSentClassifier.from_pretrained(name)
+    assert str(err.value) == EMPTY_MODEL.format(name)
 
 
 # --- data files: one reader and one mapping for training, benchmarks and speed texts ------------------------

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import FinsentError
+from .errors import FinsentError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ RELEASES_DIR = Path("releases")
 
 class ModelNotAvailableError(FinsentError, RuntimeError):
     """The requested model cannot be found or downloaded; the message names what to do instead."""
+
+
+class EmptyModelError(UsageError, ValueError):
+    """The model was named by an empty string: a usage error, found before any loading or download."""
 
 
 def cache_dir() -> Path:
@@ -47,8 +51,17 @@ def newest_release(root: Path | None = None) -> Path | None:
 
 
 def resolve_model(model: str | os.PathLike | None = None) -> str:
-    """Name the model to load, following the documented order; see the module docstring."""
-    if model:
+    """Name the model to load, following the documented order; see the module docstring.
+
+    ``None`` means "not given"; an empty name (``--model ''``, an unset shell variable) is refused rather than
+    read as not given, which would load the default model (possibly a long Hub download) the user did not ask for.
+    """
+    if model is not None and not str(model).strip():
+        raise EmptyModelError(f"the model name is empty ({str(model)!r}): give --model a model folder, a Hub id "
+                              f"(owner/name) or '{EMBEDDED_NAME}', or leave --model out for the default "
+                              "($FINSENT_MODEL, the newest release under releases/, then "
+                              f"{PUBLISHED_MODEL})")
+    if model is not None:
         choice, why = str(model), "given"
     elif os.environ.get("FINSENT_MODEL"):
         choice, why = os.environ["FINSENT_MODEL"], "FINSENT_MODEL"

@@ -455,7 +455,8 @@ def _prune_command(args) -> int:
     if args.out is None and name is None:
         raise UsageError("--out DIR is required without --recipe")
     out = args.out or f"runs/{check_name(name, 'recipe name')}/pruned"
-    path = run_prune(section, args.model or model.base, out, revision=args.revision or model.revision,
+    base = model.base if args.model is None else args.model  # --model '' is refused by models.resolve_model
+    path = run_prune(section, base, out, revision=args.revision or model.revision,
                      dtype=args.dtype, progress=not args.no_progress, overwrite=args.overwrite,
                      calibration=calibration, vocab=vocab)
     report = json.loads((path / "pruning.json").read_text())
