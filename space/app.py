@@ -127,6 +127,12 @@ def error_text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, FinsentError) else f"{type(exc).__name__}: {exc}"
 
 
+def refused(endpoint: str, exc: BaseException) -> gr.Error:
+    """The error a refused input answers with; the server log gets one line, not a traceback."""
+    logger.warning("%s refused an input: %s", endpoint, error_text(exc))
+    return gr.Error(error_text(exc), print_exception=False)
+
+
 def classify_isolated(classifier: FinSentClassifier, texts: list[str], scheme: str, batch_size: int) -> list:
     """One prediction per text, in one classify call; if that call fails, one call per text, so a text the
     classifier rejects gets its exception in place of its prediction and every other text its result."""
@@ -153,15 +159,21 @@ def classify_requests(classifier: FinSentClassifier, raws: list[str], schemes: l
     labels, tables, notices = [None] * len(raws), [None] * len(raws), [""] * len(raws)
     jobs: dict[int, tuple[str, list[tuple[int, str]], list[str], int]] = {}  # i -> (scheme, [(n, text)], notes, n)
     for i, (raw, scheme) in enumerate(zip(raws, schemes)):
-        tables[i] = table_of([], scheme if scheme in SCHEMES else "3")
+        known = isinstance(scheme, str) and scheme in SCHEMES
+        tables[i] = table_of([], scheme if known else "3")
+        # The API hands over what the request holds (the event does not preprocess): a list, number or object
+        # is refused here, never turned into its text and classified.
         if raw is not None and not isinstance(raw, str):
-            notices[i] = f"⚠️ The text must be a string, got {type(raw).__name__}."
+            notices[i] = (f"Nothing was classified.\n\n⚠️ The text must be a string (one text per line), "
+                          f"got {type(raw).__name__}: send the text as a JSON string.")
             continue
         texts, notes = split_box(raw)
         if not texts:
             notices[i] = "Type or paste a financial headline first (one per line to classify several)."
-        elif scheme not in SCHEMES:
-            notices[i] = f"Unknown label scheme {scheme!r}: choose 3 or 7 classes."
+        elif not isinstance(scheme, str):
+            notices[i] = f'The label scheme must be the string "3" or "7", got {type(scheme).__name__}: {scheme!r:.40}.'
+        elif not known:
+            notices[i] = f"Unknown label scheme {scheme!r:.40}: choose 3 or 7 classes."
         else:
             good = []
             for n, text in enumerate(texts, 1):
@@ -354,12 +366,12 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE,
 
     # Gradio injects the live progress tracker through this default value (its documented idiom).
     def on_csv(file: str | None, scheme: str, progress=gr.Progress()):  # noqa: B008
-        if not file:
-            raise gr.Error("Upload a CSV file with a 'text' column first.")
         try:
+            if not file:
+                raise CsvInputError("Upload a CSV file with a 'text' column first.")
             return str(classify_csv_file(classifier, file, scheme, progress, out_dir=results.new()))
         except CsvInputError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused("/classify_csv", exc) from None
 
     with gr.Blocks(title="Llama-FinSent-S", delete_cache=delete_cache) as demo:
         gr.Markdown(
@@ -383,9 +395,11 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE,
         table = gr.Dataframe(table_of([], "3"), label="Results", interactive=False, wrap=True,
                              elem_id="finsent-table")
         gr.Examples(EXAMPLES, inputs=[text, scheme], label="Examples (click one, then Classify)")
+        # preprocess=False: the handler sees each request's own values, so that a list or number sent as the text
+        # is refused (classify_requests) instead of classified as its str(), and a bad scheme gets a notice.
         gr.on([button.click, text.submit], on_classify, inputs=[text, scheme], outputs=[label, table, notice],
               api_name="classify", batch=True, max_batch_size=MAX_BATCH, concurrency_limit=1,
-              concurrency_id="classify")
+              concurrency_id="classify", preprocess=False)
         with gr.Accordion(f"Classify a CSV file (a 'text' column, up to {MAX_CSV_ROWS} rows)", open=True):
             with gr.Row():
                 upload = gr.File(label="CSV to classify", file_types=[".csv"], elem_id="finsent-csv-in")

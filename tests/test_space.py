@@ -452,41 +452,6 @@ def test_deploy_dry_run_lists_the_files(capsys):
 
 
 @pytest.fixture()
-def busy_port():
-    """A port a server on 127.0.0.1 listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
-def test_serve_on_a_busy_port_is_one_line_before_the_model_loads(busy_port, tmp_path, capsys):
-    # The model named does not exist: the address is checked first.
-    code = cli_main(["space", "serve", "--model", str(tmp_path / "no-model"), "--port", str(busy_port)])
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert err == (f"finsent space: error: port {busy_port} on 127.0.0.1 is already in use (another server, or an "
-                   "earlier `finsent space serve`?): stop it, or pass another port with --port\n")
-    code = cli_main(["space", "serve", "--host", "no-such-host.invalid", "--port", str(free_port())])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("finsent space: error: cannot listen on --host 'no-such-host.invalid': ")
-    with pytest.raises(SystemExit):
-        cli_main(["space", "serve", "--port", "70000"])
-    assert "argument --port: must be a port number from 1 to 65535, got '70000'" in capsys.readouterr().err
-
-
-def test_serve_on_a_port_taken_while_the_model_loads_is_one_line(busy_port, tiny_llama_dir, monkeypatch, capsys):
-    import finsent.spaces
-
-    monkeypatch.setattr(finsent.spaces, "check_address", lambda host, port: None)  # the port is taken after it
-    code = cli_main(["space", "serve", "--model", str(tiny_llama_dir), "--port", str(busy_port)])
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert err.endswith(f"finsent space: error: port {busy_port} on 127.0.0.1 is already in use (another server, "
-                        "or an earlier `finsent space serve`?): stop it, or pass another port with --port\n")
-
-
-@pytest.fixture()
 def hub(tmp_path, monkeypatch):
     from hub_server import HubServer
 
