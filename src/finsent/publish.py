@@ -113,37 +113,18 @@ def headline_scores(results: dict[str, dict]) -> dict[str, float]:
     """``{"tfns-3-score": weighted_f1, ...}`` from eval result JSONs keyed by file name; a missing weighted_f1, or
     any metric of a result that is not finite (NaN, inf) or a score out of [0, 1], is an error naming the file and
     the metric, never a value the gate or the card could show."""
+    from .metrics import metric_problems
+
     out = {}
     for name, result in results.items():
         try:
             value = result["metrics"]["weighted_f1"]
         except (KeyError, TypeError):
             raise PublishError(f"eval/{name}: no metrics.weighted_f1 in the result") from None
-        for key, bad, problem in _metric_problems(result["metrics"], "metrics"):
+        for key, bad, problem in metric_problems(result["metrics"], "metrics"):
             raise PublishError(f"eval/{name}: {key} is {bad!r}, {problem}: run `finsent eval` again")
         out[name.removesuffix(".json")] = float(value)
     return out
-
-
-# Metrics that are fractions (finsent_sentiment's accuracy, F1s, per-class precision/recall/f1): in [0, 1].
-SCORE_METRICS = frozenset({"accuracy", "macro_f1", "micro_f1", "weighted_f1", "precision", "recall", "f1"})
-
-
-def _metric_problems(node, key: str, name: str = ""):
-    """(dotted key, value, problem) for every metric of an eval result that no gate or card should show: a score
-    that is not a number in [0, 1], any other number (a count) that is not finite; labels (text) are left."""
-    if isinstance(node, dict):
-        for child, value in node.items():
-            yield from _metric_problems(value, f"{key}.{child}", str(child))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _metric_problems(value, f"{key}[{i}]", name)
-    else:
-        number = isinstance(node, (int, float)) and not isinstance(node, bool)
-        if name in SCORE_METRICS and not (number and math.isfinite(node) and 0 <= node <= 1):
-            yield key, node, "not a score between 0 and 1"
-        elif number and not math.isfinite(node):
-            yield key, node, "not a finite number"
 
 
 def read_eval_results(release_dir: Path) -> dict[str, dict]:
