@@ -400,6 +400,16 @@ def test_truncated_config_json_is_named_before_the_export(model_copy, tmp_path, 
     assert not out.exists() and config.read_text() == truncated
 
 
+def test_truncated_tokenizer_json_is_named_before_the_export(model_copy, tmp_path, capsys):
+    tokenizer = model_copy / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text()[:100])
+    assert main(["export", str(model_copy), "--format", "gguf", "--out", str(tmp_path / "x.gguf")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"finsent export: error: {tokenizer}: not a tokenizer file (")
+    assert captured.err.endswith("): copy or save the tokenizer again\n")
+    assert not (tmp_path / "x.gguf").exists()
+
+
 def test_onnx_without_onnx_installed_names_the_extra_before_loading(model_copy, tmp_path, capsys, monkeypatch):
     import sys
 
