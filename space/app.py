@@ -43,7 +43,7 @@ from finsent.classify import iter_chunks
 from finsent.errors import FinsentError, UsageError
 from finsent.models import PUBLISHED_MODEL
 from finsent.prompts import InputError, check_text
-from finsent.tables import BadRow, TableError, csv_header, read_table
+from finsent.tables import BadRow, TableError, csv_header, read_table, spreadsheet_safe  # one CSV-writing rule
 
 logger = logging.getLogger("finsent.space")
 
@@ -58,9 +58,6 @@ NEW_COLUMNS = ("predicted_label", "text_truncated")
 # (frequency, age) in seconds: Gradio deletes the uploads and results it keeps once older than `age`, checking
 # every `frequency`; the app deletes its own result folders older than `age` when the next CSV job starts.
 DELETE_CACHE = (600, 3600)
-# A CSV cell starting with one of these is a formula to a spreadsheet: OWASP's "CSV Injection" page
-# (https://owasp.org/www-community/attacks/CSV_Injection) says to prefix such a cell with a single quote.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 EXAMPLES = [
     ["Northwind Logistics raises full-year guidance after third-quarter revenue jumps 18%", "3"],
@@ -212,12 +209,6 @@ def classify_requests(classifier: FinSentClassifier, raws: list[str], schemes: l
             head = "Nothing was classified."
         notices[i] = "\n\n".join([head, *(f"⚠️ {note}" for note in notes)])
     return labels, tables, notices
-
-
-def spreadsheet_safe(value) -> str:
-    """A CSV cell a spreadsheet shows as text, never evaluates: a leading ' before = + - @ tab or CR (OWASP)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def read_csv_texts(path: str | Path) -> tuple[list[str], list[dict], str]:

@@ -18,8 +18,9 @@ How a run goes:
    padding) and returns the results in input order. Each finished chunk is one part file,
    ``.<output name>.parts/part-<first row>-<end row>.<suffix>``, written to a temporary name and
    renamed, after its ``.errors.jsonl`` side file when it skipped rows. ``state.json`` in that folder
-   holds the run's fingerprint: the input files (path, size, modification time), the model (its folder's
-   config and weights' sizes and times, or its name), the scheme, the kind and the text column.
+   holds the run's fingerprint: the input files (path, size, modification time and a SHA-256 of their
+   bytes), the model (its folder's config and weights' sizes and times, or its name), the scheme, the kind
+   and the text column.
 3. When every row is done, the parts are concatenated into a temporary sibling of the output, which is
    renamed onto the output (one atomic step), the skipped rows go to ``<output>.errors.jsonl``, and the
    parts folder is removed.
@@ -27,9 +28,11 @@ How a run goes:
 A run killed at any moment is resumed by the same command: the parts on disk say which input rows are
 done (their names give the row range), so the run continues at the first missing row, with no row lost or
 written twice. A parts folder from a different input, model, scheme, kind or text column is refused
-(``--overwrite`` discards it and starts again); so is a parts folder finsent did not write, an existing
-output (``--overwrite`` replaces it when the new one is complete) and a second run writing the same output
-at the same time (a lock).
+(``--overwrite`` discards it and starts again): an input edited since, even to the same size and time, is
+another input. So is a parts folder finsent did not write, an existing output (``--overwrite`` replaces it
+when the new one is complete), a second run writing the same output at the same time (a lock), and an output
+that a run would read back or mix up (the input itself, a file in the input folder, a file in a parts folder:
+``finsent.corpus_input.check_paths``).
 
 Rows that cannot be classified (an empty text, text that is not UTF-8 or valid Unicode, a row missing the
 text column, a malformed CSV row or JSON line) are reported on stderr with their file and row number and
@@ -40,7 +43,11 @@ first one, keeping the finished parts so that a corrected run can start over or 
 
 Value types: CSV cells stay strings; JSON values are written back as JSON; parquet columns keep their
 arrow types. Writing another format converts: a JSON or parquet value that is not a string is written
-into CSV as JSON (``3``, ``true``, ``{"a": 1}``), an empty cell for a missing value.
+into CSV as JSON (``3``, ``true``, ``{"a": 1}``), an empty cell for a missing value. A parquet output's
+column types are decided from the whole input before the work (JSON ``1`` and ``2.5``: double), and a column
+whose values no one type holds is refused then. A CSV output's cells (header included) pass through
+``finsent.tables.spreadsheet_safe``: a cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading
+``'``, so that a spreadsheet shows it as text and never runs it as a formula.
 
 ``finsent classify --engine ray`` runs the same job on Ray Data: see ``finsent.corpus_ray``.
 """
@@ -63,11 +70,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .classify import iter_chunks
+from .corpus_input import Scan, check_paths, parts_dir, row_text, scan_input
 from .errors import FinsentError, UsageError
 from .labels import check_scheme, labels_of
 from .outputs import OutputError
-from .prompts import KINDS, InputError, check_text
-from .tables import BadRow, TableError, read_tables, table_files
+from .prompts import KINDS, InputError
+from .tables import read_tables, spreadsheet_safe, table_files
 
 logger = logging.getLogger(__name__)
 
@@ -120,59 +128,6 @@ class CorpusResult:
         return self.classified / self.seconds if self.seconds else 0.0
 
 
-@dataclass
-class Scan:
-    """One pass over the input: row count, columns (first-seen order) and, for parquet, the arrow schema."""
-
-    files: list[Path]
-    rows: int
-    columns: list[str]
-    arrow_schema: object = None  # pyarrow.Schema of the input columns when every shard is parquet
-
-
-def scan_input(files: list[Path], text_column: str, scheme) -> Scan:
-    """Count the rows and gather the columns; refuse a missing text column or one that collides with ours."""
-    import pyarrow.parquet as pq
-
-    rows, columns, schemas = 0, {}, []
-    for file in files:
-        if file.suffix.lower() == ".parquet":
-            try:
-                meta = pq.ParquetFile(file)
-                schema = meta.schema_arrow
-            except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a broken file
-                raise TableError(f"{file}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
-            names = schema.names
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise TableError(f"{file}: the file names column(s) {', '.join(map(repr, dupes))} more than once")
-            rows += meta.metadata.num_rows
-            columns.update(dict.fromkeys(names))
-            schemas.append(schema)
-            continue
-        for _, row in read_tables([file], bad_bytes="row"):
-            rows += 1
-            if len(row) != len(columns) or any(k not in columns for k in row):
-                columns.update(dict.fromkeys(row))
-    names = list(columns)
-    clash = [c for c in output_columns(scheme) if c in columns]
-    if clash:
-        raise UsageError(f"the input has column(s) {', '.join(map(repr, clash))}, which classify adds: rename "
-                         "them in the input (nothing was written)")
-    if rows and text_column not in columns:
-        raise UsageError(f"the input has no column {text_column!r} (its columns: {', '.join(map(repr, names))}): "
-                         "name the text column with --text-column")
-    arrow_schema = None
-    if schemas and len(schemas) == len(files):
-        import pyarrow as pa
-
-        try:
-            arrow_schema = pa.unify_schemas(schemas, promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise TableError(f"the parquet shards' columns have types that do not agree: {exc}") from None
-    return Scan(files, rows, names, arrow_schema)
-
-
 # --- fingerprint ------------------------------------------------------------------------------------------
 
 
@@ -193,9 +148,9 @@ def model_fingerprint(model) -> dict:
     return {"model": choice}
 
 
-def fingerprint(files: list[Path], *, model, scheme, kind: str, text_column: str) -> dict:
+def fingerprint(scan: Scan, *, model, scheme, kind: str, text_column: str) -> dict:
     return {
-        "input": [_stat(f) for f in files],
+        "input": [dict(_stat(f), sha256=digest) for f, digest in zip(scan.files, scan.digests)],
         "model": model_fingerprint(model),
         "scheme": check_scheme(scheme),
         "kind": kind,
@@ -249,6 +204,7 @@ class Job:
     written: int = 0
     skipped: int = 0
     shown: int = 0
+    every_row: bool = False  # the parquet types cover the rows that are skipped too (a reader of every row: Ray)
     _lock: object = None
     _labels: list[str] = field(default_factory=list)
 
@@ -261,15 +217,11 @@ class Job:
         return self.output.with_name(self.output.name + ".errors.jsonl")
 
     def arrow_schema(self):
-        """The parts' parquet schema when it is known up front (parquet or CSV input), else None (inferred)."""
+        """The parts' parquet schema, decided from the whole input before the work (every part has it)."""
         import pyarrow as pa
 
         ours = [pa.field(LABEL_COLUMN, pa.string())] + [pa.field(prob_column(lb), pa.float64()) for lb in self._labels]
-        if self.scan.arrow_schema is not None:
-            return pa.schema(list(self.scan.arrow_schema) + ours)
-        if all(f.suffix.lower() == ".csv" for f in self.scan.files):
-            return pa.schema([pa.field(c, pa.string()) for c in self.scan.columns] + ours)
-        return None
+        return pa.schema(list(self.scan.arrow_schema(every_row=self.every_row)) + ours)
 
     # parts ------------------------------------------------------------------------------------------
 
@@ -312,19 +264,16 @@ class Job:
             writer = csv.writer(buf, lineterminator="\n")
             cols = self.columns
             for r in rows:
-                writer.writerow([_cell(r.get(c)) for c in cols])
+                writer.writerow([spreadsheet_safe(_cell(r.get(c))) for c in cols])
             return buf.getvalue().encode("utf-8")
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = self.arrow_schema()
-        cols = self.columns
-        if schema is not None:
-            table = pa.Table.from_pylist(rows, schema=schema)
-        else:  # JSON lines to parquet: types inferred per part, unified when the parts are joined
-            table = pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows]) if rows else None
-            if table is None:
-                table = pa.table({c: pa.nulls(0) for c in cols})
+        try:
+            table = pa.Table.from_pylist(rows, schema=self.arrow_schema())
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # the scan read other values: the input changed
+            raise FinsentError(f"a value does not fit the parquet types read from the input before the work "
+                               f"({str(exc).splitlines()[0]}): write .jsonl or .csv instead") from None
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return buf.getvalue()
@@ -378,7 +327,7 @@ class Job:
             with open(dest, "wb") as out:
                 if self.fmt == ".csv":
                     buf = io.StringIO(newline="")
-                    csv.writer(buf, lineterminator="\n").writerow(self.columns)
+                    csv.writer(buf, lineterminator="\n").writerow([spreadsheet_safe(c) for c in self.columns])
                     out.write(buf.getvalue().encode("utf-8"))
                 for part in parts:
                     with open(part, "rb") as src:
@@ -389,9 +338,9 @@ class Job:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schemas = [pq.read_schema(p) for p in parts]
+        schemas = [pq.read_schema(p) for p in parts] or [self.arrow_schema()]
         try:
-            schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+            schema = pa.unify_schemas(schemas, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise FinsentError(f"the input's values have types that do not fit one parquet column ({exc}): "
                                "write .jsonl or .csv instead") from None
@@ -443,12 +392,8 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def parts_dir(output: Path) -> Path:
-    return output.with_name(f".{output.name}.parts")
-
-
 def open_job(input, output, *, text_column: str = "text", kind: str = "news", scheme="3", model=None,
-             on_error: str = "skip", overwrite: bool = False) -> tuple[Job, dict]:
+             on_error: str = "skip", overwrite: bool = False, every_row: bool = False) -> tuple[Job, dict]:
     """Check everything, take the lock and find where to resume; nothing is classified yet.
 
     Returns the job and its fingerprint. Raises ``UsageError`` for what the user must change (arguments,
@@ -461,14 +406,16 @@ def open_job(input, output, *, text_column: str = "text", kind: str = "news", sc
         raise UsageError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
     output = Path(output).expanduser()
     fmt = output_format(output)
+    check_paths(input, output)
     files = table_files(input)
-    _check_not_inside(Path(input), output)
     if output.is_dir():
         raise OutputError(f"output {output} is a folder: name a {', '.join(FORMATS)} file (nothing was written)")
-    scan = scan_input(files, text_column, scheme)
-    fp = fingerprint(files, model=model, scheme=scheme, kind=kind, text_column=text_column)
+    scan = scan_input(files, text_column, output_columns(scheme))
+    fp = fingerprint(scan, model=model, scheme=scheme, kind=kind, text_column=text_column)
     parts = parts_dir(output)
-    job = Job(output, fmt, scan, scheme, on_error, parts, _labels=labels_of(scheme))
+    job = Job(output, fmt, scan, scheme, on_error, parts, every_row=every_row, _labels=labels_of(scheme))
+    if fmt == ".parquet":
+        job.arrow_schema()  # a column no one parquet type holds is refused now, not after the work
     output.parent.mkdir(parents=True, exist_ok=True)
 
     resuming = (parts / STATE).is_file()
@@ -530,15 +477,6 @@ class _AlreadyDone(Exception):
     def __init__(self, job: Job):
         super().__init__("already done")
         self.job = job
-
-
-def _check_not_inside(input: Path, output: Path) -> None:
-    src, dst = input.resolve(), output.resolve()
-    if src == dst:
-        raise UsageError(f"the output {output} is the input: choose another output file")
-    if src.is_dir() and src in dst.parents:
-        raise UsageError(f"the output {output} is inside the input folder {input}: a later run would read it as a "
-                         "shard; write it elsewhere")
 
 
 def _take_lock(parts: Path):
@@ -649,17 +587,11 @@ def classify_rows(classifier, job: Job, chunk: list[tuple[int, str, dict]], *, t
     """Classify one chunk of ``(index, where, row)``: the output rows (input order) and the errors records."""
     good, texts, errors = [], [], []
     for index, where, row in chunk:
-        if isinstance(row, BadRow):
-            errors.append(job.bad_row(index, where, f"malformed row: {row.problem}"))
+        text, problem = row_text(row, text_column)
+        if problem is not None:
+            errors.append(job.bad_row(index, where, problem))
             continue
-        if text_column not in row:
-            errors.append(job.bad_row(index, where, f"no {text_column!r} field"))
-            continue
-        try:
-            texts.append(check_text(row[text_column]))
-        except InputError as exc:
-            errors.append(job.bad_row(index, where, str(exc)))
-            continue
+        texts.append(text)
         good.append(row)
     out = []
     if texts:

@@ -15,12 +15,17 @@ local engine's writer: the same output file, the same columns, the same parts fo
 resumes, by either engine), the same errors file. The output matches the local engine row for row:
 the same labels, probabilities within float rounding (each actor's batches are padded differently).
 
-Differences from the local engine, all about reading: pyarrow's CSV and JSON readers stop at a
-malformed row (the local engine skips and reports it: use ``--engine local`` to find it); a JSON-lines row
-missing a key gets ``null`` for it; a skipped row is named by its input row number over all shards
-(``input row N``) rather than by file and line. On resume, the rows already written are read and
-classified again and dropped (Ray gives no row numbers to skip by); split a big input into shards of
-similar size and let each run finish, or accept that cost.
+The driver checks every row before Ray starts (the scan both engines share, ``finsent.corpus_input``), so
+that a data error fails in seconds with one line, as in the local engine, never as Ray task tracebacks:
+a row the local reader cannot parse (pyarrow's CSV and JSON readers would stop at it) is refused up front
+(the local engine skips and lists it: use ``--engine local``); a JSON-lines column whose values have no one
+arrow type (pyarrow's JSON reader would stop) is refused up front; with ``on_error="fail"`` the first row
+that cannot be classified is refused up front with the local engine's message. JSON lines are read with
+the types the scan found (a date string stays a string, as in the local engine), and a data error is never
+retried. Other differences: a JSON-lines row missing a key gets ``null`` for it; a skipped row is named by
+its input row number over all shards (``input row N``) rather than by file and line. On resume, the rows
+already written are read and classified again and dropped (Ray gives no row numbers to skip by); split a big
+input into shards of similar size and let each run finish, or accept that cost.
 
 Running on a Ray cluster
 ------------------------
@@ -60,6 +65,9 @@ from .labels import labels_of
 logger = logging.getLogger(__name__)
 
 ERROR_COLUMN = "__finsent_error__"  # the actors' per-row problem, dropped before writing
+# DataContext settings (those this Ray version has) that make Ray Data retry a failed task or block
+_NO_RETRY = {"retried_map_errors": False, "max_map_retries": 0, "actor_task_retry_on_errors": False,
+             "max_errored_blocks": 0}
 
 
 class _ClassifyBatch:
@@ -124,7 +132,7 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
     from .models import locate_model, resolve_model
 
     job = start_job(input, output, chunk_rows, text_column=text_column, kind=kind, scheme=scheme, model=model,
-                    on_error=on_error, overwrite=overwrite)
+                    on_error=on_error, overwrite=overwrite, every_row=True)
     if isinstance(job, CorpusResult):
         return job
     started_ray = False
@@ -135,6 +143,7 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
                              f"{', '.join(sorted(suffixes))}): convert the shards, or use --engine local")
         if ERROR_COLUMN in job.scan.columns:
             raise UsageError(f"the input has a column {ERROR_COLUMN!r}, which --engine ray uses: rename it")
+        check_rows(job)
         resumed_at = job.done
         seconds = 0.0
         if job.done < job.scan.rows:
@@ -157,6 +166,21 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
             ray.shutdown()
 
 
+def check_rows(job: Job) -> None:
+    """Refuse, before Ray starts, the rows Ray's readers would stop at and, with ``fail``, the first bad row."""
+    scan = job.scan
+    if scan.malformed is not None:
+        _, where, problem = scan.malformed
+        raise UsageError(f"{where}: {problem}: --engine ray cannot read past such a row (pyarrow's reader stops "
+                         "there): fix it, or use --engine local, which skips and lists such rows")
+    if scan.files[0].suffix.lower() == ".jsonl":
+        scan.arrow_schema("Ray's JSON reader (one type a column)", every_row=True)
+    if job.on_error == "fail":
+        first = next((bad for bad in scan.bad if bad[0] >= job.done), None)
+        if first is not None:
+            job.bad_row(*first)  # raises the local engine's error for this row
+
+
 def read_dataset(ray, job: Job):
     """The input as a Ray dataset, with the local reader's types for CSV (every cell a string)."""
     import pyarrow as pa
@@ -172,7 +196,11 @@ def read_dataset(ray, job: Job):
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
         )
     if suffix == ".jsonl":
-        return ray.data.read_json(paths, lines=True, file_extensions=None)
+        import pyarrow.json as pajson
+
+        schema = job.scan.arrow_schema(every_row=True)  # the local reader's types: no date string read as a time
+        return ray.data.read_json(paths, lines=True, file_extensions=None,
+                                  parse_options=pajson.ParseOptions(explicit_schema=schema))
     return ray.data.read_parquet(paths, file_extensions=None)
 
 
@@ -191,6 +219,9 @@ def _run(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_r
          cpus_per_worker) -> float:
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.target_max_block_size)
+    retries = {k: getattr(ctx, k) for k in _NO_RETRY if hasattr(ctx, k)}
+    for k in retries:  # a data error fails the same way every time: fail at once
+        setattr(ctx, k, _NO_RETRY[k])
     workers, per_cpu, per_gpu = _resources(ray, num_workers, cpus_per_worker)
     ctx.execution_options.preserve_order = True  # rows come back in input order: parts and resume rely on it
     ctx.enable_progress_bars = False  # ours counts rows written
@@ -204,6 +235,8 @@ def _run(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_r
                                           per_cpu=per_cpu, per_gpu=per_gpu), chunk_rows, progress)
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.target_max_block_size = saved
+        for k, v in retries.items():
+            setattr(ctx, k, v)
 
 
 def _dataset(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_rows, workers, per_cpu, per_gpu):

@@ -15,7 +15,12 @@ CSV or JSON-lines row holding bytes that are not UTF-8 is a ``BadRow`` instead, 
 corpus does not refuse the whole file. ``table_files`` names the files of a table given as one file or a
 folder of shards, which ``read_tables`` reads one after the other. A single row that cannot be parsed is yielded as a
 ``BadRow`` (an empty dict with ``.problem``), so each caller decides whether to skip it and count, or
-to stop naming ``where`` (``"file: row N (line L)"``).
+to stop naming ``where`` (``"file: row N (line L)"``). A CSV field longer than ``MAX_FIELD_CHARS`` makes its
+row a ``BadRow`` (the rest of the file is read), not a refusal of the file.
+
+Every CSV the toolkit writes for people (``finsent classify --output x.csv``, the Space's result file) passes
+its cells through ``spreadsheet_safe``, so that a spreadsheet shows a cell such as ``=HYPERLINK(...)`` as
+text instead of evaluating it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ from pathlib import Path
 from .errors import UsageError
 
 SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+# A CSV cell starting with one of these is a formula to a spreadsheet: OWASP's "CSV Injection" page
+# (https://owasp.org/www-community/attacks/CSV_Injection) says to prefix such a cell with a single quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Python's csv default limit; a longer field is one bad row, never a refusal of the whole file. The parser's
+# own limit is far higher so that it reads past such a field (its quoted lines included) and stays in step.
+MAX_FIELD_CHARS = 131_072
+_PARSER_FIELD_LIMIT = 1 << 28
 
 
 class TableError(UsageError, ValueError):
@@ -40,6 +52,12 @@ class BadRow(dict):
     def __init__(self, problem: str):
         super().__init__()
         self.problem = problem
+
+
+def spreadsheet_safe(value) -> str:
+    """A CSV cell a spreadsheet shows as text, never evaluates: a leading ' before = + - @ tab or CR (OWASP)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def read_table(path, *, columns: list[str] | None = None, bad_bytes: str = "file") -> Iterator[tuple[str, dict]]:
@@ -78,11 +96,16 @@ def read_table(path, *, columns: list[str] | None = None, bad_bytes: str = "file
                          "save it as UTF-8") from None
 
 
-def csv_header(path) -> list[str]:
-    """The checked header of a CSV file (UTF-8, BOM allowed, no duplicated or empty names)."""
+def csv_header(path, *, bad_bytes: str = "file") -> list[str]:
+    """The checked header of a CSV file (UTF-8, BOM allowed, no duplicated or empty names).
+
+    ``bad_bytes="row"``: bytes that are not UTF-8 further in the file are left to ``read_table``'s rows.
+    """
     path = Path(path)
+    _raise_parser_limit()
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="",
+                  errors="surrogateescape" if bad_bytes == "row" else "strict") as handle:
             return _check_header(path, next(csv.reader(handle), None))
     except UnicodeDecodeError as exc:
         raise TableError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
@@ -153,6 +176,7 @@ def _undecodable(row: dict) -> str | None:
 
 def _csv_rows(path: Path, columns: list[str] | None, errors: str = "strict") -> Iterator[tuple[str, dict]]:
     # utf-8-sig drops a leading BOM; newline="" lets csv handle CRLF and quoted multi-line fields.
+    _raise_parser_limit()
     with open(path, encoding="utf-8-sig", newline="", errors=errors) as handle:
         reader = csv.reader(handle)
         try:
@@ -170,9 +194,22 @@ def _csv_rows(path: Path, columns: list[str] | None, errors: str = "strict") -> 
                 if len(fields) != len(header):
                     yield where, BadRow(f"{len(fields)} fields, the header has {len(header)}")
                     continue
+                if max(map(len, fields)) > MAX_FIELD_CHARS:
+                    yield where, BadRow(_too_long(header, fields))
+                    continue
                 yield where, dict(zip(header, fields))
         except csv.Error as exc:
             raise TableError(f"{path}: not a valid CSV at line {reader.line_num} ({exc})") from None
+
+
+def _raise_parser_limit() -> None:
+    if csv.field_size_limit() < _PARSER_FIELD_LIMIT:
+        csv.field_size_limit(_PARSER_FIELD_LIMIT)
+
+
+def _too_long(header: list[str], fields: list[str]) -> str:
+    column, value = max(zip(header, fields), key=lambda pair: len(pair[1]))
+    return f"column {column!r} holds {len(value):,} characters, more than the {MAX_FIELD_CHARS:,} a CSV field may hold"
 
 
 def _first_char(path: Path) -> str:
