@@ -24,6 +24,7 @@ Every file the app keeps (uploads, result CSVs) is deleted once older than DELET
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import shutil
@@ -36,6 +37,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import yaml
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
 
 import finsent
 from finsent import SCHEMES, FinSentClassifier
@@ -386,8 +389,7 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE,
         table = gr.Dataframe(table_of([], "3"), label="Results", interactive=False, wrap=True,
                              elem_id="finsent-table")
         gr.Examples(EXAMPLES, inputs=[text, scheme], label="Examples (click one, then Classify)")
-        # preprocess=False: the handler sees each request's own values, so that a list or number sent as the text
-        # is refused (classify_requests) instead of classified as its str(), and a bad scheme gets a notice.
+        # preprocess=False: classify_requests sees the values sent, so a list sent as the text is refused, not str()-ed.
         gr.on([button.click, text.submit], on_classify, inputs=[text, scheme], outputs=[label, table, notice],
               api_name="classify", batch=True, max_batch_size=MAX_BATCH, concurrency_limit=1,
               concurrency_id="classify", preprocess=False)
@@ -402,9 +404,62 @@ def build_demo(classifier: FinSentClassifier, *, queue_size: int = QUEUE_SIZE,
     return demo.queue(max_size=queue_size, default_concurrency_limit=1)
 
 
+def mcp_refusal(path: str, body: bytes) -> tuple[int, dict] | None:
+    """(HTTP status, JSON answer) for an MCP request the app refuses itself, or None to pass it on: a body that is
+    not UTF-8 (the MCP library answers 500 and logs a traceback), a tool argument holding a lone surrogate (a JSON
+    escape such as \\ud800; Gradio's UTF-8 loopback call fails with a raw codec message): check_text's message as
+    the tool's error (over SSE, where a POST only delivers the message, as a 400)."""
+    try:
+        request = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        message = f"Parse error: the request body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})"
+        logger.warning("MCP request refused: %s", message)
+        return 400, {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": message + ": send UTF-8"}}
+    except ValueError:  # not JSON: the MCP server's own parse error (400) says so
+        return None
+    params = request.get("params") if isinstance(request, dict) and request.get("method") == "tools/call" else None
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    for name, value in (arguments if isinstance(arguments, dict) else {}).items():
+        if isinstance(value, str) and any("\ud800" <= char <= "\udfff" for char in value):
+            message = f"argument {name!r}: {text_problem(value)}"  # check_text: the character and its position
+            logger.warning("MCP tool call refused: %s", message)
+            if path.rstrip("/").endswith("/messages"):
+                return 400, {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32602, "message": message}}
+            result = {"content": [{"type": "text", "text": message}], "isError": True}
+            return 200, {"jsonrpc": "2.0", "id": request.get("id"), "result": result}
+    return None
+
+
+class McpInputGuard:
+    """ASGI middleware before Gradio's MCP server (POSTs under /gradio_api/mcp): answers what mcp_refusal refuses."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/gradio_api/mcp"):
+            return await self.app(scope, receive, send)
+        chunks, message = [], {"more_body": True}
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] != "http.request":  # the client left
+                return None
+            chunks.append(message.get("body", b""))
+        body = b"".join(chunks)
+        if answer := mcp_refusal(scope["path"], body):
+            return await JSONResponse(answer[1], status_code=answer[0])(scope, receive, send)
+        messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def replay():  # the body as read, then whatever the client sends next (a disconnect)
+            return next(messages, None) or await receive()
+
+        return await self.app(scope, replay, send)
+
+
 def launch(demo: gr.Blocks, **kwargs):
     """Launch with the page's look; keyword arguments (server_name, prevent_thread_lock...) win."""
-    options = {"theme": gr.themes.Soft(), "show_error": True, "max_file_size": "20mb"}
+    options = {"theme": gr.themes.Soft(), "show_error": True, "max_file_size": "20mb",
+               "app_kwargs": {"middleware": [Middleware(McpInputGuard)]}}
     return demo.launch(**{**options, **kwargs})
 
 
