@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from finsent.outputs import is_toolkit_output, write_marker
 from finsent.reports import SCHEMAS, check_report
 
 MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
@@ -167,6 +168,8 @@ def write_reports(release: Path, scores: dict[tuple[str, str, str], float] | Non
     and the sparse stand-in weights unless the folder already has weights (``add_model``)."""
     (release / "reports").mkdir(parents=True, exist_ok=True)
     (release / "eval").mkdir(parents=True, exist_ok=True)
+    if not is_toolkit_output(release):  # a release folder finsent wrote (its card may be rendered again)
+        write_marker(release, "release")
     if not any(release.glob("*.safetensors")):
         write_weights(release / "model.safetensors")
     (release / "reports" / "pruning.json").write_text(json.dumps(checked("pruning", pruning_report()), indent=2))

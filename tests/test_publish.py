@@ -15,6 +15,7 @@ from huggingface_hub import HfApi, constants, snapshot_download
 from release_factory import RECIPE, add_model, write_pruning_cost, write_reports
 
 from finsent import publish
+from finsent.outputs import record_written_file
 from finsent.publish import PublishError, UntaggedReleaseError, push_release
 
 REPO = "alice/Llama-FinSent-S"
@@ -38,6 +39,7 @@ def release(tmp_path_factory, tiny_llama_dir) -> Path:
     add_model(out, tiny_llama_dir)
     write_reports(out)
     (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    record_written_file(out, "README.md")  # stands for a card finsent rendered: the card stage may replace it
     return out
 
 

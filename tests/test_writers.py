@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from folders import hidden, one_error_line, snapshot, user_folder
 
 from finsent import release as release_module
 from finsent.cli import main
 from finsent.evaluation import EvalError, check_runs, run_eval
-from finsent.outputs import MARKER, OutputError
+from finsent.outputs import MARKER, OutputError, write_marker
 from finsent.pruning import run_prune
 from finsent.recipes import EvalBenchmark, PruneSection, Recipe, load_recipe
 from finsent.release import Release
@@ -22,32 +23,8 @@ TWEETS = [("$ACME guidance cut, shares slide", 0), ("$BOLT beats on revenue, rai
           ("$CRUX to present at conference on Tuesday", 2), ("$DYNA downgraded to sell", 0)]
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file below ``folder`` (relative name -> bytes): equal snapshots mean nothing was touched."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
-
-
-def hidden(folder: Path) -> list[str]:
-    """Temporary siblings (.NAME.tmp-*, .NAME.old-*) left in ``folder``."""
-    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith("."))
-
-
 def prune_cmd(model, out, *extra) -> list[str]:
     return ["prune", "--model", str(model), "--ratio", "0.4", "--out", str(out), "--no-progress", *extra]
-
-
-def user_folder(path: Path) -> Path:
-    path.mkdir(parents=True)
-    (path / "notes.txt").write_text("my notes\n")
-    (path / "data").mkdir()
-    (path / "data" / "rows.csv").write_bytes(b"text,label\nx,1\n")
-    return path
-
-
-def one_error_line(err: str, command: str) -> str:
-    assert err.endswith("\n") and err.count("\n") == 1, err  # one line, no traceback
-    assert err.startswith(f"finsent {command}: error: "), err
-    return err
 
 
 @pytest.fixture
@@ -220,7 +197,7 @@ def test_only_merge_with_missing_inputs_leaves_the_release_untouched(tmp_path, m
     Path("demo.yaml").write_text("name: demo\nmerge: {dtype: float32}\n")
     release = Path("releases/demo")
     (release / "eval").mkdir(parents=True)
-    (release / MARKER).write_text("{}")  # a release finsent built: replaceable, but only by a merge that can run
+    write_marker(release, "release")  # a release finsent built: replaceable, but only by a merge that can run
     (release / "model.safetensors").write_bytes(b"weights of the last good release")
     (release / "README.md").write_text("# card\n")
     (release / "eval" / "tfns-3-score.json").write_text('{"n": 2388}\n')
@@ -268,7 +245,7 @@ def test_eval_without_out_refuses_a_tracked_results_folder(with_marker, tiny_lla
     results.mkdir(parents=True)
     (results / "tfns-3-score.json").write_text('{"n": 2388}\n')
     if with_marker:  # even a folder finsent wrote is refused once its results are committed
-        (results / MARKER).write_text("{}")
+        write_marker(results, "eval")
     git(repo, "init", "-q")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "results")
@@ -374,6 +351,7 @@ def test_a_stage_stamp_is_removed_before_the_stage_runs(demo, monkeypatch):
     output = demo.pruned_dir / "pruning.json"
     output.parent.mkdir(parents=True)
     output.write_text("{}")
+    write_marker(demo.pruned_dir, "pruned")  # an earlier prune's output
     demo.mark_done("prune", "an older fingerprint")
     stamp = demo.stamps / "prune.json"
     seen = []
@@ -432,7 +410,7 @@ def test_output_folders_get_ordinary_modes(tmp_path):
 
     from finsent.outputs import output_dir
 
-    with output_dir(tmp_path / "out") as tmp:
+    with output_dir(tmp_path / "out", kind="eval") as tmp:
         (tmp / "model.safetensors").write_bytes(b"x")
         (tmp / "model.safetensors").chmod(0o600)  # as transformers' saving leaves it
         (tmp / "sub").mkdir(mode=0o700)

@@ -99,5 +99,5 @@ def _convert_llama3_tokenizer(source: Path, target: Path) -> None:
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=EOS,
                                   model_max_length=131_072)
     # Written beside the target and renamed into place; a folder there that finsent did not write is refused.
-    with output_dir(target, what="Llama 3 tokenizer cache folder") as tmp:
+    with output_dir(target, kind="cache", what="Llama 3 tokenizer cache folder") as tmp:
         tok.save_pretrained(tmp)

@@ -355,15 +355,33 @@ def speed_cost(row: dict) -> str:
     return "exact" if row.get("exact", row.get("dtype") == "float32") else "not measured"
 
 
-def render_card(recipe, release_dir, template: str | Path | None = None, repo_id: str | None = None) -> str:
+def check_card_target(release_dir, overwrite: bool = False) -> None:
+    """Refuse to replace a ``README.md`` that someone edited after finsent wrote it (the marker holds the hash
+    of the card finsent wrote), unless ``overwrite``."""
+    from .outputs import edited_by_hand
+
+    if not overwrite and edited_by_hand(release_dir, "README.md"):
+        raise CardError(f"{Path(release_dir) / 'README.md'} is not the card finsent wrote (edited by hand, or written "
+                        "by another tool): put your changes in the card template (MODEL_CARD.md) and pass "
+                        "--overwrite to replace it (nothing was written)")
+
+
+def render_card(recipe, release_dir, template: str | Path | None = None, repo_id: str | None = None,
+                overwrite: bool = False) -> str:
     """Render the card for ``release_dir``, write it to ``release_dir/README.md`` and return the text.
 
-    ``repo_id`` (default: the recipe's ``publish.repo_id``) is the Hub id the usage code loads.
+    ``repo_id`` (default: the recipe's ``publish.repo_id``) is the Hub id the usage code loads. A README.md
+    that differs from the card finsent last wrote there is replaced only with ``overwrite``.
     """
     import jinja2
     from huggingface_hub import ModelCard
 
     release_dir = Path(release_dir)
+    if repo_id is not None:
+        from .publish import check_repo_id
+
+        check_repo_id(repo_id)
+    check_card_target(release_dir, overwrite)
     template = Path(template) if template else TEMPLATE
     if not template.is_file():
         raise CardError(f"card template {template} not found")
@@ -373,10 +391,11 @@ def render_card(recipe, release_dir, template: str | Path | None = None, repo_id
     except jinja2.UndefinedError as exc:
         raise CardError(f"{template}: the template uses something the reports do not provide ({exc})") from None
     ModelCard(text)  # parses the metadata block: a broken card never gets written
-    from .outputs import write_text_atomic
+    from .outputs import record_written_file, write_text_atomic
 
     copy_pruning_plot(ctx["pruning_cost"], release_dir)  # before the card that links to it
     write_text_atomic(release_dir / "README.md", text)
+    record_written_file(release_dir, "README.md")
     logger.info("wrote %s (%d results)", release_dir / "README.md", len(ctx["results"]))
     return text
 
@@ -388,6 +407,8 @@ def register(sub) -> None:
     p.add_argument("--recipe", type=Path, help="recipe YAML (default: RELEASE_DIR/reports/recipe.yaml)")
     p.add_argument("--repo-id", help="Hub id the usage code loads (default: the recipe's publish.repo_id)")
     p.add_argument("--template", type=Path, help=f"card template (default: finsent's own {TEMPLATE.name})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a README.md that was edited after finsent wrote it (default: refuse)")
     p.set_defaults(func=_card)
 
 
@@ -398,7 +419,7 @@ def _card(args) -> int:
 
     recipe = load_recipe(args.recipe or args.release_dir / "reports" / "recipe.yaml")
     try:
-        render_card(recipe, args.release_dir, args.template, repo_id=args.repo_id)
+        render_card(recipe, args.release_dir, args.template, repo_id=args.repo_id, overwrite=args.overwrite)
     except CardError as exc:
         print(f"finsent card: error: {exc}", file=sys.stderr)
         return 2

@@ -92,8 +92,8 @@ def run_eval(model: str | Path, benchmarks: Sequence[EvalBenchmark], modes: Sequ
     ``classifier`` (a loaded ``FinSentClassifier`` of the same model) avoids loading it again.
     """
     check_runs(benchmarks, modes)
-    out_dir = check_output_dir(out_dir, overwrite=overwrite, what=WHAT)
-    with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
+    out_dir = check_output_dir(out_dir, kind="eval", overwrite=overwrite, what=WHAT, reads=[model])
+    with output_dir(out_dir, kind="eval", overwrite=overwrite, what=WHAT, reads=[model]) as tmp:
         results = evaluate_into(tmp, model, benchmarks, modes, batch_size=batch_size, classifier=classifier,
                                 progress=progress)
         if summary:
@@ -296,7 +296,7 @@ def _eval_command(args) -> int:
 
         out = str(Path("eval") / "results" / _slug(resolve_model(model)))
         try:  # eval/results/<model> holds committed results in this repository: never replaced by default
-            check_output_dir(out, overwrite=args.overwrite, what=f"default {WHAT}")
+            check_output_dir(out, kind="eval", overwrite=args.overwrite, what=f"default {WHAT}", reads=[model])
         except OutputError as exc:
             hint = "it is the default folder for this model: name another with --out DIR"
             raise OutputError(f"{exc} ({hint})") from None

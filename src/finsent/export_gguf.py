@@ -32,11 +32,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from .errors import UsageError
 from .export import QUANT_BLOCK, QUANTS, ExportError, ExportInputError, check_release
+from .outputs import temporary_file
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +181,7 @@ def export_gguf(release, out, *, quant: str = "f16", overwrite: bool = False) ->
     tensors = [(name, pad_ffn(name, array, width)) for name, array in gguf_tensors(release, config)]
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.tmp-")
-    os.close(fd)
+    tmp = temporary_file(out)  # also removes what a killed export of the same file left
     written = quant if quant in WRITER_QUANTS else "f16"  # k-quants: f16 first, then llama.cpp's quantizer
     f16_tmp = f"{tmp}.f16" if written != quant else tmp
     try:

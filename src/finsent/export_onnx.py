@@ -59,7 +59,7 @@ def export_onnx(release, out, *, overwrite: bool = False) -> Path:
     from transformers import AutoModelForCausalLM
 
     release = check_release(release)
-    out = check_output_dir(out, overwrite=overwrite, what=WHAT)
+    out = check_output_dir(out, kind="onnx", overwrite=overwrite, what=WHAT, reads=[release])
     model = AutoModelForCausalLM.from_pretrained(release, dtype=torch.float32, attn_implementation="eager").eval()
     graph = _wrapper(model)
     seq, batch = 12, 2
@@ -79,7 +79,7 @@ def export_onnx(release, out, *, overwrite: bool = False) -> Path:
             "input_ids": {0: "batch", 1: "seq"}, "position_ids": {0: "batch", 1: "seq"},
             "attention_mask": {0: "batch", 2: "seq", 3: "seq"}, "heads": {0: "batch", 1: "k"},
             "logits": {0: "batch", 1: "k"}}}
-    with output_dir(out, overwrite=overwrite, what=WHAT) as tmp:
+    with output_dir(out, kind="onnx", overwrite=overwrite, what=WHAT, reads=[release]) as tmp:
         with torch.inference_mode():
             torch.onnx.export(graph, (ids, pos, mask, heads), str(tmp / "model.onnx"), external_data=True,
                               **names, **shapes)

@@ -44,12 +44,12 @@ from pathlib import Path
 
 from .errors import FinsentError, UsageError
 from .outputs import (
-    MARKER,
     OutputError,
     check_name,
     check_output_dir,
     is_toolkit_output,
     output_dir,
+    write_marker,
     write_text_atomic,
 )
 from .recipes import FinetuneSection, Recipe, RecipeError, check_recipe, load_recipe
@@ -169,7 +169,7 @@ def _prepare_checkpoints(out_dir: Path, resume: bool) -> Path:
     if resume and any(finished.glob("checkpoint-*")):
         shutil.copytree(finished, work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / MARKER).write_text(json.dumps({"written_by": "finsent", "what": "training checkpoints"}) + "\n")
+    write_marker(work, "checkpoints")
     return work
 
 
@@ -192,7 +192,8 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
 
     f = recipe.finetune
     _check_settings(recipe)
-    base_dir, out_dir = Path(base_dir), check_output_dir(out_dir, overwrite=overwrite, what=WHAT)
+    base_dir = Path(base_dir)
+    out_dir = check_output_dir(out_dir, kind="finetune", overwrite=overwrite, what=WHAT, reads=[base_dir])
     _check_checkpoint_dir(out_dir)
     base = locate_model(str(base_dir))  # a folder with a loadable config.json, or a Hub id; else a FinsentError
     rank, world = launch_world()
@@ -362,7 +363,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     }
 
     def write() -> None:
-        with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
+        with output_dir(out_dir, kind="finetune", overwrite=overwrite, what=WHAT, reads=[base_dir]) as tmp:
             model.save_pretrained(tmp, state_dict=state_dict)  # LoRA: the adapter; full: the whole model
             tokenizer.save_pretrained(tmp)
             if data.dev:
@@ -522,7 +523,8 @@ def _finetune(args) -> int:
         overrides["finetune.skip_bad_rows"] = True
     recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out) if args.out else Path("runs") / check_name(recipe.name, "recipe name") / "adapter"
-    check_output_dir(out, overwrite=args.overwrite, what=WHAT)  # before the base model is looked for
+    check_output_dir(out, kind="finetune", overwrite=args.overwrite, what=WHAT,  # before the base is looked for
+                     reads=[args.base])
     base = Path(args.base) if args.base else Path(locate_model(recipe.model.base))
     adapter = run_finetune(recipe, base, out, resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite)
     if launch_world()[0] != 0:

@@ -90,8 +90,9 @@ def run_merge(recipe: Recipe, base_dir: Path, adapter_dir: Path, out_dir: Path,
     refused unless ``overwrite``.
     """
     name = check_merge_inputs(recipe, base_dir, adapter_dir, dtype)
-    out_dir = check_output_dir(out_dir, overwrite=overwrite, what=WHAT)
-    with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
+    reads = [base_dir, adapter_dir]
+    out_dir = check_output_dir(out_dir, kind="release", overwrite=overwrite, what=WHAT, reads=reads)
+    with output_dir(out_dir, kind="release", overwrite=overwrite, what=WHAT, reads=reads) as tmp:
         merge_into(recipe, base_dir, adapter_dir, tmp, dtype=name)
     logger.info("merged model saved to %s", out_dir)
     return out_dir

@@ -263,7 +263,8 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     """
     from .models import load_model_and_tokenizer
 
-    out_dir = check_output_dir(out_dir, overwrite=overwrite, what=WHAT)  # before a possibly long download
+    out_dir = check_output_dir(out_dir, kind="pruned", overwrite=overwrite, what=WHAT,  # before a long download
+                               reads=[base])
     _check_section(section)
     if canonical_method(section.method) in ACTIVATION_METHODS and not calibration:
         raise PruningError(f"prune method {section.method!r} needs calibration texts: prune with a recipe "
@@ -281,7 +282,7 @@ def run_prune(section, base: str, out_dir: str | Path, revision: str | None = No
     if section.vocab_first is not None:
         trimmed = trim_vocabulary(model, tokenizer, section.vocab_first, vocab, report, section.vocab_min_count)
     pruned = time.perf_counter()
-    with output_dir(out_dir, overwrite=overwrite, what=WHAT) as tmp:
+    with output_dir(out_dir, kind="pruned", overwrite=overwrite, what=WHAT, reads=[base]) as tmp:
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
         if trimmed is not None:

@@ -49,7 +49,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import FinsentError
+from .errors import FinsentError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,35 @@ def excluded(rel: str) -> bool:
 
 
 def release_files(release_dir: Path) -> list[Path]:
-    """Every file that is published, sorted; hidden files and folders (.cache, .git...) and ``EXCLUDE`` are not."""
-    release_dir = Path(release_dir)
-    return sorted(p for p in release_dir.rglob("*")
-                  if p.is_file() and not excluded(p.relative_to(release_dir).as_posix()))
+    """Every file that is published, sorted: the regular files inside the folder (``outputs.upload_files``: a link
+    is refused, never followed); hidden files and folders (.cache, .git...) and ``EXCLUDE`` are not published."""
+    from .outputs import upload_files
+
+    return upload_files(Path(release_dir), skip=excluded)
+
+
+class RepoIdError(PublishError, UsageError):
+    """A Hub repo id that the Hub would refuse."""
+
+
+def check_repo_id(value, flag: str = "--repo-id") -> str:
+    """``value`` if it is a Hub repo id of the form owner/name that the Hub accepts, else RepoIdError.
+
+    The Hub's own rules (``huggingface_hub.utils.validate_repo_id``: letters, digits, '-', '_', '.', no '--' or
+    '..', at most 96 characters), checked before any other work, so a bad id never reaches the network.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(value, str) or value.count("/") != 1 or not all(value.split("/")):
+        raise RepoIdError(f"{flag} {value!r} is not a Hub repo id: write it as owner/name")
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise RepoIdError(f"{flag} {value!r} is not a Hub repo id the Hub accepts: owner and name use letters, "
+                          "digits, '-', '_' and '.', without '--' or '..', not starting or ending with '-' or '.', "
+                          "at most 96 characters") from None
+    return value
 
 
 def safetensors_header(path: Path) -> dict:
@@ -291,6 +316,7 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
 
     ``max_regression`` defaults to the release's recipe (``publish.max_regression``).
     """
+    check_repo_id(repo_id)
     release_dir = Path(release_dir)
     tag_key(tag)
     scores = check_release(release_dir)

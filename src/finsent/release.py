@@ -28,6 +28,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import re
 import shutil
 import time
 from dataclasses import asdict
@@ -111,8 +112,8 @@ class Release:
         self.run_dir = Path(runs_dir).expanduser() / name
         self.release_dir = Path(releases_dir).expanduser() / name
         # Never the current folder, one of its parents or the home folder (e.g. --releases-dir .. in releases/x).
-        check_output_dir(self.run_dir, overwrite=True, what="run folder")
-        check_output_dir(self.release_dir, overwrite=True, what="release folder")
+        check_output_dir(self.run_dir, kind="run", overwrite=True)
+        check_output_dir(self.release_dir, kind="release", overwrite=True)
         self.pruned_dir = self.run_dir / "pruned"
         self.adapter_dir = self.run_dir / "adapter"
         self.stamps = self.run_dir / "stamps"
@@ -175,12 +176,32 @@ class Release:
 
         return locate_model(self.recipe.model.base)
 
+    def check_stage(self, stage: str) -> None:
+        """Refuse ``stage`` if it cannot run (a missing input, an output folder it may not replace), before its
+        stamp is cleared or anything is written."""
+        if stage == "prune":
+            if not self.recipe.prune.enabled:
+                raise ReleaseError("pruning is disabled in the recipe")
+            check_output_dir(self.pruned_dir, kind="pruned", overwrite=self.overwrite)
+        elif stage == "finetune":
+            check_output_dir(self.adapter_dir, kind="finetune", overwrite=self.overwrite, what="adapter folder")
+        elif stage == "merge":
+            check_output_dir(self.release_dir, kind="release", overwrite=self.overwrite, reads=self._merge_inputs())
+        elif stage in ("eval", "export"):
+            if not (self.release_dir / "config.json").is_file():
+                raise ReleaseError(f"no merged model at {self.release_dir}: run the merge stage first")
+            if stage == "eval":
+                check_output_dir(self.release_dir / "eval", kind="eval", overwrite=self.overwrite,
+                                 what="release eval folder")
+        elif stage == "card":
+            from .card import check_card_target
+
+            check_card_target(self.release_dir, overwrite=self.overwrite)
+
     def prune(self) -> Path:
         from .pruning import calibration_texts, run_prune, vocab_rows
 
-        if not self.recipe.prune.enabled:
-            raise ReleaseError("pruning is disabled in the recipe")
-        check_output_dir(self.pruned_dir, overwrite=self.overwrite, what="pruned model folder")
+        self.check_stage("prune")
         return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision,
                          overwrite=self.overwrite, calibration=calibration_texts(self.recipe),
                          vocab=vocab_rows(self.recipe))
@@ -188,7 +209,7 @@ class Release:
     def finetune(self) -> Path:
         from .finetune import run_finetune
 
-        check_output_dir(self.adapter_dir, overwrite=self.overwrite, what="adapter folder")
+        self.check_stage("finetune")
         return run_finetune(self.recipe, self._finetune_base(), self.adapter_dir, overwrite=self.overwrite)
 
     def _finetune_base(self) -> Path | str:
@@ -203,19 +224,26 @@ class Release:
 
         With ``finetune.enabled: false`` there is no adapter: the pruned model itself is cast and checked.
         """
-        from .merge import check_merge_inputs, merge_into
+        from .merge import merge_into
+
+        self.check_stage("merge")
+        base, adapter = self._merge_inputs()
+        # A release folder holds exactly one model's files: it is replaced whole (eval and card follow).
+        with output_dir(self.release_dir, kind="release", overwrite=self.overwrite, reads=[base, adapter]) as tmp:
+            merge_into(self.recipe, base, adapter, tmp)
+            self._write_reports(tmp)
+        return self.release_dir
+
+    def _merge_inputs(self) -> list:
+        """``[base, adapter]`` of the merge (adapter None without training), each checked to exist."""
+        from .merge import check_merge_inputs
 
         adapter = self.adapter_dir if self.recipe.finetune.enabled else None
         if adapter and not adapter.exists():  # check_merge_inputs says what is wrong with a folder that exists
             raise ReleaseError(f"no adapter at {adapter}: run the finetune stage first")
         base = Path(self._finetune_base())
         check_merge_inputs(self.recipe, base, adapter)
-        check_output_dir(self.release_dir, overwrite=self.overwrite, what="release folder")
-        # A release folder holds exactly one model's files: it is replaced whole (eval and card follow).
-        with output_dir(self.release_dir, overwrite=self.overwrite, what="release folder") as tmp:
-            merge_into(self.recipe, base, adapter, tmp)
-            self._write_reports(tmp)
-        return self.release_dir
+        return [base, adapter]
 
     def _write_reports(self, folder: Path) -> None:
         reports = Path(folder) / "reports"
@@ -232,11 +260,10 @@ class Release:
         from .evaluation import check_runs, evaluate_into, write_summary
 
         e = self.recipe.eval
-        if not (self.release_dir / "config.json").is_file():
-            raise ReleaseError(f"no merged model at {self.release_dir}: run the merge stage first")
         check_runs(e.benchmarks, e.modes)
-        out = check_output_dir(self.release_dir / "eval", overwrite=self.overwrite, what="release eval folder")
-        with output_dir(out, overwrite=self.overwrite, what="release eval folder") as tmp:
+        self.check_stage("eval")
+        out = self.release_dir / "eval"
+        with output_dir(out, kind="eval", overwrite=self.overwrite, what="release eval folder") as tmp:
             clf = FinSentClassifier.from_pretrained(str(self.release_dir), batch_size=e.batch_size)
             evaluate_into(tmp, self.release_dir, e.benchmarks, e.modes, batch_size=e.batch_size, classifier=clf)
             if e.speed:
@@ -263,8 +290,7 @@ class Release:
         """The recipe's GGUF / ONNX exports into the release folder, with reports/exports.json (export_release)."""
         from .export_release import MANIFEST, run_exports
 
-        if not (self.release_dir / "config.json").is_file():
-            raise ReleaseError(f"no merged model at {self.release_dir}: run the merge stage first")
+        self.check_stage("export")
         run_exports(self.recipe, self.release_dir, texts_file=self._export_texts(), overwrite=self.overwrite)
         return self.release_dir / MANIFEST
 
@@ -272,7 +298,7 @@ class Release:
         from .card import render_card
 
         # The card's usage code loads the repo it will be pushed to; without one, the local folder.
-        render_card(self.recipe, self.release_dir, repo_id=repo_id)
+        render_card(self.recipe, self.release_dir, repo_id=repo_id, overwrite=self.overwrite)
         return self.release_dir / "README.md"
 
     def push(self, *, dry_run: bool, repo_id: str | None, tag: str | None, **kwargs) -> dict:
@@ -282,7 +308,8 @@ class Release:
         # and read a remote repo only when one was named (the placeholder has none to compare with).
         known = repo_id or self.recipe.publish.repo_id
         tag = tag or self.recipe.publish.tag or "v0.1.0"
-        return push_release(self.release_dir, known or f"dry-run/{self.recipe.card.model_name}", tag,
+        placeholder = "dry-run/" + (re.sub(r"[^A-Za-z0-9_.]+", "-", self.recipe.card.model_name).strip("-.") or "model")
+        return push_release(self.release_dir, known or placeholder, tag,
                             dry_run=dry_run, read_remote=bool(known), **kwargs)
 
     def space(self, space_id: str, model_id: str, **kwargs):
@@ -321,6 +348,7 @@ class Release:
                 result["skipped"].append(stage)
                 continue
             logger.info("%s ...", label)
+            self.check_stage(stage)  # a refused stage leaves its stamp and outputs as they were
             if stage in fps:
                 self.clear_stamp(stage)
             t0 = time.perf_counter()

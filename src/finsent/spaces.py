@@ -68,11 +68,13 @@ def space_source(source: str | Path | None = None) -> Path:
 
 def check_hub_id(value: str, flag: str = "--model") -> str:
     """A Hub id is owner/name; a local folder cannot be a Space's model (the Space cannot see it)."""
+    from .publish import check_repo_id
+
     parts = value.split("/")
     if len(parts) != 2 or not all(parts) or value.startswith((".", "~")) or Path(value).exists():
         why = ": a Space downloads its model from the Hub, it cannot see a local folder" if flag == "--model" else ""
         raise SpaceDeployError(f"{flag} {value!r} must be a Hub id (owner/name){why}")
-    return value
+    return check_repo_id(value, flag)
 
 
 def assemble_space(out_dir: str | Path, model: str = PUBLISHED_MODEL, source: str | Path | None = None) -> list[str]:
@@ -91,7 +93,9 @@ def assemble_space(out_dir: str | Path, model: str = PUBLISHED_MODEL, source: st
     for name in INFERENCE_MODULES:
         shutil.copy2(PACKAGE_DIR / name, package / name)
     check_self_contained(out)
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    from .outputs import upload_files
+
+    return [p.relative_to(out).as_posix() for p in upload_files(out)]
 
 
 def check_self_contained(folder: Path) -> None:
