@@ -340,7 +340,7 @@ def test_ray_writes_what_the_local_engine_writes_for_these_cases(tmp_path, tiny,
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "ray.parquet")
-    assert [str(t) for t in table.schema.types][:3] == ["int64", "string", "string"]  # no date read as a time
+    assert [str(t) for t in table.schema.types][:3] == ["int64", "string", "string"]
     assert table.select(["id", "text", "day"]).to_pylist() == [
         {"id": 1, "text": "=Acme beats", "day": "2024-01-02"}, {"id": 3, "text": "-Zenith slumps", "day": None}]
     assert read_jsonl(tmp_path / "ray.csv.errors.jsonl") == [

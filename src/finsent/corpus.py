@@ -204,7 +204,9 @@ class Job:
     written: int = 0
     skipped: int = 0
     shown: int = 0
-    every_row: bool = False  # the parquet types cover the rows that are skipped too (a reader of every row: Ray)
+    # the parts' parquet types are those of the rows as read (inferred per part, unified at the end), not the
+    # scan's: Ray's JSON-lines reader (pandas) has its own types
+    reader_types: bool = False
     _lock: object = None
     _labels: list[str] = field(default_factory=list)
 
@@ -221,7 +223,7 @@ class Job:
         import pyarrow as pa
 
         ours = [pa.field(LABEL_COLUMN, pa.string())] + [pa.field(prob_column(lb), pa.float64()) for lb in self._labels]
-        return pa.schema(list(self.scan.arrow_schema(every_row=self.every_row)) + ours)
+        return pa.schema(list(self.scan.arrow_schema()) + ours)
 
     # parts ------------------------------------------------------------------------------------------
 
@@ -270,8 +272,12 @@ class Job:
         import pyarrow.parquet as pq
 
         try:
-            table = pa.Table.from_pylist(rows, schema=self.arrow_schema())
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # the scan read other values: the input changed
+            if self.reader_types:  # inferred per part, unified when the parts are joined
+                table = (pa.Table.from_pylist([{c: r.get(c) for c in self.columns} for r in rows]) if rows
+                         else self.arrow_schema().empty_table())
+            else:
+                table = pa.Table.from_pylist(rows, schema=self.arrow_schema())
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # the values read are not those the scan saw
             raise FinsentError(f"a value does not fit the parquet types read from the input before the work "
                                f"({str(exc).splitlines()[0]}): write .jsonl or .csv instead") from None
         buf = io.BytesIO()
@@ -349,8 +355,12 @@ class Job:
         with pq.ParquetWriter(dest, schema) as writer:
             for part in parts:
                 table = pq.read_table(part)
-                arrays = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
-                          for f in schema]
+                try:
+                    arrays = [table[f.name].cast(f.type) if f.name in table.column_names
+                              else pa.nulls(len(table), f.type) for f in schema]
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                    raise FinsentError(f"{part.name}: a value does not fit the output's parquet column "
+                                       f"({str(exc).splitlines()[0]}): write .jsonl or .csv instead") from None
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
     # state ------------------------------------------------------------------------------------------
@@ -393,7 +403,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def open_job(input, output, *, text_column: str = "text", kind: str = "news", scheme="3", model=None,
-             on_error: str = "skip", overwrite: bool = False, every_row: bool = False) -> tuple[Job, dict]:
+             on_error: str = "skip", overwrite: bool = False) -> tuple[Job, dict]:
     """Check everything, take the lock and find where to resume; nothing is classified yet.
 
     Returns the job and its fingerprint. Raises ``UsageError`` for what the user must change (arguments,
@@ -413,7 +423,7 @@ def open_job(input, output, *, text_column: str = "text", kind: str = "news", sc
     scan = scan_input(files, text_column, output_columns(scheme))
     fp = fingerprint(scan, model=model, scheme=scheme, kind=kind, text_column=text_column)
     parts = parts_dir(output)
-    job = Job(output, fmt, scan, scheme, on_error, parts, every_row=every_row, _labels=labels_of(scheme))
+    job = Job(output, fmt, scan, scheme, on_error, parts, _labels=labels_of(scheme))
     if fmt == ".parquet":
         job.arrow_schema()  # a column no one parquet type holds is refused now, not after the work
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -20,12 +20,12 @@ that a data error fails in seconds with one line, as in the local engine, never 
 a row the local reader cannot parse (pyarrow's CSV and JSON readers would stop at it) is refused up front
 (the local engine skips and lists it: use ``--engine local``); a JSON-lines column whose values have no one
 arrow type (pyarrow's JSON reader would stop) is refused up front; with ``on_error="fail"`` the first row
-that cannot be classified is refused up front with the local engine's message. JSON lines are read with
-the types the scan found (a date string stays a string, as in the local engine), and a data error is never
-retried. Other differences: a JSON-lines row missing a key gets ``null`` for it; a skipped row is named by
-its input row number over all shards (``input row N``) rather than by file and line. On resume, the rows
-already written are read and classified again and dropped (Ray gives no row numbers to skip by); split a big
-input into shards of similar size and let each run finish, or accept that cost.
+that cannot be classified is refused up front with the local engine's message. A data error is never
+retried. Other differences: JSON lines are read by pandas, with its types (a parquet output's types are
+those, unified over the parts when they are joined); a JSON-lines row missing a key gets ``null`` for it; a
+skipped row is named by its input row number over all shards (``input row N``) rather than by file and line.
+On resume, the rows already written are read and classified again and dropped (Ray gives no row numbers to
+skip by); split a big input into shards of similar size and let each run finish, or accept that cost.
 
 Running on a Ray cluster
 ------------------------
@@ -132,7 +132,7 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
     from .models import locate_model, resolve_model
 
     job = start_job(input, output, chunk_rows, text_column=text_column, kind=kind, scheme=scheme, model=model,
-                    on_error=on_error, overwrite=overwrite, every_row=True)
+                    on_error=on_error, overwrite=overwrite)
     if isinstance(job, CorpusResult):
         return job
     started_ray = False
@@ -144,6 +144,7 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
         if ERROR_COLUMN in job.scan.columns:
             raise UsageError(f"the input has a column {ERROR_COLUMN!r}, which --engine ray uses: rename it")
         check_rows(job)
+        job.reader_types = ".jsonl" in suffixes  # pandas reads JSON lines, with its own types
         resumed_at = job.done
         seconds = 0.0
         if job.done < job.scan.rows:
@@ -196,11 +197,7 @@ def read_dataset(ray, job: Job):
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
         )
     if suffix == ".jsonl":
-        import pyarrow.json as pajson
-
-        schema = job.scan.arrow_schema(every_row=True)  # the local reader's types: no date string read as a time
-        return ray.data.read_json(paths, lines=True, file_extensions=None,
-                                  parse_options=pajson.ParseOptions(explicit_schema=schema))
+        return ray.data.read_json(paths, lines=True, file_extensions=None)
     return ray.data.read_parquet(paths, file_extensions=None)
 
 
