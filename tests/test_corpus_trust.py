@@ -282,8 +282,8 @@ def test_ray_refuses_a_malformed_row_before_starting(tmp_path, tiny_llama_dir, c
     assert code == 2 and not ray.is_initialized()
     assert capsys.readouterr().err.splitlines() == [
         f"finsent classify: error: {src}: row 6 (line 7): malformed row: 3 fields, the header has 2: --engine ray "
-        "cannot read past such a row (pyarrow's reader stops there): fix it, or use --engine local, which skips "
-        "and lists such rows"]
+        "cannot skip such a row (its pyarrow readers stop at it or read it otherwise): fix it, or use --engine "
+        "local, which skips and lists such rows"]
 
 
 def test_ray_on_error_fail_names_the_first_bad_row_before_starting(tmp_path, tiny_llama_dir):

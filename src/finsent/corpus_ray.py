@@ -172,8 +172,8 @@ def check_rows(job: Job) -> None:
     scan = job.scan
     if scan.malformed is not None:
         _, where, problem = scan.malformed
-        raise UsageError(f"{where}: {problem}: --engine ray cannot read past such a row (pyarrow's reader stops "
-                         "there): fix it, or use --engine local, which skips and lists such rows")
+        raise UsageError(f"{where}: {problem}: --engine ray cannot skip such a row (its pyarrow readers stop at "
+                         "it or read it otherwise): fix it, or use --engine local, which skips and lists such rows")
     if scan.files[0].suffix.lower() == ".jsonl":
         scan.arrow_schema("Ray's JSON reader (one type a column)", every_row=True)
     if job.on_error == "fail":
