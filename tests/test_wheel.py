@@ -21,6 +21,8 @@ import pytest
 from release_factory import write_reports
 from test_card import add_exports
 
+from finsent.outputs import record_written_file
+
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "model_card.md"
 PACKAGE_DATA = ("finsent/resources/MODEL_CARD.md", "finsent/resources/references.yaml",
@@ -65,6 +67,7 @@ def test_wheel_holds_the_package_data(wheel):
 def test_installed_wheel_renders_the_golden_card_outside_the_repository(venv, tmp_path):
     release = add_exports(write_reports(tmp_path / "release"))  # the golden card's release carries exports
     (release / "README.md").write_text("stale\n")
+    record_written_file(release, "README.md")  # a stale card finsent wrote: replaced without --overwrite
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     done = run(venv, [str(venv / "finsent"), "card", str(release)], outside)
