@@ -53,7 +53,8 @@ demo: setup
 	  "The board will meet on Thursday to discuss the agenda"
 
 lint: setup
-	$(VENV)/bin/ruff check src tests space
+	$(VENV)/bin/ruff check src tests space build eval
+	$(VENV)/bin/lint-imports
 
 # PASSIVE: idle OpenMP threads sleep instead of spinning, so the in-process Space server and Chromium
 # get the 2 cores they share with torch (spinning threads made browser tests time out under load).

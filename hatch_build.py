@@ -1,6 +1,6 @@
 """Build hook: the wheel carries MODEL_CARD.md, which maintainers edit at the repository's root, as package data.
 
-Only the standard wheel gets the copy: an editable install reads the root's file directly (``finsent.card``), and a
+Only the standard wheel gets the copy: an editable install reads the root's file directly (``finsent.hub.card``), and a
 copy in site-packages would make a bare ``finsent/`` folder there that imports as an empty namespace package.
 """
 

@@ -42,11 +42,11 @@ from starlette.responses import JSONResponse
 
 import finsent
 from finsent import SCHEMES, FinSentClassifier
-from finsent.classify import iter_chunks
-from finsent.errors import FinsentError, UsageError
-from finsent.models import PUBLISHED_MODEL
-from finsent.prompts import InputError, check_text
-from finsent.tables import BadRow, TableError, csv_header, read_table, spreadsheet_safe  # one CSV-writing rule
+from finsent.core.classify import iter_chunks
+from finsent.core.errors import FinsentError, UsageError
+from finsent.core.models import PUBLISHED_MODEL
+from finsent.core.prompts import InputError, check_text
+from finsent.core.tables import BadRow, TableError, csv_header, read_table, spreadsheet_safe  # one CSV-writing rule
 
 logger = logging.getLogger("finsent.space")
 
@@ -217,7 +217,7 @@ def classify_requests(classifier: FinSentClassifier, raws: list[str], schemes: l
 def read_csv_texts(path: str | Path) -> tuple[list[str], list[dict], str]:
     """(columns, rows, text column) of an uploaded CSV, or CsvInputError naming the file and problem.
 
-    Read with finsent.tables (the toolkit's one table reader: BOM, quoting and header rules as everywhere);
+    Read with finsent.core.tables (the toolkit's one table reader: BOM, quoting and header rules as everywhere);
     column names are the header's, stripped.
     """
     path = Path(path)

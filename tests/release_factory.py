@@ -3,7 +3,7 @@
 The card's golden render and the push tests build their release folders with these, so the values
 are deterministic; the model files come from a real model folder (``add_model``), or, for the card,
 a sparse stand-in of the published size (``write_weights``). Every report is checked against its one
-declaration in ``finsent.reports`` before it is written, and may hold no field that is not declared
+declaration in ``finsent.core.reports`` before it is written, and may hold no field that is not declared
 there: the factory cannot drift from what the writers and the card use.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from finsent.outputs import is_toolkit_output, write_marker
-from finsent.reports import SCHEMAS, check_report
+from finsent.core.outputs import is_toolkit_output, write_marker
+from finsent.core.reports import SCHEMAS, check_report
 
 MODEL_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -146,7 +146,7 @@ def checked(kind: str, data: dict) -> dict:
     """``data`` if it satisfies the ``kind`` schema and declares every field it holds (top level)."""
     check_report(kind, data, f"release_factory {kind}")
     undeclared = sorted(set(data) - set(SCHEMAS[kind].fields))
-    assert not undeclared, f"release_factory {kind}: fields not declared in finsent.reports: {undeclared}"
+    assert not undeclared, f"release_factory {kind}: fields not declared in finsent.core.reports: {undeclared}"
     return data
 
 

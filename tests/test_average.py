@@ -9,8 +9,8 @@ import torch
 from test_finetune import tiny_recipe, write_finsent
 from transformers import TrainerCallback
 
-from finsent.recipes import DataSource
-from finsent.reports import read_report
+from finsent.core.recipes import DataSource
+from finsent.core.reports import read_report
 
 
 class Snapshots(TrainerCallback):
@@ -24,7 +24,7 @@ class Snapshots(TrainerCallback):
 
 
 def test_the_mean_is_of_the_steps_from_the_fraction_on_and_swaps_in_and_out(tmp_path):
-    from finsent.trainer import WeightAverage
+    from finsent.build.trainer import WeightAverage
 
     layer = torch.nn.Linear(2, 1, bias=False)
     average = WeightAverage(layer, 0.5)
@@ -58,7 +58,7 @@ def test_the_mean_is_of_the_steps_from_the_fraction_on_and_swaps_in_and_out(tmp_
 
 
 def test_finetune_saves_the_mean_of_the_last_steps_and_a_resume_continues_it(tiny_llama_dir, tmp_path):
-    from finsent.finetune import run_finetune
+    from finsent.build.finetune import run_finetune
 
     recipe = tiny_recipe(write_finsent(tmp_path / "train.jsonl"), average_from=0.5, lora_dropout=0.0)
     snapshots = Snapshots()
@@ -89,7 +89,7 @@ def test_finetune_saves_the_mean_of_the_last_steps_and_a_resume_continues_it(tin
 
 
 def test_full_finetune_scores_the_average_beside_the_last_weights(tiny_llama_dir, tmp_path):
-    from finsent.finetune import FinetuneError, run_finetune
+    from finsent.build.finetune import FinetuneError, run_finetune
 
     data = write_finsent(tmp_path / "train.jsonl", repeat=1)
     recipe = tiny_recipe(data, method="full", dev_fraction=0.5, dev_every=2, max_steps=4, average_from=0.25)
@@ -109,7 +109,7 @@ def test_full_finetune_scores_the_average_beside_the_last_weights(tiny_llama_dir
 
 
 def test_recipe_checks_average_from(tmp_path):
-    from finsent.recipes import RecipeError, load_recipe
+    from finsent.core.recipes import RecipeError, load_recipe
 
     path = tmp_path / "r.yaml"
     for value in ("1.0", "-0.1"):

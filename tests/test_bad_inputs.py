@@ -2,7 +2,7 @@
 
 One section per class of input: texts (the one rule, ``prompts.check_text``), ``finsent classify``'s
 stdin, arguments and options, recipes, model folders, and data files (training, benchmarks, speed
-texts: one reader, ``finsent.tables``, one schema mapping, ``data.schema_row``). Real files are
+texts: one reader, ``finsent.core.tables``, one schema mapping, ``data.schema_row``). Real files are
 written in ``tmp_path``; the command-line tests check the exit code and the one-line message.
 """
 
@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from finsent.benchmarks import BenchmarkDataError, load_benchmark
+from finsent.build.data import load_source
 from finsent.cli import main
-from finsent.data import DataError, load_source
-from finsent.models import ModelNotAvailableError, load_model_and_tokenizer, locate_model
-from finsent.prompts import InputError, check_text
-from finsent.recipes import DataSource, RecipeError, load_recipe
-from finsent.speed import SpeedTextsError, load_texts
+from finsent.core.models import ModelNotAvailableError, load_model_and_tokenizer, locate_model
+from finsent.core.prompts import InputError, check_text
+from finsent.core.recipes import DataSource, RecipeError, load_recipe
+from finsent.core.rows import DataError
+from finsent.core.texts import SpeedTextsError, load_texts
+from finsent.evaluation.benchmarks import BenchmarkDataError, load_benchmark
 
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
@@ -72,7 +73,7 @@ def test_check_text_strips_and_keeps_long_texts_for_the_encoder_to_cut():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir):
-    from finsent.classify import FinSentClassifier
+    from finsent.core.classify import FinSentClassifier
 
     return FinSentClassifier.from_pretrained(str(tiny_llama_dir))
 
@@ -298,8 +299,8 @@ def test_empty_model_is_refused_at_once_not_read_as_unset(command, tiny_llama_di
 
 @pytest.mark.parametrize("name", ["", "  "])
 def test_empty_model_name_is_a_usage_error_in_the_library_too(name, tiny_llama_dir, monkeypatch):
-    from finsent.classify import FinSentClassifier
-    from finsent.errors import UsageError
+    from finsent.core.classify import FinSentClassifier
+    from finsent.core.errors import UsageError
 
     monkeypatch.setenv("FINSENT_MODEL", str(tiny_llama_dir))
     with pytest.raises(UsageError) as err:
@@ -385,7 +386,7 @@ def test_json_array_and_json_lines_are_the_same_rows_everywhere(tmp_path):
 
 
 def test_fiqa_rows_without_format_are_the_same_kind_in_training_and_evaluation(tmp_path):
-    from finsent.prompts import instruction
+    from finsent.core.prompts import instruction
 
     rows = [{"sentence": "Acme beats", "sentiment_score": 0.5},
             {"sentence": "$ACME to the moon", "sentiment_score": 0.6, "format": "post"},

@@ -8,14 +8,14 @@ from collections import Counter
 
 import pytest
 
-from finsent.benchmarks import (
+from finsent.core.labels import SCHEMES
+from finsent.evaluation.benchmarks import (
     BenchmarkDataError,
     DataNotAvailableError,
     fingpt_test_indices,
     load_benchmark,
     parse_benchmark_arg,
 )
-from finsent.labels import SCHEMES
 
 
 def write_jsonl(path, rows):

@@ -15,9 +15,9 @@ import pytest
 from huggingface_hub import ModelCard
 from release_factory import pruning_cost_report, write_pruning_cost, write_reports
 
-from finsent.card import CardError, render_card
-from finsent.prompts import instruction, prompt_text
-from finsent.recipes import load_recipe
+from finsent.core.prompts import instruction, prompt_text
+from finsent.core.recipes import load_recipe
+from finsent.hub.card import CardError, render_card
 
 GOLDEN = Path(__file__).parent / "golden" / "model_card.md"
 
@@ -34,7 +34,7 @@ def recipe_of(release: Path, **overrides):
 def add_exports(release: Path, onnx: bool = True, agreement=(1.0, 0.995, 1.0)) -> Path:
     """What the export stage leaves (reports/exports.json and the files it lists, here stand-ins: the card reads
     the manifest, never the files' bytes) plus the shipped pipeline, with fixed numbers."""
-    from finsent.export import pipeline_source
+    from finsent.core.pipeline import pipeline_source
 
     (release / "finsent_pipeline.py").write_text(pipeline_source().read_text())
     files = [{"format": "gguf", "quant": "f16", "path": "llama-finsent-s-F16.gguf", "bytes": 1_834_000_000},
@@ -97,8 +97,8 @@ def test_card_code_for_onnxruntime_and_pipeline_runs_on_a_real_export(tiny_llama
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the runtimes extra)")
     from test_pipeline import merged_release
 
-    from finsent.classify import FinSentClassifier
-    from finsent.export_release import run_exports
+    from finsent.core.classify import FinSentClassifier
+    from finsent.export.stage import run_exports
 
     release = merged_release(tiny_llama_dir, tmp_path / "release", tolerance=10.0)
     write_reports(release)
@@ -260,7 +260,7 @@ def test_cli_writes_the_card(release, capsys):
 def test_card_code_runs_and_agrees_with_the_classifier(release, smollm2_dir, capsys):
     """The card's plain-transformers snippets, run on the real SmolLM2, give the classifier's probabilities,
     label and generated answer."""
-    from finsent.classify import FinSentClassifier
+    from finsent.core.classify import FinSentClassifier
 
     text = render_card(recipe_of(release), release)
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
@@ -339,8 +339,8 @@ def test_shape_speed_path_is_found_from_the_current_folder(release, tmp_path, mo
 
 
 def test_template_and_references_are_package_data():
-    from finsent.card import TEMPLATE
-    from finsent.eval_summary import REFERENCES_FILE, load_references
+    from finsent.evaluation.summary import REFERENCES_FILE, load_references
+    from finsent.hub.card import TEMPLATE
 
     package = Path(__import__("finsent").__file__).parent
     assert TEMPLATE == package.parents[1] / "MODEL_CARD.md" and TEMPLATE.is_file()  # the maintainers' file
@@ -348,13 +348,13 @@ def test_template_and_references_are_package_data():
     assert len(load_references()["models"]) >= 5
 
 
-# --- the report schemas (finsent.reports): declared once, checked by every reader ---------------------
+# --- the report schemas (finsent.core.reports): declared once, checked by every reader ---------------------
 
 
 def test_check_report_names_the_file_and_the_missing_field():
     from release_factory import eval_result, speed_report, training_report
 
-    from finsent.reports import ReportError, check_report
+    from finsent.core.reports import ReportError, check_report
 
     training = training_report()
     training["lora"].pop("alpha")
@@ -383,7 +383,7 @@ def test_the_card_reads_reports_through_their_schemas(release):
 def test_write_report_checks_before_writing(tmp_path):
     from release_factory import pruning_report
 
-    from finsent.reports import ReportError, read_report, write_report
+    from finsent.core.reports import ReportError, read_report, write_report
 
     report = pruning_report()
     assert read_report("pruning", write_report("pruning", report, tmp_path / "pruning.json")) == report
@@ -495,7 +495,7 @@ def test_a_malformed_pruning_cost_names_the_file_and_the_field(release, tmp_path
 
 
 def test_published_recipes_show_the_committed_pruning_cost():
-    from finsent.card import find_card_file, read_pruning_cost
+    from finsent.hub.card import find_card_file, read_pruning_cost
 
     repo = Path(__file__).resolve().parents[1]
     for name in ("smollm2-135m-fingpt", "llama-finsent-s"):

@@ -12,10 +12,10 @@ import os
 import pytest
 import torch
 
-from finsent.classify import FinSentClassifier, Prediction, answer_nodes
-from finsent.labels import labels_of, parse_answer
-from finsent.models import PUBLISHED_MODEL, ModelNotAvailableError, locate_model, resolve_model
-from finsent.prompts import CUE, InputError, instruction
+from finsent.core.classify import FinSentClassifier, Prediction, answer_nodes
+from finsent.core.labels import labels_of, parse_answer
+from finsent.core.models import PUBLISHED_MODEL, ModelNotAvailableError, locate_model, resolve_model
+from finsent.core.prompts import CUE, InputError, instruction
 
 
 def tfns_texts(shared_data, n: int) -> list[str]:
@@ -166,7 +166,7 @@ def test_unknown_kind_and_mode_are_errors(tiny):
 
 
 def test_dtype_auto_is_float32_on_a_cpu_without_native_bf16(tiny_llama_dir, monkeypatch):
-    from finsent import precision  # with AVX-512 BF16 / AMX it measures first: tests/test_speed_variants.py
+    from finsent.core import precision  # with AVX-512 BF16 / AMX it measures first: tests/test_speed_variants.py
 
     monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
     clf = FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto")
@@ -297,7 +297,7 @@ def test_smollm2_truncation_keeps_instruction_and_cue(smollm2, shared_data):
 def test_embedded_conversion_round_trip_has_identical_logits(smollm2, smollm2_dir):
     from transformers import AutoModelForCausalLM
 
-    from finsent.models import smollm2_gguf
+    from finsent.core.models import smollm2_gguf
 
     gguf = smollm2_gguf()
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)

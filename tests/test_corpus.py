@@ -1,4 +1,5 @@
-"""``finsent classify --input/--output``: a corpus file to file (finsent.corpus) and on Ray Data (finsent.corpus_ray).
+"""``finsent classify --input/--output``: a corpus file to file (finsent.corpus.engine) and on Ray Data
+(finsent.corpus.ray_engine).
 
 Real files on disk, exact assertions; the tiny random Llama (real SmolLM2 tokenizer) makes labels
 deterministic and fast, the real SmolLM2 runs once (slow).
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from finsent.classify import FinSentClassifier
 from finsent.cli import main
-from finsent.corpus import classify_corpus, output_columns, parts_dir
-from finsent.errors import UsageError
-from finsent.outputs import OutputError
-from finsent.prompts import InputError
+from finsent.core.classify import FinSentClassifier
+from finsent.core.errors import UsageError
+from finsent.core.outputs import OutputError
+from finsent.core.prompts import InputError
+from finsent.corpus.engine import classify_corpus, output_columns, parts_dir
 
 P3 = ["p_negative", "p_neutral", "p_positive"]
 OURS = ["predicted_label", *P3]
@@ -167,7 +168,7 @@ def test_on_error_skip_reports_row_numbers_and_lists_them(tmp_path, tiny, tiny_l
          "problem": "malformed row: not UTF-8 text (byte 0xff in the column 'text')"},
     ]
     assert (result.written, result.skipped, result.errors_path) == (2, 3, tmp_path / "out.csv.errors.jsonl")
-    warned = [r.getMessage() for r in caplog.records if r.name == "finsent.corpus" and r.levelname == "WARNING"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "finsent.corpus.engine" and r.levelname == "WARNING"]
     assert warned[:3] == [f"skipped {e['where']}: {e['problem']}" for e in errors]
 
 
@@ -334,7 +335,7 @@ def test_interrupted_run_resumes_and_refuses_a_changed_model_or_input(tmp_path, 
 
 @pytest.mark.parametrize("stop_at", ["before the rename", "after the rename"])
 def test_a_run_killed_while_finishing_completes_on_the_next_run(tmp_path, tiny, tiny_llama_dir, monkeypatch, stop_at):
-    import finsent.corpus as corpus
+    import finsent.corpus.engine as corpus
 
     src = write_csv(tmp_path / "in.csv", ["id", "text"], [["1", "Acme beats"], ["2", " "], ["3", "Acme misses"]])
     out = tmp_path / "out.csv"
@@ -447,7 +448,7 @@ def ray_local():
 
 @pytest.mark.slow
 def test_ray_engine_matches_the_local_engine_row_for_row(tmp_path, tiny, tiny_llama_dir, ray_local):
-    from finsent.corpus_ray import classify_with_ray
+    from finsent.corpus.ray_engine import classify_with_ray
 
     n = 150
     rows = [[str(i), headline(i), "two\nlines" if i == 3 else f"n{i}"] for i in range(n)]

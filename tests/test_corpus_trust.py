@@ -24,11 +24,11 @@ from test_corpus import (
     write_csv,
 )
 
-from finsent.classify import FinSentClassifier
 from finsent.cli import main
-from finsent.corpus import classify_corpus, parts_dir
-from finsent.errors import UsageError
-from finsent.prompts import InputError
+from finsent.core.classify import FinSentClassifier
+from finsent.core.errors import UsageError
+from finsent.core.prompts import InputError
+from finsent.corpus.engine import classify_corpus, parts_dir
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +288,7 @@ def test_ray_refuses_a_malformed_row_before_starting(tmp_path, tiny_llama_dir, c
 
 def test_ray_on_error_fail_names_the_first_bad_row_before_starting(tmp_path, tiny_llama_dir):
     ray = pytest.importorskip("ray")
-    from finsent.corpus_ray import classify_with_ray
+    from finsent.corpus.ray_engine import classify_with_ray
 
     src = thirteen_rows(tmp_path, "5,   ")
     with pytest.raises(InputError) as err:
@@ -300,7 +300,7 @@ def test_ray_on_error_fail_names_the_first_bad_row_before_starting(tmp_path, tin
 
 def test_ray_refuses_a_json_column_with_two_types_before_starting(tmp_path, tiny_llama_dir):
     ray = pytest.importorskip("ray")
-    from finsent.corpus_ray import classify_with_ray
+    from finsent.corpus.ray_engine import classify_with_ray
 
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "Acme beats"}\n{"text": 7}\n', encoding="utf-8")
@@ -316,7 +316,7 @@ def test_ray_refuses_a_json_column_with_two_types_before_starting(tmp_path, tiny
 def test_ray_writes_what_the_local_engine_writes_for_these_cases(tmp_path, tiny, tiny_llama_dir):
     """One real Ray run: formula cells escaped, JSON types as the local reader sees them, a bad row skipped."""
     ray = pytest.importorskip("ray")
-    from finsent.corpus_ray import classify_with_ray
+    from finsent.corpus.ray_engine import classify_with_ray
 
     src = tmp_path / "in.jsonl"
     rows = [{"id": 1, "text": "=Acme beats", "day": "2024-01-02"}, {"id": 2, "text": " ", "day": "2024-01-03"},

@@ -7,17 +7,10 @@ import logging
 
 import pytest
 
-from finsent.data import (
-    IGNORE,
-    DataError,
-    Example,
-    collate,
-    encode_example,
-    load_mixture,
-    load_source,
-)
-from finsent.prompts import PromptEncoder, instruction, training_text
-from finsent.recipes import DataSource
+from finsent.build.data import IGNORE, Example, collate, encode_example, load_mixture, load_source
+from finsent.core.prompts import PromptEncoder, instruction, training_text
+from finsent.core.recipes import DataSource
+from finsent.core.rows import DataError
 
 INSTR3 = instruction("3", "news")
 INSTR7 = instruction("7", "news")
@@ -132,7 +125,7 @@ def test_invalid_json_line_is_named(tmp_path):
 def test_skip_bad_rows_keeps_good_rows_and_logs_count(tmp_path, caplog):
     path = write_jsonl(tmp_path / "fpb.jsonl", [{"sentence": "Good.", "label": 2}, {"label": 1},
                                                 {"sentence": "Bad.", "label": 0}, {"sentence": "", "label": 0}])
-    with caplog.at_level(logging.WARNING, logger="finsent.data"):
+    with caplog.at_level(logging.WARNING, logger="finsent.build.data"):
         rows = load_source(DataSource(path=path, schema="fpb"), skip_bad_rows=True)
     assert [r.text for r in rows] == ["Good.", "Bad."]
     assert "skipped 2 bad row(s)" in caplog.text and "line 2" in caplog.text

@@ -10,10 +10,10 @@ import pytest
 import torch
 from test_finetune import tiny_recipe, write_finsent
 
-from finsent.data import Example, load_mixture, load_source
-from finsent.devsplit import carve, file_sha256, row_id
-from finsent.recipes import DataSource
-from finsent.reports import read_report
+from finsent.build.data import Example, load_mixture, load_source
+from finsent.build.devsplit import carve, file_sha256, row_id
+from finsent.core.recipes import DataSource
+from finsent.core.reports import read_report
 
 
 def ex(text: str, label: str) -> Example:
@@ -57,8 +57,8 @@ def test_dev_split_of_the_real_training_files(shared_data):
 
 
 def test_dev_seed_fixes_the_split_while_seed_moves_the_training_order(shared_data):
-    from finsent.data import training_data
-    from finsent.recipes import FinetuneSection
+    from finsent.build.data import training_data
+    from finsent.core.recipes import FinetuneSection
 
     sources = [DataSource(path=str(shared_data / "tfns" / "sent_train.csv"), schema="tfns"),
                DataSource(path=str(shared_data / "fpb" / "train.jsonl"), schema="fpb")]
@@ -81,8 +81,8 @@ def test_dev_seed_fixes_the_split_while_seed_moves_the_training_order(shared_dat
 def test_full_finetune_with_a_dev_split_trains_scores_and_merges(tiny_llama_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from finsent.finetune import run_finetune
-    from finsent.merge import run_merge
+    from finsent.build.finetune import run_finetune
+    from finsent.build.merge import run_merge
 
     data = write_finsent(tmp_path / "train.jsonl", repeat=1)
     recipe = tiny_recipe(data, method="full", dev_fraction=0.5, dev_every=2, max_steps=4)
@@ -118,7 +118,7 @@ def test_full_finetune_with_a_dev_split_trains_scores_and_merges(tiny_llama_dir,
 
 
 def test_recipe_checks_method_and_dev_fraction(tmp_path):
-    from finsent.recipes import RecipeError, load_recipe
+    from finsent.core.recipes import RecipeError, load_recipe
 
     path = tmp_path / "r.yaml"
     path.write_text("name: r\nfinetune:\n  method: qlora\n")

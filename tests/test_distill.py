@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from test_finetune import batch_of, tiny_recipe, write_finsent
 
-from finsent.trainer import Distill, reference_loss, token_loss
+from finsent.build.trainer import Distill, reference_loss, token_loss
 
 
 def random_teacher(model_dir, seed: int):
@@ -63,7 +63,7 @@ def test_distilled_loss_is_the_blend_of_answer_loss_and_teacher_kl(tiny_llama_di
 def test_finetune_distills_from_a_teacher_folder_and_refuses_another_vocabulary(tiny_llama_dir, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from finsent.finetune import FinetuneError, run_finetune
+    from finsent.build.finetune import FinetuneError, run_finetune
 
     teacher_dir = tmp_path / "teacher"
     random_teacher(tiny_llama_dir, seed=5).save_pretrained(teacher_dir)

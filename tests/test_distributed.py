@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from finsent.outputs import MARKER
-from finsent.recipes import load_recipe
+from finsent.core.outputs import MARKER
+from finsent.core.recipes import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -46,7 +46,7 @@ HEADLINES = [
 
 
 def write_recipe(tmp: Path, batch_size: int, **extra) -> Path:
-    from finsent.labels import to_coarse
+    from finsent.core.labels import to_coarse
 
     data = tmp / "train.jsonl"
     if not data.exists():
@@ -88,7 +88,7 @@ def single_run(tiny_llama_dir, tmp_path_factory):
     """One process, batch 4 x accumulation 2: the reference curve."""
     import torch
 
-    from finsent.finetune import run_finetune
+    from finsent.build.finetune import run_finetune
 
     tmp = tmp_path_factory.mktemp("single")
     threads = torch.get_num_threads()
@@ -131,7 +131,7 @@ def test_two_gloo_processes_train_like_one_on_the_same_global_batch(tiny_llama_d
 KILLER = """
 import os, sys
 from transformers import TrainerCallback
-from finsent import finetune
+from finsent.build import finetune
 
 class Kill(TrainerCallback):  # both processes die at once, as under a SIGKILL of the job
     def on_step_end(self, args, state, control, **kwargs):
@@ -178,7 +178,7 @@ def test_two_processes_killed_and_resumed_average_the_weights_like_one(tiny_llam
     import torch
     from safetensors.torch import load_file
 
-    from finsent.finetune import run_finetune
+    from finsent.build.finetune import run_finetune
 
     (tmp_path / "one").mkdir()
     threads = torch.get_num_threads()
@@ -211,8 +211,8 @@ def test_two_processes_killed_and_resumed_average_the_weights_like_one(tiny_llam
 
 
 def test_fsdp_is_checked_and_passed_to_the_trainer(tiny_llama_dir, tmp_path):
-    from finsent.finetune import FinetuneError, fsdp_arguments, run_finetune
-    from finsent.recipes import RecipeError
+    from finsent.build.finetune import FinetuneError, fsdp_arguments, run_finetune
+    from finsent.core.recipes import RecipeError
 
     recipe = load_recipe(write_recipe(tmp_path, 2, fsdp="full_shard"))
     assert recipe.finetune.fsdp == "full_shard"
@@ -237,8 +237,8 @@ def test_fsdp_is_checked_and_passed_to_the_trainer(tiny_llama_dir, tmp_path):
 
 
 def test_release_refuses_a_distributed_launch(monkeypatch, capsys):
-    from finsent.errors import UsageError
-    from finsent.finetune import require_single_process
+    from finsent.build.finetune import require_single_process
+    from finsent.core.errors import UsageError
 
     require_single_process("finsent release")  # one process: fine
     monkeypatch.setenv("WORLD_SIZE", "2")

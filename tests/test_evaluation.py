@@ -9,12 +9,12 @@ import json
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from finsent.benchmarks import load_benchmark
-from finsent.eval_summary import load_references, plot_confusion, write_summary
-from finsent.evaluation import model_identity, run_eval
-from finsent.labels import SCHEMES, parse_answer
-from finsent.outputs import MARKER
-from finsent.recipes import EvalBenchmark
+from finsent.core.labels import SCHEMES, parse_answer
+from finsent.core.outputs import MARKER
+from finsent.core.recipes import EvalBenchmark
+from finsent.evaluation.benchmarks import load_benchmark
+from finsent.evaluation.runs import model_identity, run_eval
+from finsent.evaluation.summary import load_references, plot_confusion, write_summary
 
 CONTRACT_KEYS = {"model", "model_hash", "benchmark", "dataset", "split", "data_sha256", "scheme", "mode", "n",
                  "metrics", "seconds", "items_per_second", "versions", "created"}
@@ -26,7 +26,7 @@ TWEETS = [("$ACME guidance cut, shares slide", 0), ("$BOLT beats on revenue, rai
 
 @pytest.fixture(scope="module")
 def tiny_clf(tiny_llama_dir):
-    from finsent.classify import FinSentClassifier
+    from finsent.core.classify import FinSentClassifier
 
     return FinSentClassifier.from_pretrained(str(tiny_llama_dir))
 
@@ -196,9 +196,9 @@ def test_readme_commands_parse_and_name_real_inputs():
     """Every `finsent eval` line of eval/README.md parses, names known benchmarks and existing paths."""
     import shlex
 
-    from finsent.benchmarks import REPO_ROOT, parse_benchmark_arg
     from finsent.cli import build_parser
-    from finsent.evaluation import _eval_command
+    from finsent.evaluation.benchmarks import REPO_ROOT, parse_benchmark_arg
+    from finsent.evaluation.runs import _eval_command
 
     lines = [x for x in (REPO_ROOT / "eval" / "README.md").read_text().splitlines() if x.startswith("finsent eval")]
     assert len(lines) >= 3

@@ -11,9 +11,9 @@ import pytest
 import torch
 from test_pipeline import merged_release
 
-from finsent.classify import FinSentClassifier
 from finsent.cli import main
-from finsent.export import ExportInputError
+from finsent.core.classify import FinSentClassifier
+from finsent.core.errors import ExportInputError
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [
@@ -57,14 +57,14 @@ def gguf_fields(path: Path) -> dict:
 
 
 def test_rope_permutation_interleaves_each_heads_halves():
-    from finsent.export_gguf import permute_rope
+    from finsent.export.gguf import permute_rope
 
     w = np.arange(8 * 3).reshape(8, 3)  # 2 heads of head_dim 4: rows (0 1 | 2 3) (4 5 | 6 7)
     assert permute_rope(w, 2)[:, 0].tolist() == [0, 6, 3, 9, 12, 18, 15, 21]  # rows 0 2 1 3 4 6 5 7
 
 
 def test_pre_tokenizer_type_is_read_from_the_tokenizer_not_guessed(smollm2_dir):
-    from finsent.export_gguf import LLAMA3_SPLIT, pre_tokenizer_type
+    from finsent.export.gguf import LLAMA3_SPLIT, pre_tokenizer_type
 
     assert pre_tokenizer_type(json.loads((smollm2_dir / "tokenizer.json").read_text())) == "smollm"
     llama3 = {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
@@ -79,7 +79,7 @@ def pruned_release(release: Path, out: Path, ratio: float = 0.2) -> Path:
     """``release`` really pruned (PPM) to a GLU width that is no multiple of 32: 128 -> 103 for the tiny model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.pruning import prune_model
+    from finsent.build.pruning import prune_model
 
     model = AutoModelForCausalLM.from_pretrained(release)
     prune_model(model, ratio=ratio, progress=False)
@@ -89,7 +89,7 @@ def pruned_release(release: Path, out: Path, ratio: float = 0.2) -> Path:
 
 
 def test_pad_ffn_adds_zero_neurons_that_change_no_output():
-    from finsent.export_gguf import pad_ffn
+    from finsent.export.gguf import pad_ffn
 
     rng = np.random.default_rng(0)
     gate, up, down = rng.normal(size=(102, 64)), rng.normal(size=(102, 64)), rng.normal(size=(64, 102))
@@ -112,7 +112,7 @@ def test_q8_0_pads_a_pruned_width_and_loads_back_with_the_releases_logits(tiny_r
     back as a 128-wide model whose logits are the 103-wide release's within q8_0's rounding."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.merge import probe_batch, probe_logits
+    from finsent.build.merge import probe_batch, probe_logits
 
     release = pruned_release(tiny_release, tmp_path / "pruned")
     assert json.loads((release / "config.json").read_text())["intermediate_size"] == 103
@@ -128,7 +128,7 @@ def test_q8_0_pads_a_pruned_width_and_loads_back_with_the_releases_logits(tiny_r
         diff = float((probe_logits(got, ids, mask) - expected).abs().max())
         assert diff < tol, (quant, diff)
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
-    from finsent.export_gguf import GGUFScorer
+    from finsent.export.gguf import GGUFScorer
 
     # llama.cpp runs the padded file too: its label log-probs are the 103-wide release's within q8_0's rounding
     ref = FinSentClassifier.from_pretrained(str(release), dtype="float32").label_logprobs(TEXTS, "7", kind="news")
@@ -142,7 +142,7 @@ def wide_release(smollm2_dir, tmp_path_factory) -> Path:
     """A 2-layer random Llama whose base widths fit k-quants (hidden 256), pruned 20 %: GLU 512 -> 410."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from finsent.pruning import prune_model
+    from finsent.build.pruning import prune_model
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
@@ -164,7 +164,7 @@ def test_q4_k_m_is_made_by_llama_cpps_quantizer_from_a_padded_f16(wide_release, 
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.export_gguf import GGUFScorer
+    from finsent.export.gguf import GGUFScorer
 
     assert json.loads((wide_release / "config.json").read_text())["intermediate_size"] == 410
     out = tmp_path / "wide.q4_k_m.gguf"
@@ -190,7 +190,7 @@ def test_q4_k_m_is_made_by_llama_cpps_quantizer_from_a_padded_f16(wide_release, 
 
 
 def test_q8_0_names_the_base_width_that_cannot_be_padded():
-    from finsent.export_gguf import check_quantizable, ffn_width
+    from finsent.export.gguf import check_quantizable, ffn_width
 
     config = {"hidden_size": 100, "intermediate_size": 922, "num_attention_heads": 4}
     with pytest.raises(ExportInputError, match=r"hidden_size 100, q/k/v width 100: the base model's widths cannot "
@@ -219,7 +219,7 @@ def test_export_help_documents_both_formats(capsys):
 def test_gguf_loads_back_in_transformers_with_the_releases_logits(tiny_release, tmp_path, quant):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.merge import probe_batch, probe_logits
+    from finsent.build.merge import probe_batch, probe_logits
 
     out = tmp_path / f"tiny.{quant}.gguf"
     assert main(["export", str(tiny_release), "--format", "gguf", "--quant", quant, "--out", str(out)]) == 0
@@ -247,8 +247,8 @@ def test_gguf_loads_back_in_transformers_with_the_releases_logits(tiny_release, 
 
 def test_llama_cpp_scores_the_gguf_like_the_classifier(tiny_release, tmp_path):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
-    from finsent.export_gguf import GGUFScorer, export_gguf
-    from finsent.prompts import PromptEncoder, instruction, news_piece, prefix_piece
+    from finsent.core.prompts import PromptEncoder, instruction, news_piece, prefix_piece
+    from finsent.export.gguf import GGUFScorer, export_gguf
 
     out = export_gguf(tiny_release, tmp_path / "tiny.f16.gguf", quant="f16")
     clf = FinSentClassifier.from_pretrained(str(tiny_release))
@@ -271,7 +271,7 @@ def test_llama_cpp_agrees_with_the_classifier_on_200_tfns_tweets(smollm2_dir, sh
     """The real SmolLM2 (hidden 576, GLU 1536: q8_0 fits) as f16 and q8_0 GGUF, scored by llama.cpp on 200 TFNS
     validation tweets: the same label as FinSentClassifier on >= 99 % at f16 (the q8_0 figure is reported)."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
-    from finsent.export_gguf import GGUFScorer, export_gguf
+    from finsent.export.gguf import GGUFScorer, export_gguf
 
     tweets = tfns_tweets(shared_data)
     assert len(tweets) == N_TWEETS
@@ -293,7 +293,7 @@ def test_llama_cpp_agrees_with_the_classifier_on_200_tfns_tweets(smollm2_dir, sh
 
 def test_onnx_export_is_scored_by_onnxruntime_like_the_classifier(tiny_release, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime onnx)")
-    from finsent.export_onnx import ONNXScorer
+    from finsent.export.onnx import ONNXScorer
 
     out = tmp_path / "tiny-onnx"
     assert main(["export", str(tiny_release), "--format", "onnx", "--out", str(out)]) == 0
@@ -317,7 +317,7 @@ def test_onnx_export_is_scored_by_onnxruntime_like_the_classifier(tiny_release, 
 @pytest.mark.slow
 def test_onnxruntime_gives_the_classifiers_labels_on_200_tfns_tweets(smollm2_dir, shared_data, tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime onnx)")
-    from finsent.export_onnx import ONNXScorer, export_onnx
+    from finsent.export.onnx import ONNXScorer, export_onnx
 
     tweets = tfns_tweets(shared_data)
     ref = FinSentClassifier.from_pretrained(str(smollm2_dir)).label_logprobs(tweets, "3", kind="tweet").numpy()
@@ -334,7 +334,7 @@ def test_llama3_rope_goes_into_rope_freqs_and_llama_cpp_follows_it(smollm2_dir, 
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from finsent.export_gguf import GGUFScorer, export_gguf
+    from finsent.export.gguf import GGUFScorer, export_gguf
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     text = ["Acme Corp beats third-quarter estimates and raises full-year guidance as its shares jump on the news"]

@@ -1,4 +1,4 @@
-"""The export stage of ``finsent release`` (``finsent.export_release``): the recipe's ``export:`` section, GGUF files
+"""The export stage of ``finsent release`` (``finsent.export.stage``): the recipe's ``export:`` section, GGUF files
 and an ONNX graph written into a real (tiny) release folder and scored by llama.cpp and onnxruntime, the manifest
 ``reports/exports.json``, the push that uploads them in the release's one commit, and the refusals."""
 
@@ -14,9 +14,9 @@ from hub_server import HubServer
 from release_factory import RECIPE, write_reports
 from test_pipeline import merged_release
 
-from finsent.export_release import MANIFEST, ExportsError, check_exports, exports_present, read_exports, run_exports
-from finsent.publish import PublishError, push_release
-from finsent.recipes import RecipeError, load_recipe
+from finsent.core.recipes import RecipeError, load_recipe
+from finsent.export.stage import MANIFEST, ExportsError, check_exports, exports_present, read_exports, run_exports
+from finsent.hub.publish import PublishError, push_release
 
 TEXTS = [
     "Acme Corp beats third-quarter estimates and raises full-year guidance",
@@ -124,7 +124,7 @@ def test_stage_writes_the_exports_and_their_agreement_through_the_real_runtimes(
 
 
 def test_stage_refuses_a_width_q8_0_cannot_pack_and_a_file_it_did_not_write(tiny_release, tmp_path, texts):
-    from finsent.export import ExportInputError
+    from finsent.core.errors import ExportInputError
 
     release = copy(tiny_release, tmp_path / "release")
     config = json.loads((release / "config.json").read_text())

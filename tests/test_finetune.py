@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from finsent.data import collate, encode_example, load_source
-from finsent.outputs import MARKER
-from finsent.prompts import PromptEncoder
-from finsent.recipes import DataSource, Recipe, load_recipe
-from finsent.reports import read_report
+from finsent.build.data import collate, encode_example, load_source
+from finsent.core.outputs import MARKER
+from finsent.core.prompts import PromptEncoder
+from finsent.core.recipes import DataSource, Recipe, load_recipe
+from finsent.core.reports import read_report
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_CONTRACT = {"steps", "epochs", "learning_rate", "warmup_steps", "effective_batch", "loss", "train_loss",
@@ -29,7 +29,7 @@ HEADLINES = [
 
 
 def write_finsent(path: Path, repeat: int = 4) -> str:
-    from finsent.labels import to_coarse
+    from finsent.core.labels import to_coarse
 
     rows = [{"id": f"t{i}-{j}", "text": text, "label": label, "coarse": to_coarse(label),
              "kind": "tweet" if text.startswith("$") else "news", "topic": "test"}
@@ -78,7 +78,7 @@ def batch_of(model_dir, tmp_path, loss, repeat=1):
 
 @pytest.mark.parametrize("loss", ["answer", "full"])
 def test_fast_loss_equals_full_logits_loss_and_gradients(tiny_llama_dir, tmp_path, loss):
-    from finsent.trainer import reference_loss, token_loss
+    from finsent.build.trainer import reference_loss, token_loss
 
     model = lora_model(tiny_llama_dir)
     batch = batch_of(tiny_llama_dir, tmp_path, loss)
@@ -100,7 +100,7 @@ def test_fast_loss_equals_full_logits_loss_and_gradients(tiny_llama_dir, tmp_pat
 
 @pytest.mark.parametrize("loss", ["answer", "full"])
 def test_shared_prefix_loss_equals_the_full_pass(tiny_llama_dir, tmp_path, loss):
-    from finsent.trainer import reference_loss, token_loss
+    from finsent.build.trainer import reference_loss, token_loss
 
     model = lora_model(tiny_llama_dir).eval()  # no dropout: the shared prefix draws one mask per prefix
     batch = batch_of(tiny_llama_dir, tmp_path, loss)
@@ -124,7 +124,7 @@ def test_shared_prefix_gradients_repeat_bit_for_bit_on_two_threads(tiny_llama_di
     (``kv[row_of]``) summed the rows' gradients back with unordered atomic adds on a multi-threaded CPU: the direct
     recipe's two runs of seed 42 parted at step 4. 66 rows x ~25 prefix tokens: big enough for PyTorch's parallel
     path (32,768 elements), which a small batch never takes."""
-    from finsent.trainer import token_loss
+    from finsent.build.trainer import token_loss
 
     model = lora_model(tiny_llama_dir).eval()
     batch = batch_of(tiny_llama_dir, tmp_path, "answer", repeat=11)
@@ -146,7 +146,7 @@ def test_shared_prefix_gradients_repeat_bit_for_bit_on_two_threads(tiny_llama_di
 
 
 def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path):
-    from finsent.finetune import run_finetune
+    from finsent.build.finetune import run_finetune
 
     recipe = tiny_recipe(write_finsent(tmp_path / "train.jsonl"))
     out = run_finetune(recipe, tiny_llama_dir, tmp_path / "adapter", max_steps=2)
@@ -172,7 +172,7 @@ def test_finetune_writes_adapter_and_report_and_resumes(tiny_llama_dir, tmp_path
 def test_an_interrupted_finetune_keeps_its_checkpoints_for_resume_and_writes_no_adapter(tiny_llama_dir, tmp_path):
     from transformers import TrainerCallback
 
-    from finsent.finetune import checkpoint_dir, run_finetune
+    from finsent.build.finetune import checkpoint_dir, run_finetune
 
     class Crash(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -204,7 +204,7 @@ def test_an_interrupted_finetune_keeps_its_checkpoints_for_resume_and_writes_no_
 def test_finetune_with_a_shared_prefix_learns_the_same_adapter(tiny_llama_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from finsent.finetune import run_finetune
+    from finsent.build.finetune import run_finetune
 
     data = write_finsent(tmp_path / "train.jsonl")
     weights = []
@@ -225,10 +225,10 @@ def test_finetune_with_a_shared_prefix_learns_the_same_adapter(tiny_llama_dir, t
 def test_finetune_names_a_missing_base_and_bad_settings(tiny_llama_dir, tmp_path, capsys):
     """Errors a user can fix are FinsentErrors naming the problem (one line at the command line), not tracebacks;
     nothing is written."""
+    from finsent.build.finetune import FinetuneError, run_finetune
     from finsent.cli import main
-    from finsent.errors import FinsentError, UsageError
-    from finsent.finetune import FinetuneError, run_finetune
-    from finsent.recipes import RecipeError
+    from finsent.core.errors import FinsentError, UsageError
+    from finsent.core.recipes import RecipeError
 
     data = write_finsent(tmp_path / "train.jsonl", 1)
     with pytest.raises(FinsentError, match="is neither an existing folder nor a Hub id"):
@@ -256,7 +256,7 @@ def test_finetune_names_a_missing_base_and_bad_settings(tiny_llama_dir, tmp_path
 
 def test_cpu_has_native_bf16_matches_the_cpu_flags():
     """torch's answer agrees with the kernel's CPU flags (an earlier check looked in the wrong module: always False)."""
-    from finsent.trainer import autocast_dtype, cpu_has_native_bf16
+    from finsent.build.trainer import autocast_dtype, cpu_has_native_bf16
 
     flags = set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -273,7 +273,7 @@ def test_finetune_in_bf16_with_eager_attention(tiny_llama_dir, tmp_path):
     """bf16 autocast over a bf16 frozen base, eager attention: runs, reports both, keeps float32 adapters."""
     from safetensors.torch import load_file
 
-    from finsent.finetune import run_finetune
+    from finsent.build.finetune import run_finetune
 
     recipe = tiny_recipe(write_finsent(tmp_path / "train.jsonl"), precision="bf16", attn_implementation="eager",
                          share_prefix=True, lora_dropout=0.0)
@@ -311,7 +311,7 @@ def test_merge_reproduces_adapter_and_rejects_a_corrupted_merge(tiny_llama_dir, 
     from peft.tuners.lora import layer as lora_layer
     from transformers import AutoModelForCausalLM
 
-    from finsent.merge import MergeError, probe_batch, probe_logits, run_merge
+    from finsent.build.merge import MergeError, probe_batch, probe_logits, run_merge
 
     adapter = tmp_path / "adapter"
     lora_model(tiny_llama_dir).save_pretrained(adapter)
@@ -344,10 +344,10 @@ def test_merge_reproduces_adapter_and_rejects_a_corrupted_merge(tiny_llama_dir, 
 @pytest.mark.slow
 def test_prune_finetune_merge_reload_on_real_smollm2(smollm2_dir, tmp_path):
     """The build stages chained on the real model: trim and prune 12.5 %, a few LoRA steps, fp16 merge, classify."""
-    from finsent.classify import FinSentClassifier
-    from finsent.finetune import run_finetune
-    from finsent.merge import run_merge
-    from finsent.pruning import run_prune, vocab_rows
+    from finsent.build.finetune import run_finetune
+    from finsent.build.merge import run_merge
+    from finsent.build.pruning import run_prune, vocab_rows
+    from finsent.core.classify import FinSentClassifier
 
     recipe = load_recipe(REPO / "build" / "recipes" / "smollm2-135m.yaml")
     pruned = run_prune(recipe.prune, str(smollm2_dir), tmp_path / "pruned", progress=False, vocab=vocab_rows(recipe))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from finsent.labels import (
+from finsent.core.labels import (
     ALL_LABELS,
     SCHEMES,
     LabelError,

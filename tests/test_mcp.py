@@ -12,8 +12,8 @@ import socket
 
 import pytest
 
-from finsent.classify import FinSentClassifier
-from finsent.spaces import load_app
+from finsent.core.classify import FinSentClassifier
+from finsent.hub.space import load_app
 
 pytest.importorskip("mcp", reason='the MCP server needs the mcp package: pip install "gradio[mcp]"')
 app = load_app()
@@ -130,7 +130,7 @@ def refusals(caplog) -> list[str]:
 def test_a_lone_surrogate_gets_the_cli_message_from_the_mcp_tool(mcp_url, monkeypatch, capfd, caplog):
     import httpx
 
-    from finsent.prompts import InputError, check_text
+    from finsent.core.prompts import InputError, check_text
 
     with pytest.raises(InputError) as err:
         check_text("Acme\n\ud800 beats")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finsent.labels import SCHEMES
+from finsent.core.labels import SCHEMES
 
 NEG, NEU, POS = SCHEMES["3"]
 LABELS3 = list(SCHEMES["3"])
@@ -14,7 +14,7 @@ PRED = [NEG, NEU, NEG, NEU, POS, POS, POS, NEU, NEG, POS]
 
 @pytest.fixture(scope="module")
 def metric():
-    from finsent.metrics import load_metric
+    from finsent.evaluation.metrics import load_metric
 
     return load_metric()
 

@@ -14,8 +14,8 @@ from folders import one_error_line, snapshot
 from release_factory import write_reports
 
 from finsent.cli import main
-from finsent.outputs import MARKER, OutputError, read_marker, sweep_temporaries, write_marker
-from finsent.recipes import Recipe
+from finsent.core.outputs import MARKER, OutputError, read_marker, sweep_temporaries, write_marker
+from finsent.core.recipes import Recipe
 from finsent.release import Release
 
 REPO = Path(__file__).resolve().parents[1]

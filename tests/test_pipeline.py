@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from finsent.classify import FinSentClassifier
-from finsent.export import PIPELINE_FILE, add_pipeline
-from finsent.recipes import Recipe
+from finsent.core.classify import FinSentClassifier
+from finsent.core.pipeline import PIPELINE_FILE, add_pipeline
+from finsent.core.recipes import Recipe
 
 TEXTS = [
     "Acme Corp beats third-quarter estimates and raises full-year guidance",
@@ -31,7 +31,7 @@ def merged_release(base: Path, out: Path, dtype: str = "float16", tolerance: flo
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from finsent.merge import run_merge
+    from finsent.build.merge import run_merge
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"]))
@@ -99,7 +99,7 @@ def test_export_pipeline_adds_it_to_an_older_folder(tiny_llama_dir, tmp_path, ca
     assert main(["export", str(folder), "--format", "pipeline"]) == 0
     assert "custom pipeline" in capsys.readouterr().out
     assert (folder / PIPELINE_FILE).read_bytes() == (Path(add_pipeline.__code__.co_filename).parent /
-                                                      "hf_pipeline.py").read_bytes()
+                                                      "pipeline_file.py").read_bytes()
     assert "custom_pipelines" in json.loads((folder / "config.json").read_text())
 
 
@@ -141,7 +141,7 @@ def test_pipeline_file_applies_finsents_text_rule(tiny_pipe):
     """The pipeline file cannot import finsent: its copy of the text rule must give finsent's answers."""
     import sys as _sys
 
-    from finsent import prompts
+    from finsent.core import prompts
 
     shipped = _sys.modules[type(tiny_pipe).__module__]
     assert [c for c in range(0x110000) if prompts.invisible(chr(c)) != shipped.invisible(chr(c))] == []

@@ -5,7 +5,7 @@ import csv
 import pytest
 from transformers import AutoTokenizer
 
-from finsent.prompts import (
+from finsent.core.prompts import (
     InputError,
     PromptEncoder,
     answer_piece,

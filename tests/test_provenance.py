@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from finsent import provenance
+from finsent.core import provenance
 
 
 def test_git_commit_names_head_and_a_dirty_tree(tmp_path, monkeypatch):

@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from finsent.build.importance import kept_size, neuron_scores, ratio_for_expansion
+from finsent.build.pruning import PruningError, glu_mlps, prune_model, run_prune, select_neurons
 from finsent.cli import main
-from finsent.importance import kept_size, neuron_scores, ratio_for_expansion
-from finsent.outputs import MARKER
-from finsent.pruning import PruningError, glu_mlps, prune_model, run_prune, select_neurons
-from finsent.recipes import PruneSection
+from finsent.core.outputs import MARKER
+from finsent.core.recipes import PruneSection
 
 LLAMA_1B_PARAMS = 1_235_814_400
 LLAMA_1B_PRUNED40_PARAMS = 913_770_496  # oopere/pruned40-llama-1b
@@ -88,7 +88,7 @@ def test_llama_recipes_prune_to_the_published_shape(name):
     """The recipes' prune sections (run with Hub access) give oopere/pruned40-llama-1b's shape."""
     from pathlib import Path
 
-    from finsent.recipes import load_recipe
+    from finsent.core.recipes import load_recipe
 
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "build" / "recipes" / f"{name}.yaml")
     assert recipe.model.base == "meta-llama/Llama-3.2-1B"
@@ -353,7 +353,7 @@ def test_smollm2_readme_prune_command_saves_a_model_that_reloads(smollm2, tmp_pa
 def test_unreachable_hub_base_is_a_clear_error_and_writes_nothing(monkeypatch, tmp_path):
     import huggingface_hub.constants
 
-    from finsent.models import ModelNotAvailableError
+    from finsent.core.models import ModelNotAvailableError
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never touch the network
     with pytest.raises(ModelNotAvailableError, match="finsent-tests/no-such-model.*--model smollm2"):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from finsent.importance import activation_norms
-from finsent.pruning import PruningError, calibration_texts, glu_mlps, prune_model, run_prune, texts_sha256
-from finsent.recipes import PruneSection, RecipeError, load_recipe
+from finsent.build.importance import activation_norms
+from finsent.build.pruning import PruningError, calibration_texts, glu_mlps, prune_model, run_prune, texts_sha256
+from finsent.core.recipes import PruneSection, RecipeError, load_recipe
 
 TEXTS = ["Instruction: What is the sentiment of this news?\nInput: Profit rose 12 % in Q3.\nAnswer: positive\n",
          "Shares fell.", "Nokia and Ericsson sign a patent deal worth EUR 1.2 billion, both said on Monday."]
@@ -93,7 +93,7 @@ def recipe_file(tmp_path, rows: int, calibration_rows: int = 8) -> str:
 
 
 def test_calibration_rows_come_from_training_rows_never_dev_rows(tmp_path):
-    from finsent.data import load_mixture
+    from finsent.build.data import load_mixture
 
     recipe = load_recipe(recipe_file(tmp_path, 60))
     texts = calibration_texts(recipe)

@@ -14,9 +14,9 @@ from hub_server import HubServer
 from huggingface_hub import HfApi, constants, snapshot_download
 from release_factory import RECIPE, add_model, write_pruning_cost, write_reports
 
-from finsent import publish
-from finsent.outputs import record_written_file
-from finsent.publish import PublishError, UntaggedReleaseError, push_release
+from finsent.core.outputs import record_written_file
+from finsent.hub import publish
+from finsent.hub.publish import PublishError, UntaggedReleaseError, push_release
 
 REPO = "alice/Llama-FinSent-S"
 
@@ -406,7 +406,7 @@ def test_every_metric_of_an_eval_result_is_checked_not_only_weighted_f1(hub, rel
 
 
 def test_a_nan_score_never_counts_as_no_regression():
-    from finsent.publish import compare_scores
+    from finsent.hub.publish import compare_scores
 
     assert compare_scores({"tfns-3-score": float("nan")}, {"tfns-3-score": 0.8}, 0.01)
     assert compare_scores({"tfns-3-score": 0.8}, {"tfns-3-score": float("nan")}, 0.01) == []  # old: not comparable
@@ -444,8 +444,8 @@ def test_a_card_that_loads_another_model_is_refused(hub, release, tmp_path):
 
 
 def test_the_card_stage_pruning_cost_plot_is_published_with_the_card(hub, release, tmp_path):
-    from finsent.card import render_card
-    from finsent.recipes import load_recipe
+    from finsent.core.recipes import load_recipe
+    from finsent.hub.card import render_card
 
     local = copy_release(release, tmp_path / "r1")
     cost = write_pruning_cost(tmp_path / "bench")
@@ -501,19 +501,19 @@ def test_server_hosts_spaces_for_the_space_deploy(hub, tmp_path):
 
 @pytest.mark.slow
 def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_path):
-    """SmolLM2 pruned (finsent.pruning) and merged with a LoRA adapter (finsent.merge, fp16), with card and
+    """SmolLM2 pruned (finsent.build.pruning) and merged with a LoRA adapter (finsent.build.merge, fp16), with card and
     results, goes up as v1.0.0, comes back byte-identical and gives identical logits and labels through
     transformers and FinSentClassifier."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.card import render_card
-    from finsent.classify import FinSentClassifier
-    from finsent.merge import run_merge
-    from finsent.pruning import prune_model
-    from finsent.recipes import load_recipe
-    from finsent.reports import check_report
+    from finsent.build.merge import run_merge
+    from finsent.build.pruning import prune_model
+    from finsent.core.classify import FinSentClassifier
+    from finsent.core.recipes import load_recipe
+    from finsent.core.reports import check_report
+    from finsent.hub.card import render_card
 
     pruned, adapter, release = tmp_path / "pruned", tmp_path / "adapter", tmp_path / "release"
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
@@ -536,7 +536,7 @@ def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_
     (release / "reports" / "pruning.json").write_text(json.dumps(check_report("pruning", report)))
     (release / "eval" / "tfns-3-score.predictions.jsonl").write_text('{"i": 0, "gold": "negative"}\n')
     # The export stage's GGUF (the recipe asks for f16) goes up in the same commit and runs from the download.
-    from finsent.export_release import run_exports
+    from finsent.export.stage import run_exports
 
     recipe.export.gguf, recipe.export.agreement_n = ["f16"], 0
     run_exports(recipe, release)
@@ -569,7 +569,7 @@ def test_real_smollm2_release_round_trips_through_the_hub(hub, smollm2_dir, tmp_
     assert [p.label for p in a.classify(texts)] == [p.label for p in b.classify(texts)]
     assert "llama-finsent-s-F16.gguf" in sent and "reports/exports.json" in sent
     if importlib.util.find_spec("llama_cpp"):
-        from finsent.export_gguf import GGUFScorer
+        from finsent.export.gguf import GGUFScorer
 
         with GGUFScorer(local / "llama-finsent-s-F16.gguf", threads=2) as scorer:
             got = scorer.label_logprobs(texts, "7", "news")

@@ -11,8 +11,8 @@ from hub_server import HubServer
 from release_factory import add_model, write_reports
 
 from finsent.cli import main
-from finsent.outputs import OutputError, upload_files
-from finsent.publish import RepoIdError, push_release
+from finsent.core.outputs import OutputError, upload_files
+from finsent.hub.publish import RepoIdError, push_release
 
 REPO = "alice/Llama-FinSent-S"
 

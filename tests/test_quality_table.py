@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from finsent.card import read_pruning_cost
+from finsent.hub.card import read_pruning_cost
 
 TFNS, FPB, HEADLINES = "../shared/data/tfns/sent_train.csv", "../shared/data/fpb/train.jsonl", \
     "data/finsent-headlines/train.jsonl"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from finsent.cli import main
-from finsent.labels import SCHEMES
+from finsent.core.labels import SCHEMES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

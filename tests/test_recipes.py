@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from finsent.recipes import RecipeError, load_recipe
+from finsent.core.recipes import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "build" / "recipes").glob("*.yaml"))

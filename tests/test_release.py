@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from finsent.classify import FinSentClassifier
 from finsent.cli import main
-from finsent.outputs import MARKER
-from finsent.publish import release_files
+from finsent.core.classify import FinSentClassifier
+from finsent.core.outputs import MARKER, release_files
 
 pytestmark = pytest.mark.slow
 

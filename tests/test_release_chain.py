@@ -9,8 +9,8 @@ import pytest
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer
 
+from finsent.build.pruning import texts_sha256
 from finsent.cli import main
-from finsent.pruning import texts_sha256
 
 pytestmark = pytest.mark.slow
 

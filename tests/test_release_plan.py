@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from finsent.recipes import RecipeError, load_recipe
-from finsent.release import Release, ReleaseError, file_digest, parse_overrides
+from finsent.core.recipes import RecipeError, load_recipe, parse_overrides
+from finsent.release import Release, ReleaseError, file_digest
 
 RECIPE = """
 name: demo
@@ -79,7 +79,7 @@ def test_a_recipe_without_training_merges_the_pruned_model_and_builds_something(
 
 
 def test_finetune_refuses_a_recipe_that_trains_nothing(recipe_file, tmp_path):
-    from finsent.finetune import run_finetune
+    from finsent.build.finetune import run_finetune
 
     with pytest.raises(RecipeError, match="finetune.enabled is false"):
         run_finetune(load_recipe(recipe_file, {"finetune.enabled": False}), tmp_path / "base", tmp_path / "out")
@@ -112,7 +112,7 @@ def test_overrides_parse_yaml_values_and_reject_garbage(recipe_file):
     assert parse_overrides(["finetune.max_steps=5", "eval.modes=[score, generate]", "prune.enabled=false"]) == {
         "finetune.max_steps": 5, "eval.modes": ["score", "generate"], "prune.enabled": False,
     }
-    with pytest.raises(ReleaseError, match="KEY=VALUE"):
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
         parse_overrides(["finetune.max_steps"])
     with pytest.raises(RecipeError, match="unknown key.*max_stepz"):
         load_recipe(recipe_file, parse_overrides(["finetune.max_stepz=5"]))
@@ -127,7 +127,7 @@ def test_push_needs_a_repo_and_space_needs_push(recipe_file, tmp_path):
 
 
 def test_merge_stage_names_a_missing_or_unusable_adapter_and_writes_nothing(recipe_file, tmp_path):
-    from finsent.merge import MergeInputError
+    from finsent.build.merge import MergeInputError
 
     release = Release(load_recipe(recipe_file), tmp_path / "runs", tmp_path / "rel")
     with pytest.raises(ReleaseError, match=r"no adapter at .*adapter: run the finetune stage first"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from finsent.labels import SCHEMES, to_coarse
+from finsent.core.labels import SCHEMES, to_coarse
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "finsent-headlines"
 SPLITS = ("train", "test")

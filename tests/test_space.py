@@ -22,9 +22,8 @@ import yaml
 
 from finsent import SCHEMES, FinSentClassifier
 from finsent.cli import main as cli_main
-from finsent.models import PUBLISHED_MODEL
-from finsent.spaces import (
-    INFERENCE_MODULES,
+from finsent.core.models import PUBLISHED_MODEL
+from finsent.hub.space import (
     SPACE_DIR,
     SpaceDeployError,
     assemble_space,
@@ -122,12 +121,12 @@ def test_csv_over_the_row_limit_and_non_utf8_csv_are_refused(tmp_path, shared_da
     latin.write_bytes("text\nCaf\xe9 chain beats estimates\n".encode("latin-1"))
     with pytest.raises(app.CsvInputError) as err:
         app.read_csv_texts(latin)
-    # finsent.tables' message, naming the file without the server's upload folder
+    # finsent.core.tables' message, naming the file without the server's upload folder
     assert str(err.value) == "latin.csv: not UTF-8 text (byte 0xe9 at offset 8): save it as UTF-8"
 
 
 def test_a_bom_csv_reads_like_the_same_csv_without_bom_and_like_finsent_tables(tmp_path):
-    from finsent.tables import read_table
+    from finsent.core.tables import read_table
 
     body = 'text,label\r\n"Acme beats, again",1\r\nZenith slumps,0\r\n'
     plain, bom = tmp_path / "plain.csv", tmp_path / "excel.csv"
@@ -194,7 +193,7 @@ def batch_of_twenty(shared_data: Path, bad: str, at: int = 7) -> list[str]:
 
 
 def lone_surrogate_error() -> str:
-    from finsent.prompts import InputError, check_text
+    from finsent.core.prompts import InputError, check_text
 
     with pytest.raises(InputError) as err:
         check_text("\ud800 Acme beats estimates")
@@ -416,10 +415,11 @@ def test_a_full_queue_refuses_new_requests_and_finishes_the_queued_ones(tiny_clf
 
 def test_assembled_space_holds_the_app_card_requirements_and_inference_code(tmp_path):
     files = assemble_space(tmp_path, "alice/finsent-test")
-    assert files == sorted(["README.md", "app.py", "requirements.txt", *(f"finsent/{m}" for m in INFERENCE_MODULES)])
-    assert (tmp_path / "app.py").read_bytes() == (SPACE_DIR / "app.py").read_bytes()
     src = Path(__file__).parents[1] / "src" / "finsent"
-    for name in INFERENCE_MODULES:
+    core = sorted(f"finsent/core/{p.relative_to(src / 'core').as_posix()}" for p in (src / "core").rglob("*.py"))
+    assert files == sorted(["README.md", "app.py", "requirements.txt", "finsent/__init__.py", *core])
+    assert (tmp_path / "app.py").read_bytes() == (SPACE_DIR / "app.py").read_bytes()
+    for name in ["__init__.py", *(c.removeprefix("finsent/") for c in core)]:
         assert (tmp_path / "finsent" / name).read_bytes() == (src / name).read_bytes()
     meta = front_matter((tmp_path / "README.md").read_text(encoding="utf-8"))
     assert meta["models"] == ["alice/finsent-test"] and meta["sdk_version"] == "6.31.0"
@@ -428,9 +428,9 @@ def test_assembled_space_holds_the_app_card_requirements_and_inference_code(tmp_
 
 def test_a_copied_module_importing_training_code_is_caught(tmp_path):
     assemble_space(tmp_path)
-    with open(tmp_path / "finsent" / "classify.py", "a") as handle:
-        handle.write("\nfrom .recipes import load_recipe\n")
-    with pytest.raises(SpaceDeployError, match="classify.py imports finsent.recipes"):
+    with open(tmp_path / "finsent" / "core" / "classify.py", "a") as handle:
+        handle.write("\nfrom finsent.build.data import training_data\n")
+    with pytest.raises(SpaceDeployError, match="classify.py imports finsent.build.data"):
         check_self_contained(tmp_path)
 
 
@@ -447,8 +447,9 @@ def test_deploy_rejects_a_local_folder_as_model_and_a_missing_token(tmp_path, mo
 def test_deploy_dry_run_lists_the_files(capsys):
     assert cli_main(["space", "deploy", "--repo-id", "alice/demo", "--model", "bob/model", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "Space alice/demo (model bob/model): would upload 12 files"
-    assert "  finsent/classify.py" in out and "  finsent/tables.py" in out and "  requirements.txt" in out
+    core = sorted((Path(__file__).parents[1] / "src" / "finsent" / "core").rglob("*.py"))
+    assert out.splitlines()[0] == f"Space alice/demo (model bob/model): would upload {4 + len(core)} files"
+    assert "  finsent/core/classify.py" in out and "  finsent/core/tables.py" in out and "  requirements.txt" in out
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from finsent import FinSentClassifier
-from finsent.spaces import load_app
+from finsent.hub.space import load_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

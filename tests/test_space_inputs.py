@@ -14,7 +14,7 @@ import pytest
 
 from finsent import FinSentClassifier
 from finsent.cli import main as cli_main
-from finsent.spaces import load_app
+from finsent.hub.space import load_app
 
 app = load_app()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -132,9 +132,9 @@ def test_serve_on_a_busy_port_is_one_line_before_the_model_loads(busy_port, tmp_
 
 
 def test_serve_on_a_port_taken_while_the_model_loads_is_one_line(busy_port, tiny_llama_dir, monkeypatch, capsys):
-    import finsent.spaces
+    import finsent.hub.space
 
-    monkeypatch.setattr(finsent.spaces, "check_address", lambda host, port: None)  # the port is taken after it
+    monkeypatch.setattr(finsent.hub.space, "check_address", lambda host, port: None)  # the port is taken after it
     code = cli_main(["space", "serve", "--model", str(tiny_llama_dir), "--port", str(busy_port)])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err

@@ -9,11 +9,12 @@ import json
 
 import pytest
 
-from finsent.bench_shape import published_shape_config
 from finsent.cli import main
-from finsent.speed import SpeedTextsError, load_texts, run_bench
-from finsent.speed_floor import matmul_params_per_token, scoring_flops
-from finsent.speed_report import format_table
+from finsent.core.texts import SpeedTextsError, load_texts
+from finsent.speed.bench import run_bench
+from finsent.speed.floor import matmul_params_per_token, scoring_flops
+from finsent.speed.report import format_table
+from finsent.speed.shape import published_shape_config
 
 ROW_KEYS = {"config", "mode", "scheme", "batch_size", "items_per_second", "p50_ms", "p95_ms", "peak_memory_mb",
             "speedup_vs_card", "threads", "exact", "dtype", "variant"}
@@ -22,7 +23,7 @@ VARIANTS = ("float32", "w8a8", "int8", "w8a8-packed")
 
 @pytest.fixture(scope="module")
 def quality(tiny_llama_dir, shared_data, tmp_path_factory):
-    from finsent.speed_quality import measure_quality
+    from finsent.speed.quality import measure_quality
 
     out = tmp_path_factory.mktemp("quality")
     return measure_quality(str(tiny_llama_dir), shared_data / "tfns" / "sent_valid.csv", out, variants=VARIANTS,
@@ -139,7 +140,7 @@ def test_bench_rejects_a_missing_text_file(tiny_llama_dir, tmp_path):
 
 
 def test_speed_texts_are_read_like_every_other_table(tmp_path):
-    """One reader (finsent.tables) and one text rule (prompts.check_text): BOM CSV, JSON array, JSON lines."""
+    """One reader (finsent.core.tables) and one text rule (prompts.check_text): BOM CSV, JSON array, JSON lines."""
     bom = tmp_path / "bom.csv"
     bom.write_bytes("\ufefftext,label\n  $X up  ,1\n$Y down,0\n".encode())
     assert load_texts(bom, 5) == ["$X up", "$Y down"]
@@ -163,14 +164,14 @@ def test_readme_bench_commands_parse():
     import shlex
     from pathlib import Path
 
-    from finsent import speed
     from finsent.cli import build_parser
+    from finsent.speed import bench as speed
 
     root = Path(__file__).resolve().parents[1]
     docs = [(root / doc).read_text().replace("\\\n", " ") for doc in ("eval/bench/README.md", "eval/README.md")]
     lines = [line for text in docs for line in text.splitlines() if line.startswith("finsent bench")]
     assert len(lines) >= 3 and all("\\" not in line for line in lines)
-    from finsent import speed_quality
+    from finsent.speed import quality as speed_quality
 
     for line in lines:
         args = build_parser().parse_args(shlex.split(line)[1:])
@@ -182,7 +183,7 @@ def test_readme_bench_commands_parse():
 
 
 def test_int8_cost_rows_are_spread_over_the_label_clustered_file(shared_data):
-    from finsent.speed_quality import load_tfns
+    from finsent.speed.quality import load_tfns
 
     texts, gold = load_tfns(shared_data / "tfns" / "sent_valid.csv", 9)
     assert len(texts) == len(gold) == 9

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finsent.classify import FinSentClassifier
-from finsent.packing import PackedClassifier, _pack
-from finsent.quant import RowwiseInt8GLU, RowwiseInt8Linear, _glu, _kernel
-from finsent.speed import _admissible
-from finsent.speed_variants import build, converted_copy, unavailable
+from finsent.core.classify import FinSentClassifier
+from finsent.core.quant import RowwiseInt8GLU, RowwiseInt8Linear, _glu, _kernel
+from finsent.speed.packing import PackedClassifier, _pack
+from finsent.speed.quality import _admissible
+from finsent.speed.variants import build, converted_copy, unavailable
 
 TEXTS = ["$AAPL beats estimates", "Oil slides as inventories build up more than expected this week",
          "Board meets Thursday", "Acme cuts guidance, shares fall 12% in early trading on weak demand", "Hold"]
@@ -84,7 +84,7 @@ def test_bf16_copy_is_a_copy_with_tied_weights(clf):
 def test_dtype_auto_needs_the_instructions_and_a_faster_measurement(monkeypatch):
     from transformers import LlamaConfig
 
-    from finsent import precision
+    from finsent.core import precision
 
     config = LlamaConfig(hidden_size=64, intermediate_size=128)
     monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
@@ -100,7 +100,7 @@ def test_dtype_auto_needs_the_instructions_and_a_faster_measurement(monkeypatch)
 
 
 def test_from_pretrained_dtype_auto_and_w8a8(tiny_llama_dir, monkeypatch):
-    from finsent import precision
+    from finsent.core import precision
 
     monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: "AMX")
     monkeypatch.setattr(precision, "measure_cpu_dtypes", lambda h, i: {"float32": 1.0, "bfloat16": 9.0})
@@ -140,7 +140,7 @@ def test_only_exact_or_measured_rows_within_half_a_point_can_be_best():
 def test_fused_norm_is_llama_rms_norm():
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-    from finsent.quant import _fused_norm
+    from finsent.core.quant import _fused_norm
 
     norm = LlamaRMSNorm(16, eps=1e-5)
     with torch.no_grad():
@@ -153,7 +153,7 @@ def test_fused_norm_is_llama_rms_norm():
 
 
 def test_card_speed_table_shows_each_rows_accuracy_cost():
-    from finsent.card import speed_cost
+    from finsent.hub.card import speed_cost
 
     assert speed_cost({"mode": "generate", "exact": True}) == "–"
     assert speed_cost({"mode": "score", "exact": True}) == "exact"
@@ -168,7 +168,7 @@ def test_fused_qkv_parts_equal_three_separate_int8_projections():
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaAttention
 
-    from finsent.quant import RowwiseInt8QKV, _QKVPart
+    from finsent.core.quant import RowwiseInt8QKV, _QKVPart
 
     torch.manual_seed(0)
     attention = LlamaAttention(LlamaConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=2), 0)
@@ -188,7 +188,7 @@ def test_grouped_attention_scores_like_sdpa(clf):
     """Exact in float32 (up to GEMM rounding), plain and packed, with the prefix cache's causal pass too."""
     from transformers import AttentionInterface
 
-    from finsent.precision import GROUPED, grouped_attention, use_cpu_bf16_attention
+    from finsent.core.precision import GROUPED, grouped_attention, use_cpu_bf16_attention
 
     AttentionInterface.register(GROUPED, grouped_attention)
     grouped = FinSentClassifier(converted_copy(clf.model, torch.float32), clf.tokenizer)
@@ -205,7 +205,7 @@ def test_grouped_attention_scores_like_sdpa(clf):
 
 
 def test_the_bench_refuses_variants_that_would_not_fit_in_memory():
-    from finsent.speed_variants import BenchMemoryError, check_memory
+    from finsent.speed.variants import BenchMemoryError, check_memory
 
     check_memory(1000, ["float32", "bf16", "w8a8-packed"])
     with pytest.raises(BenchMemoryError, match=r"need about .* GiB, and .* GiB is available"):

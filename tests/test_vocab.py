@@ -9,13 +9,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from finsent.classify import FinSentClassifier
-from finsent.data import load_mixture
-from finsent.finetune import load_teacher
-from finsent.prompts import PromptEncoder, instruction
-from finsent.pruning import PruningError, count_params, prune_model, run_prune, vocab_rows
-from finsent.recipes import FinetuneSection, PruneSection, RecipeError, load_recipe
-from finsent.vocab import VocabError, token_map
+from finsent.build.data import load_mixture
+from finsent.build.finetune import load_teacher
+from finsent.build.pruning import PruningError, count_params, prune_model, run_prune, vocab_rows
+from finsent.build.vocab import VocabError, token_map
+from finsent.core.classify import FinSentClassifier
+from finsent.core.prompts import PromptEncoder, instruction
+from finsent.core.recipes import FinetuneSection, PruneSection, RecipeError, load_recipe
 
 
 def recipe_file(tmp_path, shared_data, first: int = 1000) -> str:
@@ -115,8 +115,8 @@ def test_llama_cpp_tokenizes_and_scores_a_trimmed_model_like_transformers(trimme
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
     import numpy as np
 
-    from finsent.export_gguf import GGUFScorer, export_gguf
-    from finsent.prompts import news_piece
+    from finsent.core.prompts import news_piece
+    from finsent.export.gguf import GGUFScorer, export_gguf
 
     _, _, out = trimmed
     with open(shared_data / "tfns" / "sent_valid.csv", encoding="utf-8", newline="") as handle:
@@ -154,8 +154,8 @@ def test_cli_prune_trims_the_vocabulary_with_a_recipe_and_refuses_without(tiny_l
 def test_min_count_keeps_only_tokens_seen_that_often(tmp_path, shared_data, smollm2_dir, tiny_llama_dir, capsys):
     """prune.vocab_min_count: a training token is kept only if the rows use it N times; rarer words still
     tokenize, into kept pieces, and the recipe, the CLI and the report carry the setting."""
+    from finsent.build.vocab import used_ids
     from finsent.cli import main
-    from finsent.vocab import used_ids
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     recipe = load_recipe(recipe_file(tmp_path, shared_data))

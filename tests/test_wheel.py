@@ -21,12 +21,12 @@ import pytest
 from release_factory import write_reports
 from test_card import add_exports
 
-from finsent.outputs import record_written_file
+from finsent.core.outputs import record_written_file
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "model_card.md"
 PACKAGE_DATA = ("finsent/resources/MODEL_CARD.md", "finsent/resources/references.yaml",
-                "finsent/metrics/finsent_sentiment/finsent_sentiment.py")
+                "finsent/evaluation/metrics/finsent_sentiment/finsent_sentiment.py")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_wheel_holds_the_package_data(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
     assert set(PACKAGE_DATA) <= names
-    assert "finsent/reports.py" in names and not [n for n in names if n.startswith(("src/", "tests/"))]
+    assert "finsent/core/reports.py" in names and not [n for n in names if n.startswith(("src/", "tests/"))]
 
 
 def test_installed_wheel_renders_the_golden_card_outside_the_repository(venv, tmp_path):
@@ -74,8 +74,8 @@ def test_installed_wheel_renders_the_golden_card_outside_the_repository(venv, tm
     assert done.returncode == 0, done.stderr
     assert (release / "README.md").read_text() == GOLDEN.read_text()  # the same card as from the source tree
     check = (
-        "import finsent, finsent.card as c, finsent.eval_summary as e\n"
-        "from finsent.metrics import METRIC_DIR\n"
+        "import finsent, finsent.hub.card as c, finsent.evaluation.summary as e\n"
+        "from finsent.evaluation.metrics import METRIC_DIR\n"
         "print(finsent.__file__); print(c.TEMPLATE); print(e.REFERENCES_FILE); print(METRIC_DIR)\n"
         "print(len(e.load_references()['models']))\n"
     )
@@ -88,7 +88,7 @@ def test_installed_wheel_renders_the_golden_card_outside_the_repository(venv, tm
 
 
 def test_metric_module_ships_in_the_wheel_and_loads_from_it(venv, tmp_path):
-    code = ("from finsent.metrics import load_metric\n"
+    code = ("from finsent.evaluation.metrics import load_metric\n"
             "print(load_metric().compute(predictions=['positive', 'neutral'], references=['positive', 'negative'],"
             " labels=['negative', 'neutral', 'positive'])['accuracy'])\n")
     done = run(venv, [str(venv / "python"), "-c", code], tmp_path)

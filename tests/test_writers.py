@@ -12,11 +12,11 @@ import pytest
 from folders import hidden, one_error_line, snapshot, user_folder
 
 from finsent import release as release_module
+from finsent.build.pruning import run_prune
 from finsent.cli import main
-from finsent.evaluation import EvalError, check_runs, run_eval
-from finsent.outputs import MARKER, OutputError, write_marker
-from finsent.pruning import run_prune
-from finsent.recipes import EvalBenchmark, PruneSection, Recipe, load_recipe
+from finsent.core.outputs import MARKER, OutputError, write_marker
+from finsent.core.recipes import EvalBenchmark, PruneSection, Recipe, load_recipe
+from finsent.evaluation.runs import EvalError, check_runs, run_eval
 from finsent.release import Release
 
 TWEETS = [("$ACME guidance cut, shares slide", 0), ("$BOLT beats on revenue, raises outlook", 1),
@@ -79,7 +79,7 @@ def test_prune_replaces_its_own_folder_without_overwrite(tiny_llama_dir, tmp_pat
 
 
 def test_a_failure_mid_write_leaves_the_old_folder_and_no_temporary_sibling(tiny_llama_dir, tmp_path, monkeypatch):
-    import finsent.pruning
+    import finsent.build.pruning
 
     out = run_prune(PruneSection(ratio=0.4), str(tiny_llama_dir), tmp_path / "pruned", progress=False)
     before = snapshot(out)
@@ -88,7 +88,7 @@ def test_a_failure_mid_write_leaves_the_old_folder_and_no_temporary_sibling(tiny
         (path.parent / "half-written.bin").write_bytes(b"\0" * 10)
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(finsent.pruning, "_plot", disk_full)  # fails after the weights are saved
+    monkeypatch.setattr(finsent.build.pruning, "_plot", disk_full)  # fails after the weights are saved
     with pytest.raises(OSError, match="No space left"):
         run_prune(PruneSection(ratio=0.5), str(tiny_llama_dir), tmp_path / "pruned", progress=False)
     assert snapshot(out) == before
@@ -99,8 +99,8 @@ def test_a_failure_mid_write_leaves_the_old_folder_and_no_temporary_sibling(tiny
 
 
 def test_an_eval_failure_mid_run_leaves_the_previous_results(tiny_llama_dir, tmp_path, tweets_csv, monkeypatch):
-    import finsent.evaluation
-    from finsent.classify import FinSentClassifier
+    import finsent.evaluation.runs
+    from finsent.core.classify import FinSentClassifier
 
     clf = FinSentClassifier.from_pretrained(str(tiny_llama_dir))
     out = tmp_path / "eval"
@@ -112,7 +112,7 @@ def test_an_eval_failure_mid_run_leaves_the_previous_results(tiny_llama_dir, tmp
     def broken_plot(result, path):
         raise RuntimeError("plot backend crashed")
 
-    monkeypatch.setattr(finsent.evaluation, "plot_confusion", broken_plot)
+    monkeypatch.setattr(finsent.evaluation.runs, "plot_confusion", broken_plot)
     with pytest.raises(RuntimeError, match="plot backend crashed"):
         run_eval(tiny_llama_dir, bench, ["score", "generate"], out, classifier=clf, progress=False)
     assert snapshot(out) == before
@@ -408,7 +408,7 @@ def test_the_release_summary_lists_results_not_the_output_marker(demo):
 def test_output_folders_get_ordinary_modes(tmp_path):
     import os
 
-    from finsent.outputs import output_dir
+    from finsent.core.outputs import output_dir
 
     with output_dir(tmp_path / "out", kind="eval") as tmp:
         (tmp / "model.safetensors").write_bytes(b"x")

@@ -8,8 +8,8 @@ ending at what ``build/recipes/smollm2-135m-fingpt.yaml`` trains with:
 
     plain        float32, LoRA dropout 0.1, batch 16, every row padded to 128, random batches, [B, T, V] logits
     grouped      + batches of similar length, padded to their longest row only
-    fast-loss    + vocabulary projection only at the answer positions (finsent.trainer.token_loss)
-    shared       + each distinct instruction prefix run once per batch (finsent.trainer.shared_prefix_hidden)
+    fast-loss    + vocabulary projection only at the answer positions (finsent.build.trainer.token_loss)
+    shared       + each distinct instruction prefix run once per batch (finsent.build.trainer.shared_prefix_hidden)
     no-dropout   + LoRA dropout 0 (its Bernoulli masks are a sixth of a CPU step)
     bf16         + frozen base in bfloat16 under bf16 autocast (fast only on CPUs with AMX or AVX-512 BF16)
     eager        + transformers' eager attention instead of sdpa (sdpa's bf16 backward is slow on a CPU)
@@ -110,7 +110,7 @@ def compare_losses(model, batch) -> dict:
     """Plain, fast and shared-prefix loss on one batch: the values and the LoRA gradients must agree."""
     from functools import partial
 
-    from finsent.trainer import reference_loss, token_loss
+    from finsent.build.trainer import reference_loss, token_loss
 
     out = {}
     for name, fn in (("plain", reference_loss), ("fast", token_loss),
@@ -130,11 +130,11 @@ def run(args) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.data import collate, encode_example, load_mixture
-    from finsent.finetune import add_lora
-    from finsent.prompts import PromptEncoder
-    from finsent.recipes import DataSource, FinetuneSection
-    from finsent.trainer import cpu_has_native_bf16, reference_loss, token_loss
+    from finsent.build.data import collate, encode_example, load_mixture
+    from finsent.build.finetune import add_lora
+    from finsent.build.trainer import cpu_has_native_bf16, reference_loss, token_loss
+    from finsent.core.prompts import PromptEncoder
+    from finsent.core.recipes import DataSource, FinetuneSection
 
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.base)

@@ -4,9 +4,9 @@
 
 Reads the run's result (``results/tfns_accuracy-<run>.json``: its recipe, hence its dev split) and its merged
 model (``runs/bench-<recipe name>-<run>/merged``), prunes a float32 copy at each ratio with each importance
-method (``act`` calibrates on the recipe's training rows, ``finsent.pruning.calibration_texts``), with no
+method (``act`` calibrates on the recipe's training rows, ``finsent.build.pruning.calibration_texts``), with no
 training afterwards, and scores the TFNS + FPB dev rows with the classifier's own code. ``--vocab-first N``
-also trims each pruned copy's vocabulary (``prune.vocab_first``, ``finsent.vocab``) and writes
+also trims each pruned copy's vocabulary (``prune.vocab_first``, ``finsent.build.vocab``) and writes
 ``results/posthoc_pruning-<run>-vocab<N>.json``; ``--vocab-min-count M`` keeps only training tokens seen M times
 (``prune.vocab_min_count``, ``-vocab<N>-min<M>.json``). Beside the
 pruning-cost curve (prune, then train) this shows how much of each ratio's loss training wins back. Writes
@@ -31,7 +31,7 @@ def run_recipe(run: str):
     """(recipe, its stored contents, merged model folder) of the dev-split run ``run`` of tfns_accuracy.py."""
     import yaml
 
-    from finsent.recipes import load_recipe
+    from finsent.core.recipes import load_recipe
 
     contents = json.loads((RESULTS / f"tfns_accuracy-{run}.json").read_text())["recipe_contents"]
     merged = ROOT / "runs" / f"bench-{contents['name']}-{run}" / "merged"
@@ -47,17 +47,17 @@ def main(argv=None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.data import training_data
-    from finsent.devsplit import file_sha256, score_model
-    from finsent.outputs import write_text_atomic
-    from finsent.provenance import cpu_name, git_commit
-    from finsent.pruning import calibration_texts, prune_model, save_trimmed_tokenizer, vocab_rows
-    from finsent.vocab import kept_ids, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
+    from finsent.build.data import training_data
+    from finsent.build.devsplit import file_sha256, score_model
+    from finsent.build.pruning import calibration_texts, prune_model, save_trimmed_tokenizer, vocab_rows
+    from finsent.build.vocab import kept_ids, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
+    from finsent.core.outputs import write_text_atomic
+    from finsent.core.provenance import cpu_name, git_commit
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default="lora-r8-mix7-p0-dev", help="tag of an unpruned dev-split run")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.2, 0.32, 0.4])
-    p.add_argument("--methods", nargs="+", default=["ppm"], help="importance methods (finsent.importance)")
+    p.add_argument("--methods", nargs="+", default=["ppm"], help="importance methods (finsent.build.importance)")
     p.add_argument("--vocab-first", type=int, metavar="N", help="also trim the vocabulary (prune.vocab_first)")
     p.add_argument("--vocab-min-count", type=int, default=1, metavar="N",
                    help="with --vocab-first: keep training tokens seen N times or more (prune.vocab_min_count)")

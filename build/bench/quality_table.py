@@ -189,7 +189,7 @@ def _save_png(fig, path: Path) -> None:
     """``fig`` as a PNG at ``path``, through a temporary sibling and ``os.replace``."""
     import io
 
-    from finsent.outputs import write_bytes_atomic
+    from finsent.core.outputs import write_bytes_atomic
 
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=100, format="png")
@@ -307,10 +307,10 @@ def averaged_table(rows: list[dict]) -> str:
 
 
 def section_defaults(section: str) -> dict:
-    """A recipe section's fields and their defaults in today's ``finsent.recipes``."""
+    """A recipe section's fields and their defaults in today's ``finsent.core.recipes``."""
     from dataclasses import MISSING, fields
 
-    from finsent import recipes
+    from finsent.core import recipes
 
     cls = {"model": recipes.ModelSection, "prune": recipes.PruneSection, "finetune": recipes.FinetuneSection,
            "merge": recipes.MergeSection}[section]
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     loaded = load(results)
     if not loaded:
         raise SystemExit(f"no run with a dev score in {results}: run tfns_accuracy.py with finetune.dev_fraction set")
-    from finsent.outputs import write_text_atomic
+    from finsent.core.outputs import write_text_atomic
 
     rows = runs(loaded)
     text = table(rows) + builds_table(builds(loaded, rows)) + averaged_table(averaged(loaded))

@@ -34,7 +34,7 @@ def score(model, tokenizer, bench, batch_size: int = 32) -> dict:
     """Accuracy and macro-F1 of label scoring on the benchmark rows (grouped by instruction kind)."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from finsent.classify import FinSentClassifier
+    from finsent.core.classify import FinSentClassifier
 
     clf = FinSentClassifier(model, tokenizer, batch_size=batch_size)
     gold, pred = [], []
@@ -57,7 +57,7 @@ class ProbeEval(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every:
             return
-        from finsent.trainer import unwrap
+        from finsent.core.models import unwrap
 
         model.eval()
         start = time.perf_counter()
@@ -99,10 +99,10 @@ def report_once(tag: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.benchmarks import load_benchmark
-    from finsent.devsplit import file_sha256
-    from finsent.outputs import write_text_atomic
-    from finsent.provenance import git_commit
+    from finsent.build.devsplit import file_sha256
+    from finsent.core.outputs import write_text_atomic
+    from finsent.core.provenance import git_commit
+    from finsent.evaluation.benchmarks import load_benchmark
 
     path = RESULTS / f"tfns_accuracy-{tag}.json"
     if not path.is_file():
@@ -159,18 +159,17 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.benchmarks import load_benchmark
-    from finsent.classify import FinSentClassifier
-    from finsent.data import training_data
-    from finsent.devsplit import file_sha256, score_dev
-    from finsent.finetune import run_finetune
-    from finsent.merge import run_merge
-    from finsent.models import locate_model
-    from finsent.outputs import tracked_files, write_text_atomic
-    from finsent.provenance import cpu_flags, cpu_name, git_commit
-    from finsent.pruning import calibration_texts, run_prune, vocab_rows
-    from finsent.recipes import load_recipe
-    from finsent.release import parse_overrides
+    from finsent.build.data import training_data
+    from finsent.build.devsplit import file_sha256, score_dev
+    from finsent.build.finetune import run_finetune
+    from finsent.build.merge import run_merge
+    from finsent.build.pruning import calibration_texts, run_prune, vocab_rows
+    from finsent.core.classify import FinSentClassifier
+    from finsent.core.models import locate_model
+    from finsent.core.outputs import tracked_files, write_text_atomic
+    from finsent.core.provenance import cpu_flags, cpu_name, git_commit
+    from finsent.core.recipes import load_recipe, parse_overrides
+    from finsent.evaluation.benchmarks import load_benchmark
 
     overrides = parse_overrides(args.set)
     if args.max_steps:
@@ -243,7 +242,8 @@ def main() -> None:
               "seed": recipe.finetune.seed, "model_params": sum(p.numel() for p in model.parameters()),
               "selection": {"split": f"dev: {recipe.finetune.dev_fraction} of each training source, stratified by "
                                      f"label, seed {recipe.finetune.split_seed} (row ids in the adapter's "
-                                     "dev_split.json, or drawn again by finsent.devsplit when nothing was trained)",
+                                     "dev_split.json, or drawn again by finsent.build.devsplit when nothing was "
+                                     "trained)",
                             "metric": "dev accuracy"} if recipe.finetune.dev_fraction else None,
               "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),
               # finetune.average_from: the steps averaged, and the dev score of the last weights beside the mean's

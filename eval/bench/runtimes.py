@@ -11,7 +11,7 @@ same prompt and the same sums (the answer tokens' log-probabilities); the table 
 label agreement with FinSentClassifier float32. The exports are written first (into --work, reused when there),
 then the runtimes are timed one after the other, each after a warm-up call on 4 texts. Run it on a quiet machine:
 it refuses to start when the 1-minute load average is over --max-load, and records it at the start and the end.
-``--shape`` builds random weights with the published model's shape (``finsent.bench_shape``, 4916 neurons a
+``--shape`` builds random weights with the published model's shape (``finsent.speed.shape``, 4916 neurons a
 layer; its q8_0 file pads them to 4928 and its q4_k_m file to 5120 with zero neurons; ``--round-to 32`` prunes
 to 4896 instead). A model whose base widths k-quants cannot pack (SmolLM2's hidden 576) gets no q4_k_m row.
 
@@ -29,11 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from finsent.provenance import cpu_flags, cpu_name, git_commit
+from finsent.core.provenance import cpu_flags, cpu_name, git_commit
 
 REPO = Path(__file__).resolve().parents[2]
 TFNS = REPO.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
-SEED = 0  # the random weights of --shape (finsent.bench_shape.random_shape_model)
+SEED = 0  # the random weights of --shape (finsent.speed.shape.random_shape_model)
 
 
 def tweets(n: int) -> list[str]:
@@ -64,8 +64,8 @@ def shape_folder(work: Path, round_to: int) -> Path:
     """The published shape (random weights, Llama 3 tokenizer) saved as a release-like fp16 folder."""
     import torch
 
-    from finsent.bench_shape import llama3_tokenizer, random_shape_model
-    from finsent.pruning import kept_size
+    from finsent.build.pruning import kept_size
+    from finsent.speed.shape import llama3_tokenizer, random_shape_model
 
     folder = work / f"shape-r{round_to}"
     if (folder / "config.json").is_file():
@@ -96,11 +96,11 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from finsent.classify import FinSentClassifier
-    from finsent.export import ExportInputError
-    from finsent.export_gguf import GGUFScorer, export_gguf
-    from finsent.export_onnx import ONNXScorer, export_onnx
-    from finsent.models import locate_model
+    from finsent.core.classify import FinSentClassifier
+    from finsent.core.errors import ExportInputError
+    from finsent.core.models import locate_model
+    from finsent.export.gguf import GGUFScorer, export_gguf
+    from finsent.export.onnx import ONNXScorer, export_onnx
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     which = p.add_mutually_exclusive_group(required=True)

@@ -5,12 +5,11 @@
     clf.classify(["Acme beats estimates"], scheme="3")[0].label
 """
 
-__version__ = "0.1.0"
-
-from .classify import FinSentClassifier, Prediction  # noqa: E402
-from .labels import SCHEMES, LabelError, to_coarse  # noqa: E402
-from .models import ModelNotAvailableError  # noqa: E402
-from .prompts import InputError  # noqa: E402
+from finsent.core import __version__
+from finsent.core.classify import FinSentClassifier, Prediction
+from finsent.core.labels import SCHEMES, LabelError, to_coarse
+from finsent.core.models import ModelNotAvailableError
+from finsent.core.prompts import InputError
 
 __all__ = [
     "FinSentClassifier", "Prediction", "SCHEMES", "LabelError", "to_coarse",

@@ -16,7 +16,7 @@ that way). A folder finsent did not write is refused unless ``--overwrite``. The
 a plain folder name (no ``/``, no ``..``): it is checked before any folder is created.
 
 The export stage writes the GGUF files and ONNX graph the recipe's ``export:`` section asks for into the
-release folder, with their label agreement (``finsent.export_release``); the card shows how to run them
+release folder, with their label agreement (``finsent.export.stage``); the card shows how to run them
 and the push uploads them in the release's one commit.
 
 Without ``--push`` the release ends with the finished folder and a dry run of the push.
@@ -36,11 +36,22 @@ from pathlib import Path
 
 import yaml
 
-from . import __version__
-from .errors import UsageError
-from .importance import ACTIVATION_METHODS, canonical_method
-from .outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
-from .recipes import Recipe, load_recipe
+from finsent.build.finetune import require_single_process, run_finetune
+from finsent.build.merge import check_merge_inputs, merge_into
+from finsent.build.pruning import calibration_texts, run_prune, vocab_rows
+from finsent.core import __version__
+from finsent.core.classify import FinSentClassifier
+from finsent.core.errors import UsageError
+from finsent.core.models import locate_model
+from finsent.core.outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
+from finsent.core.paths import TFNS_VALID
+from finsent.core.recipes import ACTIVATION_METHODS, Recipe, canonical_method, load_recipe, parse_overrides
+from finsent.evaluation.runs import check_runs, evaluate_into, write_summary
+from finsent.export.stage import MANIFEST, ExportsError, exports_present, read_exports, run_exports
+from finsent.hub.card import check_card_target, render_card
+from finsent.hub.publish import format_push, push_release
+from finsent.hub.space import deploy_space
+from finsent.speed.bench import run_bench
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +157,6 @@ class Release:
         return fp
 
     def _exports_present(self) -> bool:
-        from .export_release import exports_present
 
         return exports_present(self.release_dir)
 
@@ -172,7 +182,6 @@ class Release:
     # --- stages ------------------------------------------------------------------------------
 
     def base_model(self) -> str:
-        from .models import locate_model
 
         return locate_model(self.recipe.model.base)
 
@@ -194,12 +203,10 @@ class Release:
                 check_output_dir(self.release_dir / "eval", kind="eval", overwrite=self.overwrite,
                                  what="release eval folder")
         elif stage == "card":
-            from .card import check_card_target
 
             check_card_target(self.release_dir, overwrite=self.overwrite)
 
     def prune(self) -> Path:
-        from .pruning import calibration_texts, run_prune, vocab_rows
 
         self.check_stage("prune")
         return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision,
@@ -207,7 +214,6 @@ class Release:
                          vocab=vocab_rows(self.recipe))
 
     def finetune(self) -> Path:
-        from .finetune import run_finetune
 
         self.check_stage("finetune")
         return run_finetune(self.recipe, self._finetune_base(), self.adapter_dir, overwrite=self.overwrite)
@@ -224,7 +230,6 @@ class Release:
 
         With ``finetune.enabled: false`` there is no adapter: the pruned model itself is cast and checked.
         """
-        from .merge import merge_into
 
         self.check_stage("merge")
         base, adapter = self._merge_inputs()
@@ -236,7 +241,6 @@ class Release:
 
     def _merge_inputs(self) -> list:
         """``[base, adapter]`` of the merge (adapter None without training), each checked to exist."""
-        from .merge import check_merge_inputs
 
         adapter = self.adapter_dir if self.recipe.finetune.enabled else None
         if adapter and not adapter.exists():  # check_merge_inputs says what is wrong with a folder that exists
@@ -256,8 +260,6 @@ class Release:
         (reports / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
     def evaluate(self) -> Path:
-        from .classify import FinSentClassifier
-        from .evaluation import check_runs, evaluate_into, write_summary
 
         e = self.recipe.eval
         check_runs(e.benchmarks, e.modes)
@@ -267,7 +269,6 @@ class Release:
             clf = FinSentClassifier.from_pretrained(str(self.release_dir), batch_size=e.batch_size)
             evaluate_into(tmp, self.release_dir, e.benchmarks, e.modes, batch_size=e.batch_size, classifier=clf)
             if e.speed:
-                from .speed import TFNS_VALID, run_bench
 
                 local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
                 texts = Path(e.speed_texts or (local[0] if local else TFNS_VALID))
@@ -278,7 +279,6 @@ class Release:
 
     def _export_texts(self) -> str | None:
         """The file the export stage reads its agreement texts from (the speed bench's choice)."""
-        from .speed import TFNS_VALID
 
         e = self.recipe.eval
         if not self.recipe.export.agreement_n or not (self.recipe.export.gguf or self.recipe.export.onnx):
@@ -288,21 +288,18 @@ class Release:
 
     def export(self) -> Path:
         """The recipe's GGUF / ONNX exports into the release folder, with reports/exports.json (export_release)."""
-        from .export_release import MANIFEST, run_exports
 
         self.check_stage("export")
         run_exports(self.recipe, self.release_dir, texts_file=self._export_texts(), overwrite=self.overwrite)
         return self.release_dir / MANIFEST
 
     def card(self, repo_id: str | None = None) -> Path:
-        from .card import render_card
 
         # The card's usage code loads the repo it will be pushed to; without one, the local folder.
         render_card(self.recipe, self.release_dir, repo_id=repo_id, overwrite=self.overwrite)
         return self.release_dir / "README.md"
 
     def push(self, *, dry_run: bool, repo_id: str | None, tag: str | None, **kwargs) -> dict:
-        from .publish import push_release
 
         # A dry run needs no real target: name an obviously local one rather than guess a user's namespace,
         # and read a remote repo only when one was named (the placeholder has none to compare with).
@@ -313,7 +310,6 @@ class Release:
                             dry_run=dry_run, read_remote=bool(known), **kwargs)
 
     def space(self, space_id: str, model_id: str, **kwargs):
-        from .spaces import deploy_space
 
         return deploy_space(space_id, model=model_id, **kwargs)
 
@@ -389,7 +385,6 @@ class Release:
             "bytes_on_disk": sum(p.stat().st_size for p in weights) or None,
             "params": json.loads(pruning.read_text()).get("params_after") if pruning.is_file() else None,
         }
-        from .export_release import ExportsError, read_exports
 
         try:
             manifest = read_exports(self.release_dir)
@@ -448,23 +443,7 @@ def register(sub) -> None:
     p.set_defaults(func=_release_cmd)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ReleaseError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            overrides[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:  # the value is read as YAML (a number, a list...): name what is wrong
-            problem = "; ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
-            raise ReleaseError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({problem or exc}): "
-                               "write a YAML value (5, 1e-3, [a, b], true) or quote text") from None
-    return overrides
-
-
 def _release_cmd(args) -> int:
-    from .finetune import require_single_process
 
     require_single_process("finsent release")  # under torchrun every stage would run N times on one folder
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
@@ -474,7 +453,6 @@ def _release_cmd(args) -> int:
                          push_kwargs={"allow_regression": args.allow_regression})
     print()
     if "push" in result:
-        from .publish import format_push
 
         print(format_push(result["push"]))
         print()

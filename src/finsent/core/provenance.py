@@ -1,0 +1,51 @@
+"""Where a result came from: the CPU, its vector and matrix extensions, and the code's commit.
+
+Every results JSON the toolkit and its benchmarks write records these (speed, exports, runtimes, accuracy runs),
+so a figure names the machine it was measured on and the code that can rebuild it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+
+from finsent.core.paths import REPO_ROOT as REPO
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith(name))
+    except (OSError, StopIteration):
+        return None
+
+
+def cpu_name() -> str:
+    """``CPU <model name>, <n> cores`` (Linux's /proc/cpuinfo; elsewhere what ``platform`` knows)."""
+    name = _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    return f"CPU {name}, {os.cpu_count()} cores"
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix extensions that decide the kernels (AVX2, AVX-512 BF16 / VNNI, AMX, FMA)."""
+    flags = (_cpuinfo_field("flags") or "").split()
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+
+
+def git_commit() -> str | None:
+    """HEAD of the finsent checkout, with ``+dirty`` when tracked files differ from it (the result is then not
+    rebuildable from the commit alone); None for an installed package, which has no checkout."""
+    if not (REPO / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None

@@ -1,0 +1,529 @@
+"""Recipes: one YAML file per model release, read into typed, checked dataclasses.
+
+Precedence is defaults < recipe < command line (``overrides`` as dotted keys, e.g.
+``{"finetune.max_steps": 5}``). Unknown keys are errors, so a typo never silently does nothing; every
+field is typed and range-checked, and every error names the file and the dotted key
+(``prune.ratio must be a number, got the text '0.4'``). YAML is read safely (no ``!!python`` tags),
+with YAML 1.2 floats (``1e-3`` is a number) and a key given twice refused.
+
+    finsent release build/recipes/smollm2-135m.yaml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from finsent.core.errors import UsageError
+from finsent.core.outputs import OutputError, check_name
+from finsent.core.recipe_checks import check_bounds, check_export
+from finsent.core.rows import SCHEMAS
+
+
+class RecipeError(UsageError, ValueError):
+    """A recipe that cannot be used: unknown key, wrong type, impossible value."""
+
+
+# The pruning importance methods (finsent.build.importance scores them): weight-only scores, then the ones that
+# need calibration text.
+WEIGHT_METHODS = ("ppm", "vow", "l2", "pon")
+ACTIVATION_METHODS = ("act",)  # need calibration text (activation_norms), not only weights
+ALIASES = {"maw": "ppm", "activation": "act"}  # maw: optipfair's older name for the same score
+METHODS = (*WEIGHT_METHODS, *ACTIVATION_METHODS)
+
+
+def canonical_method(method: str) -> str:
+    """'ppm', 'vow', 'l2', 'pon' or 'act' from any accepted spelling (case-insensitive, 'maw' = 'ppm')."""
+    name = str(method).lower()
+    name = ALIASES.get(name, name)
+    if name not in METHODS:
+        raise ValueError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)} (or maw = ppm)")
+    return name
+
+
+@dataclass
+class ModelSection:
+    base: str = "smollm2"  # Hub id, local folder, or "smollm2" (the embedded default)
+    revision: str | None = None
+    license: str = "apache-2.0"  # the Hub license id of the released model (llama3.2 for Llama bases)
+
+
+@dataclass
+class PruneSection:
+    enabled: bool = True
+    method: str = "ppm"  # neuron importance: ppm (a.k.a. MAW), vow, l2
+    ratio: float | None = 0.4  # fraction of GLU neurons removed per layer
+    expansion: float | None = None  # or: target intermediate/hidden in percent (see `finsent prune --help`)
+    round_to: int = 1  # round the kept size down to a multiple of this (never grows the layer)
+    calibration_rows: int = 128  # method act: training rows whose activations score the neurons
+    # Trim the vocabulary to the first N ids plus every token of the training data (finsent.build.vocab); null keeps it.
+    vocab_first: int | None = None
+    vocab_min_count: int = 1  # with vocab_first: keep a training token only if it occurs this many times
+
+
+@dataclass
+class DataSource:
+    path: str  # Hub dataset id or local file (csv, jsonl, parquet)
+    schema: str = "fingpt"  # fingpt | fpb | tfns | fiqa | nwgi | finsent
+    split: str = "train"
+    scheme: str | None = None  # "3" or "7" where the schema carries both
+    kind: str | None = None  # news | tweet in the instruction; None = the schema's own (tfns tweet, fiqa by row)
+    weight: float = 1.0  # rows are repeated/subsampled to this multiple
+    limit: int | None = None
+
+
+@dataclass
+class FinetuneSection:
+    # false: no training stage; the release is the (pruned) base cast to merge.dtype, e.g. a tuned model
+    # trimmed and pruned after training. ``data`` still feeds an act prune's calibration and vocab_first.
+    enabled: bool = True
+    data: list[DataSource] = field(default_factory=list)
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    loss: str = "answer"  # answer | full (full = the original notebook: loss on every token)
+    epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: float = 3e-4
+    batch_size: int = 16
+    grad_accum: int = 16
+    warmup_ratio: float = 0.05
+    warmup_steps: int | None = None  # set to reproduce the original exactly (1000)
+    weight_decay: float = 0.01
+    max_length: int = 512
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    seed: int = 42
+    logging_steps: int = 10
+    save_steps: int = 500
+    skip_bad_rows: bool = False  # skip malformed data rows (count logged) instead of stopping at the first
+    fast_loss: bool = True  # vocabulary projection only where a label is learned (same loss, less work)
+    group_by_length: bool = True  # batches of similar length: less padding
+    # Run each batch's instruction prefix once (trainer.shared_prefix_hidden; needs fast_loss): same loss,
+    # fewer tokens; LoRA dropout then draws one mask per prefix instead of per row.
+    share_prefix: bool = False
+    threads: int | None = None  # CPU threads for torch (None = torch's default, the physical cores)
+    # transformers' attention kernel while training (None = the model's default, sdpa). "eager" trained
+    # 1.1x faster in bf16 on the project's Xeon: sdpa's bf16 backward there took 11 ms a layer at B=16, T=39.
+    attn_implementation: str | None = None
+    # Several processes (torchrun/accelerate launch): null = DDP (each device holds the whole model, fine for
+    # the 1B base); full_shard / shard_grad_op = FSDP (transformers' FSDP2, one shard unit per decoder layer;
+    # full_shard also frees the gathered weights after the forward) for bases too big for one device.
+    fsdp: str | None = None
+    # lora: train LoRA adapters on the frozen base (merged afterwards); full: train every weight (float32
+    # master weights, bf16 autocast where the CPU has it), the merge stage then only casts and checks.
+    method: str = "lora"
+    # method full: keep the token embeddings (tied to the LM head in SmolLM2, 28M of its weights) frozen, so
+    # each step skips their dense gradient and optimizer update; the layers adapt around fixed label embeddings.
+    freeze_embeddings: bool = False
+    # Held-out dev split carved from the training files (seeded by ``seed``, stratified by source and label,
+    # rows with the same text kept on one side): settings are chosen on it, never on a benchmark. 0 = none.
+    dev_fraction: float = 0.0
+    # The dev split's own seed (null = ``seed``): builds that differ only in ``seed`` (weights, row order) are
+    # then scored on the same rows, so their spread measures the training's noise, not the split's.
+    dev_seed: int | None = None
+    dev_every: int = 0  # also score the dev split every N optimizer steps (0: at the end only)
+    # Knowledge distillation after pruning: a model folder or Hub id (e.g. the unpruned base fine-tuned on the
+    # same data) whose next-token distribution at the answer positions the student also learns (trainer.Distill).
+    distill_from: str | None = None
+    distill_alpha: float = 0.5  # loss = (1 - alpha) x answer cross-entropy + alpha x T^2 x KL(teacher || student)
+    distill_temperature: float = 1.0
+    # Tail averaging (trainer.WeightAverage): the final weights are the mean of the weights after every optimizer
+    # step from this fraction of the run on (0.5: the second half), instead of the last step's. null = the last.
+    average_from: float | None = None
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that carves the dev split: ``dev_seed``, or ``seed`` when it is not set."""
+        return self.seed if self.dev_seed is None else self.dev_seed
+
+
+@dataclass
+class MergeSection:
+    dtype: str = "float16"  # dtype of the saved merged weights
+    # max |log-prob difference| merged (saved dtype) vs adapter model (float32) on the top-10 next tokens
+    # of a few probe prompts (finsent.build.merge); SmolLM2 measured 0.09 in float16, 0.51 in bfloat16
+    tolerance: float = 0.25
+
+
+@dataclass
+class EvalBenchmark:
+    name: str  # fpb | fiqa | tfns | nwgi | finsent
+    path: str | None = None  # local file; None = the Hub id with the FinGPT split
+    scheme: str = "3"
+    limit: int | None = None
+
+
+@dataclass
+class EvalSection:
+    benchmarks: list[EvalBenchmark] = field(default_factory=list)
+    modes: list[str] = field(default_factory=lambda: ["score"])
+    batch_size: int = 16
+    speed: bool = True  # run `finsent bench` on the release (card's loop vs label scoring)
+    speed_n: int = 32  # texts per configuration (the card's loop gets at most 16 of them)
+    speed_batch_sizes: list[int] = field(default_factory=lambda: [1, 16])
+    speed_texts: str | None = None  # csv/jsonl with text; None = the first local eval benchmark file
+
+
+@dataclass
+class ExportSection:
+    # Runtimes besides transformers, written into the release folder by the export stage (finsent.export.stage)
+    # and published with it in the same commit. gguf: one file per weight type for llama.cpp / Ollama: f16, q8_0
+    # (blocks of 32) or q4_k_m (llama.cpp's k-quant mix, blocks of 256); a pruned MLP width that is no multiple
+    # of the block is padded with zero neurons, which change no output. onnx: an onnx/ folder.
+    gguf: list[str] = field(default_factory=list)
+    onnx: bool = False
+    # Texts on which each export's label is compared with FinSentClassifier's (3 classes; 0: not measured),
+    # read from eval.speed_texts, else the first local eval benchmark, else TFNS validation (as the speed bench).
+    agreement_n: int = 200
+
+
+@dataclass
+class CardSection:
+    model_name: str = "Llama-FinSent-S"
+    language: list[str] = field(default_factory=lambda: ["en"])
+    tags: list[str] = field(default_factory=lambda: ["finance", "sentiment-analysis", "pruning", "llama"])
+    datasets: list[str] = field(default_factory=lambda: ["FinGPT/fingpt-sentiment-train"])
+    # A speed.json of `finsent bench --shape ...` (random weights of this model's exact shape), relative to
+    # the repository: CPU figures the card can state without the real weights, beside the release's own.
+    shape_speed: str | None = None
+    # A pruning_cost.json of build/bench/quality_table.py (the same training at several prune ratios), found as
+    # shape_speed is: the card's "What pruning costs" table, and its plot when pruning_cost.png is beside it.
+    pruning_cost: str | None = None
+
+
+@dataclass
+class PublishSection:
+    repo_id: str | None = None
+    tag: str | None = None
+    max_regression: float = 0.01  # headline weighted-F1 drop allowed against the previous tag
+
+
+@dataclass
+class Recipe:
+    name: str
+    model: ModelSection = field(default_factory=ModelSection)
+    prune: PruneSection = field(default_factory=PruneSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    merge: MergeSection = field(default_factory=MergeSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    export: ExportSection = field(default_factory=ExportSection)
+    card: CardSection = field(default_factory=CardSection)
+    publish: PublishSection = field(default_factory=PublishSection)
+    description: str = ""
+    source: str | None = None  # the file it was read from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML for recipes: safe (no ``!!python`` tags), YAML 1.2 floats, and a key given twice is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+# PyYAML implements YAML 1.1, where a float needs a dot: `learning_rate: 1e-3` would be the string "1e-3".
+# Recipes read numbers as YAML 1.2 does (1e-3, 5E+2), so an exponent without a dot is a float too.
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text read with the recipe rules; a syntax error or an unknown tag is a RecipeError naming the line."""
+    try:
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - _RecipeLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = "; ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise RecipeError(f"{where}:{at}: not a valid recipe YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{where}: not a valid recipe YAML: {exc}") from None
+
+
+def load_recipe(path: str | Path, overrides: dict | None = None) -> Recipe:
+    """Read and check a recipe; ``overrides`` maps dotted keys to values (command-line layer).
+
+    An override that arrives as the text of an exponent number (``--set finetune.learning_rate=1e-3``,
+    which PyYAML's YAML 1.1 leaves a string) is the number, as the same text is in the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+                          ) from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        if isinstance(value, str) and EXPONENT_FLOAT.match(value.strip()):
+            value = float(value.replace("_", ""))
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for depth, key in enumerate(parents):
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {dotted}: {'.'.join(parents[:depth + 1])} is not a section")
+        node[leaf] = value
+    raw.setdefault("name", path.stem)
+    recipe = _build(Recipe, raw, str(path), "")
+    recipe.source = str(path)
+    _check(recipe, str(path))
+    _anchor_local_paths(recipe, path)
+    return recipe
+
+
+def _anchor_local_paths(recipe: Recipe, path: Path) -> None:
+    """Relative data paths that do not exist from the current folder are read from the recipe's repository.
+
+    Recipes live in ``<repo>/build/recipes/`` and name data as ``data/...``; anchoring them there lets a
+    release run from any folder, and every consumer (training, eval, speed texts, stage fingerprints) sees
+    the same file. Hub ids and paths found from the current folder are left as written.
+    """
+    parents = path.resolve().parents
+    if len(parents) <= 2:
+        return
+    root = parents[2]
+
+    def anchor(value: str | None) -> str | None:
+        if not value or Path(value).is_absolute() or Path(value).exists() or not (root / value).exists():
+            return value
+        return str(root / value)
+
+    for src in recipe.finetune.data:
+        src.path = anchor(src.path)
+    for bench in recipe.eval.benchmarks:
+        bench.path = anchor(bench.path)
+    recipe.eval.speed_texts = anchor(recipe.eval.speed_texts)
+
+
+def _build(cls, data, where: str, prefix: str):
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: {prefix or 'the recipe'} must be a mapping of keys for {cls.__name__}, "
+                          f"got {data!r:.60}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - names)
+    if unknown:
+        raise RecipeError(
+            f"{where}: unknown key(s) {', '.join(unknown)} in {prefix or 'the recipe'} ({cls.__name__}); "
+            f"known: {', '.join(sorted(names))}"
+        )
+    kwargs = {key: _coerce(hints[key], value, where, f"{prefix}.{key}" if prefix else key)
+              for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise RecipeError(f"{where}: {prefix or 'the recipe'}: {exc}") from None
+
+
+_TYPE_WORDS = {float: "a number", int: "an integer", bool: "true or false", str: "text"}
+
+
+def _coerce(hint, value, where: str, key: str):
+    """``value`` as the field's type, or RecipeError naming the dotted key, the type and the value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise RecipeError(f"{where}: {key} must not be null")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{where}: {key} must be a list, got {value!r:.60}")
+        return [_coerce(args[0], v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, key)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float and number:
+        return float(value)
+    if hint is str and number:
+        return str(value)  # scheme: 3 in YAML means "3"
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (bool, str) and isinstance(value, hint):
+        return value
+    got = f"the text {value!r}" if isinstance(value, str) else f"{value!r:.60} ({type(value).__name__})"
+    hint_text = " (write a number without quotes)" if hint in (int, float) and isinstance(value, str) else ""
+    raise RecipeError(f"{where}: {key} must be {_TYPE_WORDS.get(hint, hint)}, got {got}{hint_text}")
+
+
+PRUNE_METHODS = (*METHODS, *ALIASES)  # every spelling a recipe may use
+DATA_SCHEMAS = SCHEMAS  # finsent.core.rows
+BENCHMARK_NAMES = ("fpb", "fiqa", "tfns", "nwgi", "finsent")  # finsent.evaluation.benchmarks checks its own
+MERGE_DTYPES = ("float32", "float16", "bfloat16")  # the dtypes a merged model is saved in
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flex_attention")
+FSDP_MODES = (None, "full_shard", "shard_grad_op")
+
+
+def check_recipe(recipe: Recipe) -> Recipe:
+    """``recipe`` if every value is in range (as ``load_recipe`` checks a file), else RecipeError naming the key:
+    for a Recipe built or changed in code."""
+    _check(recipe, recipe.source or f"recipe {recipe.name!r}")
+    return recipe
+
+
+def _check(recipe: Recipe, where: str) -> None:
+    """Every value in its range; the message names the dotted key, the rule and the value."""
+
+    def need(ok: bool, key: str, rule: str, value) -> None:
+        if not ok:
+            raise RecipeError(f"{where}: {key} must be {rule}, got {value!r}")
+
+    def choice(key: str, value, choices) -> None:
+        need(value in choices, key, "one of " + ", ".join(map(str, choices)), value)
+
+    def finite(value) -> bool:
+        return value is not None and math.isfinite(value)
+
+
+    try:
+        check_name(recipe.name, "recipe name")
+    except OutputError as exc:
+        raise RecipeError(f"{where}: name: {exc}") from None
+    m = recipe.model
+    need(bool(m.base.strip()), "model.base", "a Hub id, a folder or 'smollm2'", m.base)
+    need(m.revision is None or bool(m.revision.strip()), "model.revision", "a branch, tag or commit (or null)",
+         m.revision)
+    need(bool(m.license.strip()), "model.license", "a Hub license id", m.license)
+
+    p = recipe.prune
+    choice("prune.method", p.method.lower(), PRUNE_METHODS)
+    if p.enabled and (p.ratio is None) == (p.expansion is None):
+        raise RecipeError(f"{where}: prune needs exactly one of ratio or expansion")
+    if p.ratio is not None:
+        need(finite(p.ratio) and 0 < p.ratio < 1, "prune.ratio", "a fraction in (0, 1) (the share of neurons "
+             "removed; prune.enabled: false for none)", p.ratio)
+    if p.expansion is not None:
+        need(finite(p.expansion) and p.expansion > 0, "prune.expansion", "a percentage > 0", p.expansion)
+    need(p.round_to >= 1, "prune.round_to", ">= 1", p.round_to)
+    need(p.calibration_rows >= 1, "prune.calibration_rows", ">= 1", p.calibration_rows)
+    need(p.vocab_first is None or p.vocab_first >= 0, "prune.vocab_first", ">= 0 (or null: keep the vocabulary)",
+         p.vocab_first)
+    need(isinstance(p.vocab_min_count, int) and p.vocab_min_count >= 1, "prune.vocab_min_count",
+         "an integer >= 1", p.vocab_min_count)
+    if p.vocab_min_count != 1 and p.vocab_first is None:
+        raise RecipeError(f"{where}: prune.vocab_min_count counts the tokens a trimmed vocabulary keeps: set "
+                          "prune.vocab_first too (0 keeps no ids for their own sake)")
+    if p.enabled and p.vocab_first is not None and not recipe.finetune.data:
+        raise RecipeError(f"{where}: prune.vocab_first keeps the tokens of finetune.data, which is empty")
+    if p.enabled and canonical_method(p.method) in ACTIVATION_METHODS and not recipe.finetune.data:
+        raise RecipeError(f"{where}: prune.method act draws its calibration rows from finetune.data, which is empty")
+
+    f = recipe.finetune
+    if not (p.enabled or f.enabled):
+        raise RecipeError(f"{where}: prune.enabled and finetune.enabled are both false: the recipe builds nothing")
+    for i, src in enumerate(f.data):
+        key = f"finetune.data[{i}]"
+        need(bool(src.path.strip()), f"{key}.path", "a local file or a Hub dataset id", src.path)
+        choice(f"{key}.schema", src.schema, DATA_SCHEMAS)
+        need(bool(src.split.strip()), f"{key}.split", "a split name", src.split)
+        choice(f"{key}.scheme", src.scheme, (None, "3", "7"))
+        choice(f"{key}.kind", src.kind, (None, "news", "tweet"))
+        need(finite(src.weight) and src.weight > 0, f"{key}.weight", "a number > 0", src.weight)
+        need(src.limit is None or src.limit >= 1, f"{key}.limit", ">= 1 (or null for every row)", src.limit)
+    need(f.lora_r >= 1, "finetune.lora_r", ">= 1", f.lora_r)
+    need(f.lora_alpha >= 1, "finetune.lora_alpha", ">= 1", f.lora_alpha)
+    need(finite(f.lora_dropout) and 0 <= f.lora_dropout < 1, "finetune.lora_dropout", "in [0, 1)", f.lora_dropout)
+    need(bool(f.target_modules) and all(m.strip() for m in f.target_modules), "finetune.target_modules",
+         "a non-empty list of module names", f.target_modules)
+    choice("finetune.loss", f.loss, ("answer", "full"))
+    need(finite(f.epochs) and f.epochs > 0, "finetune.epochs", "> 0", f.epochs)
+    need(f.max_steps == -1 or f.max_steps >= 1, "finetune.max_steps", ">= 1, or -1 to run finetune.epochs",
+         f.max_steps)
+    need(finite(f.learning_rate) and 0 < f.learning_rate < 1, "finetune.learning_rate", "in (0, 1)", f.learning_rate)
+    need(f.batch_size >= 1, "finetune.batch_size", ">= 1", f.batch_size)
+    need(f.grad_accum >= 1, "finetune.grad_accum", ">= 1", f.grad_accum)
+    need(finite(f.warmup_ratio) and 0 <= f.warmup_ratio < 1, "finetune.warmup_ratio", "in [0, 1)", f.warmup_ratio)
+    need(f.warmup_steps is None or f.warmup_steps >= 0, "finetune.warmup_steps", ">= 0 (or null)", f.warmup_steps)
+    need(finite(f.weight_decay) and f.weight_decay >= 0, "finetune.weight_decay", ">= 0", f.weight_decay)
+    need(f.max_length >= 16, "finetune.max_length", ">= 16 tokens", f.max_length)
+    choice("finetune.precision", f.precision, ("auto", "fp32", "bf16", "fp16"))
+    need(f.seed >= 0, "finetune.seed", ">= 0", f.seed)
+    need(f.dev_seed is None or f.dev_seed >= 0, "finetune.dev_seed", ">= 0 (or null)", f.dev_seed)
+    need(f.logging_steps >= 1, "finetune.logging_steps", ">= 1", f.logging_steps)
+    need(f.save_steps >= 1, "finetune.save_steps", ">= 1", f.save_steps)
+    need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)
+    choice("finetune.attn_implementation", f.attn_implementation, (None, *ATTENTION))
+    choice("finetune.fsdp", f.fsdp, FSDP_MODES)
+    choice("finetune.method", f.method, ("lora", "full"))
+    need(finite(f.dev_fraction) and 0 <= f.dev_fraction <= 0.5, "finetune.dev_fraction", "in [0, 0.5]",
+         f.dev_fraction)
+    need(f.dev_every >= 0, "finetune.dev_every", ">= 0", f.dev_every)
+    need(f.distill_from is None or bool(f.distill_from.strip()), "finetune.distill_from",
+         "a model folder or Hub id (or null)", f.distill_from)
+    need(finite(f.distill_alpha) and 0 <= f.distill_alpha <= 1, "finetune.distill_alpha", "in [0, 1]",
+         f.distill_alpha)
+    need(finite(f.distill_temperature) and f.distill_temperature > 0, "finetune.distill_temperature", "> 0",
+         f.distill_temperature)
+    need(f.average_from is None or (finite(f.average_from) and 0 <= f.average_from < 1), "finetune.average_from",
+         "in [0, 1) (or null)", f.average_from)
+
+    choice("merge.dtype", recipe.merge.dtype, MERGE_DTYPES)
+    need(finite(recipe.merge.tolerance) and recipe.merge.tolerance > 0, "merge.tolerance", "> 0",
+         recipe.merge.tolerance)
+
+    e = recipe.eval
+    for i, bench in enumerate(e.benchmarks):
+        key = f"eval.benchmarks[{i}]"
+        choice(f"{key}.name", bench.name, BENCHMARK_NAMES)
+        need(bench.path is None or bool(bench.path.strip()), f"{key}.path", "a file or folder (or null)", bench.path)
+        choice(f"{key}.scheme", bench.scheme, ("3", "7"))
+        need(bench.limit is None or bench.limit >= 1, f"{key}.limit", ">= 1 (or null for every row)", bench.limit)
+    for i, mode in enumerate(e.modes):
+        choice(f"eval.modes[{i}]", mode, ("score", "generate"))
+    need(e.batch_size >= 1, "eval.batch_size", ">= 1", e.batch_size)
+    need(e.speed_n >= 1, "eval.speed_n", ">= 1", e.speed_n)
+    need(not e.speed or bool(e.speed_batch_sizes), "eval.speed_batch_sizes", "a non-empty list", e.speed_batch_sizes)
+    for i, size in enumerate(e.speed_batch_sizes):
+        need(size >= 1, f"eval.speed_batch_sizes[{i}]", ">= 1", size)
+
+    check_export(recipe, need, choice)
+
+    need(bool(recipe.card.model_name.strip()), "card.model_name", "a name", recipe.card.model_name)
+    pub = recipe.publish
+    need(pub.repo_id is None or (pub.repo_id.count("/") == 1 and all(pub.repo_id.split("/"))), "publish.repo_id",
+         "a Hub repo id owner/name (or null)", pub.repo_id)
+    need(pub.tag is None or bool(pub.tag.strip()), "publish.tag", "a tag name (or null)", pub.tag)
+    need(finite(pub.max_regression) and pub.max_regression >= 0, "publish.max_regression", ">= 0",
+         pub.max_regression)
+    check_bounds(recipe, need)  # last: a value below its lower bound is named by the rule above
+
+
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # the value is read as YAML (a number, a list...): name what is wrong
+            problem = "; ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+            raise RecipeError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({problem or exc}): "
+                               "write a YAML value (5, 1e-3, [a, b], true) or quote text") from None
+    return overrides

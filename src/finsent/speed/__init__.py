@@ -1,0 +1,4 @@
+"""Speed: ``finsent bench`` and ``bench-quality``, the compute floor, scorer variants and their report.
+
+May import ``finsent.core`` only.
+"""
