@@ -24,7 +24,9 @@ from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.outputs import OutputError
 from finsent.core.prompts import InputError
-from finsent.corpus.engine import classify_corpus, output_columns, parts_dir
+from finsent.corpus.engine import classify_corpus
+from finsent.corpus.inputs import parts_dir
+from finsent.corpus.job import output_columns
 
 P3 = ["p_negative", "p_neutral", "p_positive"]
 OURS = ["predicted_label", *P3]
@@ -168,7 +170,7 @@ def test_on_error_skip_reports_row_numbers_and_lists_them(tmp_path, tiny, tiny_l
          "problem": "malformed row: not UTF-8 text (byte 0xff in the column 'text')"},
     ]
     assert (result.written, result.skipped, result.errors_path) == (2, 3, tmp_path / "out.csv.errors.jsonl")
-    warned = [r.getMessage() for r in caplog.records if r.name == "finsent.corpus.engine" and r.levelname == "WARNING"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "finsent.corpus.job" and r.levelname == "WARNING"]
     assert warned[:3] == [f"skipped {e['where']}: {e['problem']}" for e in errors]
 
 
@@ -335,7 +337,7 @@ def test_interrupted_run_resumes_and_refuses_a_changed_model_or_input(tmp_path, 
 
 @pytest.mark.parametrize("stop_at", ["before the rename", "after the rename"])
 def test_a_run_killed_while_finishing_completes_on_the_next_run(tmp_path, tiny, tiny_llama_dir, monkeypatch, stop_at):
-    import finsent.corpus.engine as corpus
+    import finsent.corpus.job as corpus
 
     src = write_csv(tmp_path / "in.csv", ["id", "text"], [["1", "Acme beats"], ["2", " "], ["3", "Acme misses"]])
     out = tmp_path / "out.csv"
@@ -345,7 +347,7 @@ def test_a_run_killed_while_finishing_completes_on_the_next_run(tmp_path, tiny, 
 
     with monkeypatch.context() as patch:
         if stop_at == "before the rename":
-            patch.setattr(corpus.Job, "_install", stop)
+            patch.setattr(corpus.CorpusJob, "_install", stop)
         else:
             patch.setattr(corpus.shutil, "rmtree", stop)
         with pytest.raises(KeyboardInterrupt):

@@ -28,7 +28,8 @@ from finsent.cli import main
 from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.prompts import InputError
-from finsent.corpus.engine import classify_corpus, parts_dir
+from finsent.corpus.engine import classify_corpus
+from finsent.corpus.inputs import parts_dir
 
 
 @pytest.fixture(scope="module")

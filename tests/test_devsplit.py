@@ -11,7 +11,8 @@ import torch
 from test_finetune import tiny_recipe, write_finsent
 
 from finsent.build.data import Example, load_mixture, load_source
-from finsent.build.devsplit import carve, file_sha256, row_id
+from finsent.build.devsplit import carve, row_id
+from finsent.core.provenance import file_sha256
 from finsent.core.recipes import DataSource
 from finsent.core.reports import read_report
 

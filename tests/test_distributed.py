@@ -132,6 +132,7 @@ KILLER = """
 import os, sys
 from transformers import TrainerCallback
 from finsent.build import finetune
+from finsent.core.recipes import load_recipe
 
 class Kill(TrainerCallback):  # both processes die at once, as under a SIGKILL of the job
     def on_step_end(self, args, state, control, **kwargs):
@@ -140,7 +141,7 @@ class Kill(TrainerCallback):  # both processes die at once, as under a SIGKILL o
             os._exit(9)
 
 recipe, base, out = sys.argv[1:4]
-finetune.run_finetune(finetune.load_recipe(recipe), base, out, callbacks=[Kill()])
+finetune.run_finetune(load_recipe(recipe), base, out, callbacks=[Kill()])
 """
 
 
@@ -211,7 +212,8 @@ def test_two_processes_killed_and_resumed_average_the_weights_like_one(tiny_llam
 
 
 def test_fsdp_is_checked_and_passed_to_the_trainer(tiny_llama_dir, tmp_path):
-    from finsent.build.finetune import FinetuneError, fsdp_arguments, run_finetune
+    from finsent.build.distributed import fsdp_arguments
+    from finsent.build.finetune import FinetuneError, run_finetune
     from finsent.core.recipes import RecipeError
 
     recipe = load_recipe(write_recipe(tmp_path, 2, fsdp="full_shard"))
@@ -237,7 +239,7 @@ def test_fsdp_is_checked_and_passed_to_the_trainer(tiny_llama_dir, tmp_path):
 
 
 def test_release_refuses_a_distributed_launch(monkeypatch, capsys):
-    from finsent.build.finetune import require_single_process
+    from finsent.build.distributed import require_single_process
     from finsent.core.errors import UsageError
 
     require_single_process("finsent release")  # one process: fine

@@ -197,8 +197,9 @@ def test_readme_commands_parse_and_name_real_inputs():
     import shlex
 
     from finsent.cli import build_parser
-    from finsent.evaluation.benchmarks import REPO_ROOT, parse_benchmark_arg
-    from finsent.evaluation.runs import _eval_command
+    from finsent.cli.evaluation import _eval_command
+    from finsent.core.paths import REPO_ROOT
+    from finsent.evaluation.benchmarks import parse_benchmark_arg
 
     lines = [x for x in (REPO_ROOT / "eval" / "README.md").read_text().splitlines() if x.startswith("finsent eval")]
     assert len(lines) >= 3

@@ -15,8 +15,9 @@ from release_factory import RECIPE, write_reports
 from test_pipeline import merged_release
 
 from finsent.core.recipes import RecipeError, load_recipe
-from finsent.export.stage import MANIFEST, ExportsError, check_exports, exports_present, read_exports, run_exports
-from finsent.hub.publish import PublishError, push_release
+from finsent.export.stage import MANIFEST, ExportStageError, check_exports, exports_present, read_exports, run_exports
+from finsent.hub.gate import PublishError
+from finsent.hub.publish import push_release
 
 TEXTS = [
     "Acme Corp beats third-quarter estimates and raises full-year guidance",
@@ -222,5 +223,5 @@ def test_push_refuses_missing_stale_or_unlisted_exports(exported, tmp_path, dama
         shutil.rmtree(exported / "onnx")
     with pytest.raises(PublishError, match=message):
         push_release(exported, "alice/tiny", "v1.0.0", dry_run=True, read_remote=False)
-    with pytest.raises(ExportsError, match=message):
+    with pytest.raises(ExportStageError, match=message):
         check_exports(exported, load_recipe(exported / "reports" / "recipe.yaml"))

@@ -16,7 +16,8 @@ from release_factory import RECIPE, add_model, write_pruning_cost, write_reports
 
 from finsent.core.outputs import record_written_file
 from finsent.hub import publish
-from finsent.hub.publish import PublishError, UntaggedReleaseError, push_release
+from finsent.hub.gate import PublishError
+from finsent.hub.publish import UntaggedReleaseError, push_release
 
 REPO = "alice/Llama-FinSent-S"
 
@@ -406,7 +407,7 @@ def test_every_metric_of_an_eval_result_is_checked_not_only_weighted_f1(hub, rel
 
 
 def test_a_nan_score_never_counts_as_no_regression():
-    from finsent.hub.publish import compare_scores
+    from finsent.hub.gate import compare_scores
 
     assert compare_scores({"tfns-3-score": float("nan")}, {"tfns-3-score": 0.8}, 0.01)
     assert compare_scores({"tfns-3-score": 0.8}, {"tfns-3-score": float("nan")}, 0.01) == []  # old: not comparable

@@ -12,7 +12,8 @@ from release_factory import add_model, write_reports
 
 from finsent.cli import main
 from finsent.core.outputs import OutputError, upload_files
-from finsent.hub.publish import RepoIdError, push_release
+from finsent.hub.gate import RepoIdError
+from finsent.hub.publish import push_release
 
 REPO = "alice/Llama-FinSent-S"
 

@@ -164,19 +164,16 @@ def test_readme_bench_commands_parse():
     import shlex
     from pathlib import Path
 
-    from finsent.cli import build_parser
-    from finsent.speed import bench as speed
+    from finsent.cli import build_parser, speed
 
     root = Path(__file__).resolve().parents[1]
     docs = [(root / doc).read_text().replace("\\\n", " ") for doc in ("eval/bench/README.md", "eval/README.md")]
     lines = [line for text in docs for line in text.splitlines() if line.startswith("finsent bench")]
     assert len(lines) >= 3 and all("\\" not in line for line in lines)
-    from finsent.speed import quality as speed_quality
-
     for line in lines:
         args = build_parser().parse_args(shlex.split(line)[1:])
         if line.startswith("finsent bench-quality"):
-            assert args.func is speed_quality._command and args.data.is_file(), line
+            assert args.func is speed._bench_quality and args.data.is_file(), line
             continue
         assert args.func is speed._bench, line
         assert args.texts.is_file() and args.n > 0, line

@@ -306,7 +306,7 @@ def demo(tmp_path) -> Release:
 def test_fingerprints_change_with_the_code_and_the_library_versions(demo, monkeypatch):
     base = demo.fingerprints()
     assert base == demo.fingerprints()  # deterministic
-    real_versions = release_module.library_versions()
+    real_versions = release_module.build_versions()
     assert set(real_versions) == {"finsent", "torch", "transformers", "peft"} and all(real_versions.values())
 
     monkeypatch.setattr(release_module, "code_hash", lambda: "0" * 64)
@@ -315,7 +315,7 @@ def test_fingerprints_change_with_the_code_and_the_library_versions(demo, monkey
     monkeypatch.undo()
 
     for library in ("torch", "transformers", "peft", "finsent"):
-        monkeypatch.setattr(release_module, "library_versions", lambda lib=library: {**real_versions, lib: "0.0.1"})
+        monkeypatch.setattr(release_module, "build_versions", lambda lib=library: {**real_versions, lib: "0.0.1"})
         upgraded = demo.fingerprints()
         assert all(upgraded[stage] != base[stage] for stage in base), library
         monkeypatch.undo()

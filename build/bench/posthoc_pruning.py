@@ -48,11 +48,11 @@ def main(argv=None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finsent.build.data import training_data
-    from finsent.build.devsplit import file_sha256, score_model
+    from finsent.build.devsplit import score_model
     from finsent.build.pruning import calibration_texts, prune_model, save_trimmed_tokenizer, vocab_rows
     from finsent.build.vocab import kept_ids, tokenizer_json, trim_model, trim_tokenizer_json, used_ids
     from finsent.core.outputs import write_text_atomic
-    from finsent.core.provenance import cpu_name, git_commit
+    from finsent.core.provenance import cpu_name, file_sha256, git_commit
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default="lora-r8-mix7-p0-dev", help="tag of an unpruned dev-split run")

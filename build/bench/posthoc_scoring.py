@@ -56,11 +56,10 @@ def main(argv=None) -> None:
     from posthoc_pruning import RESULTS, ROOT, run_recipe  # this folder: the script's own sys.path entry
 
     from finsent.build.data import training_data
-    from finsent.build.devsplit import file_sha256
     from finsent.core.classify import FinSentClassifier
     from finsent.core.labels import SCHEMES
     from finsent.core.outputs import write_text_atomic
-    from finsent.core.provenance import cpu_name, git_commit
+    from finsent.core.provenance import cpu_name, file_sha256, git_commit
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default="direct-lr2e-4-dev", help="tag of a dev-split run with a merged model")

@@ -99,9 +99,8 @@ def report_once(tag: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finsent.build.devsplit import file_sha256
     from finsent.core.outputs import write_text_atomic
-    from finsent.core.provenance import git_commit
+    from finsent.core.provenance import file_sha256, git_commit
     from finsent.evaluation.benchmarks import load_benchmark
 
     path = RESULTS / f"tfns_accuracy-{tag}.json"
@@ -160,14 +159,14 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finsent.build.data import training_data
-    from finsent.build.devsplit import file_sha256, score_dev
+    from finsent.build.devsplit import score_dev
     from finsent.build.finetune import run_finetune
     from finsent.build.merge import run_merge
     from finsent.build.pruning import calibration_texts, run_prune, vocab_rows
     from finsent.core.classify import FinSentClassifier
     from finsent.core.models import locate_model
     from finsent.core.outputs import tracked_files, write_text_atomic
-    from finsent.core.provenance import cpu_flags, cpu_name, git_commit
+    from finsent.core.provenance import cpu_flags, cpu_name, file_sha256, git_commit
     from finsent.core.recipes import load_recipe, parse_overrides
     from finsent.evaluation.benchmarks import load_benchmark
 

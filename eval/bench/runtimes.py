@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from finsent.core.provenance import cpu_flags, cpu_name, git_commit
+from finsent.core.provenance import cpu_flags, cpu_name, git_commit, library_versions
 
 REPO = Path(__file__).resolve().parents[2]
 TFNS = REPO.parent / "shared" / "data" / "tfns" / "sent_valid.csv"
@@ -49,15 +49,7 @@ def timed(fn, texts, warm: int = 4):
 
 
 def versions() -> dict:
-    import importlib.metadata
-
-    out = {}
-    for name in ("torch", "transformers", "llama-cpp-python", "onnxruntime", "gguf"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return library_versions(("torch", "transformers", "llama-cpp-python", "onnxruntime", "gguf"))
 
 
 def shape_folder(work: Path, round_to: int) -> Path:

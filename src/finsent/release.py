@@ -25,7 +25,6 @@ Without ``--push`` the release ends with the finished folder and a dry run of th
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import re
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from finsent.build.finetune import require_single_process, run_finetune
+from finsent.build.finetune import run_finetune
 from finsent.build.merge import check_merge_inputs, merge_into
 from finsent.build.pruning import calibration_texts, run_prune, vocab_rows
 from finsent.core import __version__
@@ -45,11 +44,13 @@ from finsent.core.errors import UsageError
 from finsent.core.models import locate_model
 from finsent.core.outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
 from finsent.core.paths import TFNS_VALID
-from finsent.core.recipes import ACTIVATION_METHODS, Recipe, canonical_method, load_recipe, parse_overrides
+from finsent.core.provenance import file_sha256, library_versions
+from finsent.core.recipe_values import ACTIVATION_METHODS, canonical_method
+from finsent.core.recipes import Recipe
 from finsent.evaluation.runs import check_runs, evaluate_into, write_summary
-from finsent.export.stage import MANIFEST, ExportsError, exports_present, read_exports, run_exports
+from finsent.export.stage import MANIFEST, ExportStageError, exports_present, read_exports, run_exports
 from finsent.hub.card import check_card_target, render_card
-from finsent.hub.publish import format_push, push_release
+from finsent.hub.publish import push_release
 from finsent.hub.space import deploy_space
 from finsent.speed.bench import run_bench
 
@@ -66,14 +67,11 @@ class ReleaseError(UsageError, RuntimeError):
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file, or of every file below a folder (names included), in 1 MiB reads."""
+    """sha256 of a file, or of every file below a folder: each file's name and ``file_sha256``, in name order."""
     h = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for f in files:
-        h.update(str(f.relative_to(path) if f != path else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0" + file_sha256(f).encode())
     return h.hexdigest()
 
 
@@ -91,15 +89,9 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def library_versions() -> dict[str, str | None]:
+def build_versions() -> dict[str, str | None]:
     """Versions of finsent and of the libraries whose behaviour decides the built model (None: not installed)."""
-    versions: dict[str, str | None] = {"finsent": __version__}
-    for name in FINGERPRINT_LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {"finsent": __version__, **library_versions(FINGERPRINT_LIBRARIES)}
 
 
 def _local_inputs(paths: list[str | None]) -> list[str]:
@@ -135,7 +127,7 @@ class Release:
     def fingerprints(self) -> dict[str, str]:
         r = self.recipe
         # The code and library versions enter the first stage; every later stage chains on it.
-        code = {"code": code_hash(), "versions": library_versions()}
+        code = {"code": code_hash(), "versions": build_versions()}
         data = _local_inputs([src.path for src in r.finetune.data])
         # A local base (e.g. a teacher's release) by content, so rebuilding it re-runs this release; an
         # activation-scored prune and a trimmed vocabulary also read the training data (and its dev split).
@@ -157,7 +149,6 @@ class Release:
         return fp
 
     def _exports_present(self) -> bool:
-
         return exports_present(self.release_dir)
 
     def _stamp(self, stage: str) -> Path:
@@ -182,7 +173,6 @@ class Release:
     # --- stages ------------------------------------------------------------------------------
 
     def base_model(self) -> str:
-
         return locate_model(self.recipe.model.base)
 
     def check_stage(self, stage: str) -> None:
@@ -203,18 +193,15 @@ class Release:
                 check_output_dir(self.release_dir / "eval", kind="eval", overwrite=self.overwrite,
                                  what="release eval folder")
         elif stage == "card":
-
             check_card_target(self.release_dir, overwrite=self.overwrite)
 
     def prune(self) -> Path:
-
         self.check_stage("prune")
         return run_prune(self.recipe.prune, self.base_model(), self.pruned_dir, revision=self.recipe.model.revision,
                          overwrite=self.overwrite, calibration=calibration_texts(self.recipe),
                          vocab=vocab_rows(self.recipe))
 
     def finetune(self) -> Path:
-
         self.check_stage("finetune")
         return run_finetune(self.recipe, self._finetune_base(), self.adapter_dir, overwrite=self.overwrite)
 
@@ -260,7 +247,6 @@ class Release:
         (reports / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
     def evaluate(self) -> Path:
-
         e = self.recipe.eval
         check_runs(e.benchmarks, e.modes)
         self.check_stage("eval")
@@ -269,7 +255,6 @@ class Release:
             clf = FinSentClassifier.from_pretrained(str(self.release_dir), batch_size=e.batch_size)
             evaluate_into(tmp, self.release_dir, e.benchmarks, e.modes, batch_size=e.batch_size, classifier=clf)
             if e.speed:
-
                 local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
                 texts = Path(e.speed_texts or (local[0] if local else TFNS_VALID))
                 run_bench(self.release_dir, tmp, classifier=clf, n=e.speed_n, gen_n=min(e.speed_n, 16),
@@ -294,13 +279,11 @@ class Release:
         return self.release_dir / MANIFEST
 
     def card(self, repo_id: str | None = None) -> Path:
-
         # The card's usage code loads the repo it will be pushed to; without one, the local folder.
         render_card(self.recipe, self.release_dir, repo_id=repo_id, overwrite=self.overwrite)
         return self.release_dir / "README.md"
 
     def push(self, *, dry_run: bool, repo_id: str | None, tag: str | None, **kwargs) -> dict:
-
         # A dry run needs no real target: name an obviously local one rather than guess a user's namespace,
         # and read a remote repo only when one was named (the placeholder has none to compare with).
         known = repo_id or self.recipe.publish.repo_id
@@ -310,7 +293,6 @@ class Release:
                             dry_run=dry_run, read_remote=bool(known), **kwargs)
 
     def space(self, space_id: str, model_id: str, **kwargs):
-
         return deploy_space(space_id, model=model_id, **kwargs)
 
     # --- driver ------------------------------------------------------------------------------
@@ -388,73 +370,10 @@ class Release:
 
         try:
             manifest = read_exports(self.release_dir)
-        except ExportsError:
+        except ExportStageError:
             manifest = None
         out["exports"] = manifest["files"] if manifest else []
         out["serve"] = f"finsent space serve --model {self.release_dir}"
         return out
 
 
-def format_summary(summary: dict, seconds: dict) -> str:
-    lines = [f"Release folder: {summary['release_dir']}", ""]
-    if summary["scores"]:
-        lines += ["| run | n | accuracy | macro-F1 | weighted-F1 |", "|---|---:|---:|---:|---:|"]
-        for s in summary["scores"]:
-            lines.append(f"| {s['run']} | {s['n']} | {_num(s['accuracy'])} | {_num(s['macro_f1'])} | "
-                         f"{_num(s['weighted_f1'])} |")
-        lines.append("")
-    size = summary.get("size") or {}
-    if size.get("bytes_on_disk"):
-        params = f"{size['params']:,} parameters, " if size.get("params") else ""
-        lines.append(f"Size: {params}{size['bytes_on_disk'] / 1e6:.1f} MB of weights")
-    for row in (summary.get("speed") or {}).get("rows", []):
-        lines.append(f"Speed: {row['config']}: {row['items_per_second']:.1f} items/s")
-    for e in summary.get("exports") or []:
-        agreement = "not measured" if e["agreement"] is None else f"{100 * e['agreement']:.1f} % same label"
-        lines.append(f"Export: {e['path']}: {e['bytes'] / 1e6:.1f} MB, {agreement}")
-    if seconds:
-        lines.append("Stage wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
-    lines += ["", f"Serve the Space on it: {summary['serve']}"]
-    return "\n".join(lines)
-
-
-def _num(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
-def register(sub) -> None:
-    p = sub.add_parser("release", help="run a whole release: prune, finetune, merge, eval, export, card, push, Space",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("recipe", help="recipe YAML, e.g. build/recipes/smollm2-135m.yaml")
-    p.add_argument("--push", action="store_true", help="really push (default: a dry run of the push)")
-    p.add_argument("--repo-id", help="Hub model repo to push to (default: recipe publish.repo_id)")
-    p.add_argument("--tag", help="release tag, e.g. v1.0.0 (default: recipe publish.tag)")
-    p.add_argument("--space-id", help="also deploy the Space on the pushed model (needs --push)")
-    p.add_argument("--allow-regression", action="store_true", help="push even if scores fell below the previous tag")
-    p.add_argument("--force", action="store_true", help="re-run every stage even if up to date")
-    p.add_argument("--from", dest="start", choices=STAGES, help="re-run from this stage on")
-    p.add_argument("--only", choices=STAGES, help="run just this stage")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set finetune.max_steps=5 (YAML value)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="let stages replace folders finsent did not write (its own are replaced without it)")
-    p.add_argument("--runs-dir", default="runs", type=Path)
-    p.add_argument("--releases-dir", default="releases", type=Path)
-    p.set_defaults(func=_release_cmd)
-
-
-def _release_cmd(args) -> int:
-
-    require_single_process("finsent release")  # under torchrun every stage would run N times on one folder
-    recipe = load_recipe(args.recipe, parse_overrides(args.set))
-    release = Release(recipe, args.runs_dir, args.releases_dir, overwrite=args.overwrite)
-    result = release.run(force=args.force, start=args.start, only=args.only, push=args.push,
-                         repo_id=args.repo_id, tag=args.tag, space_id=args.space_id,
-                         push_kwargs={"allow_regression": args.allow_regression})
-    print()
-    if "push" in result:
-
-        print(format_push(result["push"]))
-        print()
-    print(format_summary(result["summary"], result["seconds"]))
-    return 0

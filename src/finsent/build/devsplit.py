@@ -17,27 +17,15 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
-from pathlib import Path
 
 from finsent.core.classify import FinSentClassifier
 from finsent.core.models import unwrap
+from finsent.core.provenance import file_sha256
 
 
 def row_id(text: str) -> str:
     """The id a dev split saves for a row: the first 16 hex digits of SHA-256 of its text (UTF-8)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def file_sha256(path: str) -> str | None:
-    """SHA-256 of a local data file (None for a Hub dataset id)."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    digest = hashlib.sha256()
-    with p.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def carve(examples: list, fraction: float, seed: int, source: str) -> tuple[list, list]:

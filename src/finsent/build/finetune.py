@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
 import shutil
 import time
@@ -44,13 +43,19 @@ from pathlib import Path
 
 from finsent.build.data import EncodedDataset, collate, training_data
 from finsent.build.devsplit import score_model, split_record
+from finsent.build.distributed import (
+    DistributedError,
+    barrier,
+    end_process_group,
+    fsdp_arguments,
+    launch_world,
+    on_rank0,
+)
 from finsent.build.vocab import VocabError, token_map, trim_model
-from finsent.core.args import positive_int
-from finsent.core.errors import FinsentError, UsageError
+from finsent.core.errors import UsageError
 from finsent.core.models import locate_model
 from finsent.core.outputs import (
     OutputError,
-    check_name,
     check_output_dir,
     is_toolkit_output,
     output_dir,
@@ -58,7 +63,7 @@ from finsent.core.outputs import (
     write_text_atomic,
 )
 from finsent.core.prompts import PromptEncoder
-from finsent.core.recipes import FinetuneSection, Recipe, RecipeError, check_recipe, load_recipe, parse_overrides
+from finsent.core.recipes import FinetuneSection, Recipe, RecipeError, check_recipe
 from finsent.core.reports import write_report
 
 WHAT = "adapter output folder"  # names the folder in OutputError messages
@@ -68,73 +73,6 @@ logger = logging.getLogger(__name__)
 
 class FinetuneError(UsageError, ValueError):
     """Settings that cannot train (share_prefix without fast_loss, fp16 on a CPU, FSDP in one process...)."""
-
-
-class DistributedError(FinsentError, RuntimeError):
-    """Another process of a distributed run failed (rank 0 could not write the output, ...)."""
-
-
-def launch_world() -> tuple[int, int]:
-    """(rank, number of processes) as ``torchrun`` / ``accelerate launch`` set them (RANK, WORLD_SIZE); (0, 1)
-    in a plain process."""
-    try:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        raise UsageError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} "
-                         "are not integers: launch with torchrun or accelerate launch") from None
-
-
-def require_single_process(command: str) -> None:
-    """Refuse ``command`` under a distributed launch: only ``finsent finetune`` trains on several processes.
-
-    Every stage but fine-tuning would run N times over the same folders; a release is built by launching the
-    fine-tuning distributed, then running the other stages in one process (the release reuses the adapter).
-    """
-    _, world = launch_world()
-    if world > 1:
-        raise UsageError(
-            f"{command} runs in one process, not under torchrun/accelerate launch (WORLD_SIZE={world}): launch "
-            "only the training on several devices, and each other stage in one process:\n"
-            "  finsent release RECIPE --only prune\n"
-            "  torchrun --nproc_per_node N -m finsent.cli finetune --recipe RECIPE --base runs/NAME/pruned "
-            "--out runs/NAME/adapter\n"
-            "  finsent release RECIPE --only merge   (then --only eval, --only card, --only push)")
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _on_rank0(world: int, rank: int, work, what: str):
-    """Run ``work()`` on rank 0 only; the other ranks wait for it and raise DistributedError if it failed
-    (instead of hanging at the next collective). Returns ``work()``'s value on rank 0, None elsewhere."""
-    if world <= 1:
-        return work()
-    import torch.distributed as dist
-
-    result, error, failure = None, None, [None]
-    if rank == 0:
-        try:
-            result = work()
-        except Exception as exc:  # noqa: BLE001 - passed on to the other ranks, then raised here
-            error, failure[0] = exc, f"{type(exc).__name__}: {exc}"
-    dist.broadcast_object_list(failure, src=0)
-    if error is not None:
-        raise error
-    if failure[0] is not None:
-        raise DistributedError(f"rank 0 failed while it {what}: {failure[0]}")
-    return result
-
-
-def fsdp_arguments(f: FinetuneSection) -> dict:
-    """The TrainingArguments of ``finetune.fsdp``: transformers' FSDP2, each decoder layer its own shard unit
-    (the model's ``_no_split_modules``); ``full_shard`` also frees the gathered weights after the forward."""
-    if not f.fsdp:
-        return {}
-    return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": f.fsdp == "full_shard"}}
 
 
 def add_lora(model, f: FinetuneSection):
@@ -188,9 +126,9 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     ``out_dir`` is checked before anything loads: a folder finsent did not write is refused unless ``overwrite``.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
+    from transformers import set_seed
 
-    from finsent.build.trainer import DevCallback, FinSentTrainer, ThroughputCallback, WeightAverage, autocast_dtype
+    from finsent.build.trainer import FinSentTrainer
 
     f = recipe.finetune
     _check_settings(recipe)
@@ -204,16 +142,139 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if f.threads:
         torch.set_num_threads(f.threads)
+    amp = _autocast(f, device, world)
+    set_seed(f.seed)
+
+    work = checkpoint_dir(out_dir)
+    args = _training_arguments(f, work, max_steps, amp, device, world)
+    if args.world_size != world:  # the launcher's variables and the Trainer's process group disagree
+        raise DistributedError(f"WORLD_SIZE={world} but the Trainer runs {args.world_size} processes")
+
+    tokenizer, model = _load_base(f, base, amp)
+    context = getattr(model.config, "max_position_embeddings", None) or f.max_length
+
+    data = training_data(f)
+    encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
+    dataset = EncodedDataset(encoder, data.examples, f.loss)
+    lengths = dataset.lengths()
+    logger.info("%d training rows, %.1f tokens a row on average (max %d)", len(dataset),
+                sum(lengths) / len(lengths), max(lengths))
+
+    if f.method == "lora":
+        model = add_lora(model, f)
+    elif f.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+        model.get_output_embeddings().weight.requires_grad_(False)  # the same tensor when tied
+    distill = load_teacher(f, model, tokenizer, amp or torch.float32, device)  # computes in the autocast dtype
+    trainable = _log_setup(f, model, data, world)
+
+    barrier(world)  # every rank has checked OUT before rank 0 touches the checkpoint folder
+    on_rank0(world, rank, lambda: _prepare_checkpoints(out_dir, resume), "prepared the checkpoint folder")
+    barrier(world)
+    trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss,
+                             share_prefix=f.share_prefix, distill=distill)
+    if f.fsdp and not trainer.is_fsdp_enabled and rank == 0:  # accelerate shards on GPUs only; CPUs run DDP
+        logger.warning("finetune.fsdp %r: FSDP is not available on %s, training with DDP (every process holds the "
+                       "whole model)", f.fsdp, device)
+    checkpoints, average, dev_probe = _add_callbacks(trainer, f, model, tokenizer, data.dev, world, work, resume,
+                                                     out_dir, callbacks)
+    resumed_from = _step_of(checkpoints[-1]) if checkpoints else None
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    seconds = time.perf_counter() - start
+    tokens = trainer.global_tokens_seen()  # collective: every rank
+    # FSDP: the LoRA weights are sharded; gathering them is a collective too (rank 0 then saves them).
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
+
+    dev_last = None
+    if average is not None:
+        # the last weights' dev score first: the run itself then says what averaging gained
+        dev_last = score_model(model, tokenizer, data.dev) if data.dev and rank == 0 else None
+        average.apply()
+    dev = score_model(model, tokenizer, data.dev) if data.dev and rank == 0 else None
+    report = _training_report(f, base_dir, trainer, args, result, seconds, tokens, model, dataset, lengths,
+                              encoder, data, dev, distill, dev_probe, average, dev_last, amp, device, resumed_from,
+                              trainable)
+
+    def write() -> None:
+        with output_dir(out_dir, kind="finetune", overwrite=overwrite, what=WHAT, reads=[base_dir]) as tmp:
+            model.save_pretrained(tmp, state_dict=state_dict)  # LoRA: the adapter; full: the whole model
+            tokenizer.save_pretrained(tmp)
+            if data.dev:
+                write_text_atomic(tmp / "dev_split.json",
+                                  json.dumps(split_record(f.dev_fraction, f.split_seed, data.dev), indent=1) + "\n")
+            write_report("training", report, tmp / "training.json")
+            _plot_loss(report["log"], tmp / "loss.png", recipe.name)
+            work.rename(tmp / "checkpoints")  # last: a failure before this keeps them for --resume
+
+    on_rank0(world, rank, write, f"wrote {out_dir}")
+    end_process_group(world)
+    logger.info("adapter saved to %s (%d steps, train loss %.4f, %.0f tokens/s)", out_dir, report["steps"],
+                report["train_loss"], report["tokens_per_second"] or 0)
+    return out_dir
+
+
+def _autocast(f: FinetuneSection, device: str, world: int):
+    """The dtype autocast computes in (None: float32), once the precision and sharding can run here."""
+    import torch
+
+    from finsent.build.trainer import autocast_dtype
+
     amp = autocast_dtype(f.precision, device)
     if amp is torch.float16 and device == "cpu":
         raise FinetuneError("finetune.precision fp16 needs a GPU; use auto, bf16 or fp32 on a CPU")
     if f.fsdp and world < 2:
         raise FinetuneError(f"finetune.fsdp {f.fsdp!r} shards the model over several processes: launch with "
                             "torchrun --nproc_per_node N (or accelerate launch), or set finetune.fsdp: null")
-    set_seed(f.seed)
+    return amp
 
-    work = checkpoint_dir(out_dir)
-    args = TrainingArguments(
+
+def _log_setup(f: FinetuneSection, model, data, world: int) -> int:
+    """Say what is trained, on which rows, by how many processes; return the number of trainable weights."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("%s: %d trainable parameters", "LoRA" if f.method == "lora" else "full fine-tuning", trainable)
+    if data.dev:
+        logger.info("dev split: %d rows held out of training (%s of each source, seed %d)",
+                    sum(map(len, data.dev.values())), f.dev_fraction, f.split_seed)
+    if world > 1:
+        logger.info("%d processes (%s): %d rows an optimizer step (%d a device x %d accumulation x %d)", world,
+                    "FSDP " + f.fsdp if f.fsdp else "DDP", f.batch_size * f.grad_accum * world, f.batch_size,
+                    f.grad_accum, world)
+    return trainable
+
+
+def _add_callbacks(trainer, f: FinetuneSection, model, tokenizer, dev, world: int, work: Path, resume: bool,
+                   out_dir: Path, callbacks) -> tuple[list[Path], object, object]:
+    """Give ``trainer`` its callbacks (throughput, the tail average, the dev probe, the caller's); return the
+    checkpoints to resume from (oldest first), the WeightAverage and the DevCallback (None when unused)."""
+    from finsent.build.trainer import DevCallback, ThroughputCallback, WeightAverage
+
+    trainer.add_callback(ThroughputCallback(trainer))
+    checkpoints = sorted(work.glob("checkpoint-*"), key=_step_of) if resume else []
+    # before the dev probe: a probe at step N scores a mean that already holds step N
+    average = (WeightAverage(model, f.average_from, str(checkpoints[-1]) if checkpoints else None)
+               if f.average_from is not None else None)
+    dev_probe = (DevCallback(tokenizer, dev, f.dev_every, average)
+                 if dev and f.dev_every and world == 1 else None)
+    for callback in [c for c in (average, dev_probe) if c] + list(callbacks or []):
+        trainer.add_callback(callback)
+    resumed_from = _step_of(checkpoints[-1]) if checkpoints else None
+    if resume and not checkpoints:
+        logger.warning("--resume: no checkpoint in %s or %s, starting from scratch", work, out_dir / "checkpoints")
+    elif resumed_from is not None:
+        logger.info("--resume: continuing from %s (step %d)", checkpoints[-1].name, resumed_from)
+    return checkpoints, average, dev_probe
+
+
+def _training_arguments(f: FinetuneSection, work: Path, max_steps: int | None, amp, device: str, world: int):
+    """The Trainer's arguments for the recipe's finetune section (``amp``: the autocast dtype or None)."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(work),
         per_device_train_batch_size=f.batch_size,
         gradient_accumulation_steps=f.grad_accum,
@@ -242,8 +303,12 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         ddp_find_unused_parameters=False if world > 1 else None,
         **fsdp_arguments(f),
     )
-    if args.world_size != world:  # the launcher's variables and the Trainer's process group disagree
-        raise DistributedError(f"WORLD_SIZE={world} but the Trainer runs {args.world_size} processes")
+
+
+def _load_base(f: FinetuneSection, base: str, amp):
+    """``(tokenizer, model)`` of the base to train, the model in the dtype its training computes in."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token_id is None:
@@ -261,70 +326,17 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
             raise
         raise FinetuneError(f"finetune.attn_implementation {f.attn_implementation!r} cannot load {base}: "
                             f"{exc}") from None
-    context = getattr(model.config, "max_position_embeddings", None) or f.max_length
+    return tokenizer, model
 
-    data = training_data(f)
-    encoder = PromptEncoder(tokenizer, max_length=min(f.max_length, context))
-    dataset = EncodedDataset(encoder, data.examples, f.loss)
-    lengths = dataset.lengths()
-    logger.info("%d training rows, %.1f tokens a row on average (max %d)", len(dataset),
-                sum(lengths) / len(lengths), max(lengths))
 
-    if f.method == "lora":
-        model = add_lora(model, f)
-    elif f.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
-        model.get_output_embeddings().weight.requires_grad_(False)  # the same tensor when tied
-    distill = load_teacher(f, model, tokenizer, amp or torch.float32, device)  # computes in the autocast dtype
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("%s: %d trainable parameters", "LoRA" if f.method == "lora" else "full fine-tuning", trainable)
-    if data.dev:
-        logger.info("dev split: %d rows held out of training (%s of each source, seed %d)",
-                    sum(map(len, data.dev.values())), f.dev_fraction, f.split_seed)
-    if world > 1:
-        logger.info("%d processes (%s): %d rows an optimizer step (%d a device x %d accumulation x %d)", world,
-                    "FSDP " + f.fsdp if f.fsdp else "DDP", f.batch_size * f.grad_accum * world, f.batch_size,
-                    f.grad_accum, world)
+def _training_report(f: FinetuneSection, base_dir: Path, trainer, args, result, seconds: float, tokens: int, model,
+                     dataset, lengths: list[int], encoder, data, dev, distill, dev_probe, average, dev_last, amp,
+                     device: str, resumed_from: int | None, trainable: int) -> dict:
+    """training.json: what was trained, how, how fast, and its dev score (schema: ``finsent.core.reports``)."""
+    import torch
 
-    _barrier(world)  # every rank has checked OUT before rank 0 touches the checkpoint folder
-    _on_rank0(world, rank, lambda: _prepare_checkpoints(out_dir, resume), "prepared the checkpoint folder")
-    _barrier(world)
-    trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss,
-                             share_prefix=f.share_prefix, distill=distill)
-    if f.fsdp and not trainer.is_fsdp_enabled and rank == 0:  # accelerate shards on GPUs only; CPUs run DDP
-        logger.warning("finetune.fsdp %r: FSDP is not available on %s, training with DDP (every process holds the "
-                       "whole model)", f.fsdp, device)
-    trainer.add_callback(ThroughputCallback(trainer))
-    checkpoints = sorted(work.glob("checkpoint-*"), key=_step_of) if resume else []
-    # before the dev probe: a probe at step N scores a mean that already holds step N
-    average = (WeightAverage(model, f.average_from, str(checkpoints[-1]) if checkpoints else None)
-               if f.average_from is not None else None)
-    dev_probe = (DevCallback(tokenizer, data.dev, f.dev_every, average)
-                 if data.dev and f.dev_every and world == 1 else None)
-    for callback in [c for c in (average, dev_probe) if c] + list(callbacks or []):
-        trainer.add_callback(callback)
-    resumed_from = _step_of(checkpoints[-1]) if checkpoints else None
-    if resume and not checkpoints:
-        logger.warning("--resume: no checkpoint in %s or %s, starting from scratch", work, out_dir / "checkpoints")
-    elif resumed_from is not None:
-        logger.info("--resume: continuing from %s (step %d)", checkpoints[-1].name, resumed_from)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
-    seconds = time.perf_counter() - start
-    tokens = trainer.global_tokens_seen()  # collective: every rank
-    # FSDP: the LoRA weights are sharded; gathering them is a collective too (rank 0 then saves them).
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
-
-    if average is not None:
-        # the last weights' dev score first: the run itself then says what averaging gained
-        dev_last = score_model(model, tokenizer, data.dev) if data.dev and rank == 0 else None
-        average.apply()
-    dev = score_model(model, tokenizer, data.dev) if data.dev and rank == 0 else None
     state = trainer.state
-    report = {
+    return {
         "method": f.method,
         "freeze_embeddings": f.freeze_embeddings if f.method == "full" else None,
         "base": str(base_dir),
@@ -363,31 +375,6 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
         "log": [{k: v for k, v in e.items() if k in ("step", "loss", "learning_rate", "tokens_per_second")}
                 for e in state.log_history if "loss" in e],
     }
-
-    def write() -> None:
-        with output_dir(out_dir, kind="finetune", overwrite=overwrite, what=WHAT, reads=[base_dir]) as tmp:
-            model.save_pretrained(tmp, state_dict=state_dict)  # LoRA: the adapter; full: the whole model
-            tokenizer.save_pretrained(tmp)
-            if data.dev:
-                write_text_atomic(tmp / "dev_split.json",
-                                  json.dumps(split_record(f.dev_fraction, f.split_seed, data.dev), indent=1) + "\n")
-            write_report("training", report, tmp / "training.json")
-            _plot_loss(report["log"], tmp / "loss.png", recipe.name)
-            work.rename(tmp / "checkpoints")  # last: a failure before this keeps them for --resume
-
-    _on_rank0(world, rank, write, f"wrote {out_dir}")
-    if world > 1:
-        # Left to interpreter exit, gloo's threads were sometimes torn down under a live process group, and rank 0
-        # aborted ("terminate called without an active exception") after OUT was written. Destroying it right
-        # after rank 0's broadcast still let rank 1 abort so, once, on a loaded machine: the ranks meet at a
-        # barrier first, so that neither tears its connections down while the other still uses them.
-        import torch.distributed as dist
-
-        _barrier(world)
-        dist.destroy_process_group()
-    logger.info("adapter saved to %s (%d steps, train loss %.4f, %.0f tokens/s)", out_dir, report["steps"],
-                report["train_loss"], report["tokens_per_second"] or 0)
-    return out_dir
 
 
 def load_teacher(f: FinetuneSection, student, tokenizer, dtype, device: str):
@@ -486,45 +473,3 @@ def _plot_loss(log: list[dict], path: Path, title: str) -> None:
 # --- command line ------------------------------------------------------------------------------
 
 
-def register(sub) -> None:
-
-    p = sub.add_parser("finetune", help="train a LoRA adapter (recipe's finetune section)",
-                       description=__doc__.split("\n\n")[0],
-                       epilog="On several devices: torchrun --nproc_per_node N -m finsent.cli finetune ... "
-                              "(or accelerate launch -m finsent.cli finetune ...): data-parallel, one optimizer "
-                              "step = batch_size x grad_accum x N rows; rank 0 writes --out.")
-    p.add_argument("--recipe", required=True, help="recipe YAML (build/recipes/...)")
-    p.add_argument("--base", help="base model folder (default: the recipe's model.base, e.g. the embedded smollm2)")
-    p.add_argument("--out", help="adapter folder to write (default: runs/<recipe name>/adapter); a folder "
-                                  "finsent did not write is refused unless --overwrite")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace --out even if finsent did not write it (or it holds committed files)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint of an interrupted run (.OUT.checkpoints) or of a "
-                        "finished one (OUT/checkpoints)")
-    p.add_argument("--max-steps", type=positive_int,
-                   help="stop after N optimizer steps (overrides epochs and max_steps)")
-    p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows instead of stopping")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set finetune.grad_accum=2 to keep the global batch on 8 "
-                        "devices (YAML value)")
-    p.set_defaults(func=_finetune)
-
-
-def _finetune(args) -> int:
-
-    overrides = parse_overrides(args.set)
-    if args.skip_bad_rows:
-        overrides["finetune.skip_bad_rows"] = True
-    recipe = load_recipe(args.recipe, overrides)
-    out = Path(args.out) if args.out else Path("runs") / check_name(recipe.name, "recipe name") / "adapter"
-    check_output_dir(out, kind="finetune", overwrite=args.overwrite, what=WHAT,  # before the base is looked for
-                     reads=[args.base])
-    base = Path(args.base) if args.base else Path(locate_model(recipe.model.base))
-    adapter = run_finetune(recipe, base, out, resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite)
-    if launch_world()[0] != 0:
-        return 0  # rank 0 reports
-    report = json.loads((adapter / "training.json").read_text())
-    print(f"adapter: {adapter}  steps {report['steps']}  train loss {report['train_loss']}  "
-          f"{report['tokens_per_second']} tokens/s  {report['seconds']} s")
-    return 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from finsent.core.recipes import ACTIVATION_METHODS, WEIGHT_METHODS, canonical_method
+from finsent.core.recipe_values import ACTIVATION_METHODS, WEIGHT_METHODS, canonical_method
 
 if TYPE_CHECKING:  # torch is imported by the callers; `finsent --help` stays fast without it
     import torch

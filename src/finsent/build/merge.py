@@ -25,7 +25,8 @@ from finsent.core.errors import FinsentError, UsageError
 from finsent.core.outputs import check_output_dir, output_dir, write_text_atomic
 from finsent.core.pipeline import add_pipeline
 from finsent.core.prompts import PromptEncoder, instruction
-from finsent.core.recipes import MERGE_DTYPES, Recipe, load_recipe
+from finsent.core.recipe_values import MERGE_DTYPES
+from finsent.core.recipes import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -191,31 +192,3 @@ def merge_into(recipe: Recipe, base_dir: Path, adapter_dir: Path | None, folder:
 # --- command line ------------------------------------------------------------------------------
 
 
-def register(sub) -> None:
-    p = sub.add_parser("merge", help="fold a LoRA adapter into its base and save it (checked)",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--base", required=True, help="the base model folder the adapter was trained on")
-    p.add_argument("--adapter", required=True, help="the LoRA adapter folder (finsent finetune's output)")
-    p.add_argument("--out", required=True,
-                   help="folder to write the merged model as (replaced whole; one finsent did not write is refused "
-                        "unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace --out even if finsent did not write it (or it holds committed files)")
-    p.add_argument("--recipe", help="recipe YAML for merge.dtype / merge.tolerance (default: their defaults)")
-    p.add_argument("--dtype", choices=DTYPES, help="dtype of the saved weights (default: the recipe's, float16)")
-    p.add_argument("--tolerance", type=float,
-                   help="max |log-prob difference| on the top-10 tokens allowed (default: the recipe's)")
-    p.set_defaults(func=_merge)
-
-
-def _merge(args) -> int:
-
-    recipe = load_recipe(args.recipe) if args.recipe else Recipe(name="merge")
-    if args.tolerance is not None:
-        recipe.merge.tolerance = args.tolerance
-    out = run_merge(recipe, Path(args.base), Path(args.adapter), Path(args.out), dtype=args.dtype,
-                    overwrite=args.overwrite)
-    report = json.loads((Path(args.adapter) / "merge.json").read_text())
-    print(f"merged model: {out}  ({report['dtype']}, max |log-prob diff| {report['max_abs_logprob_diff_top10']}, "
-          f"{report['bytes_on_disk']} bytes)")
-    return 0

@@ -31,9 +31,9 @@ from finsent.build.vocab import kept_ids, tokenizer_json, trim_model, trim_token
 from finsent.core.errors import UsageError
 from finsent.core.labels import SCHEMES
 from finsent.core.models import load_model_and_tokenizer
-from finsent.core.outputs import check_name, check_output_dir, output_dir
+from finsent.core.outputs import check_output_dir, output_dir
 from finsent.core.prompts import KINDS, instruction, training_text
-from finsent.core.recipes import ACTIVATION_METHODS, METHODS, ModelSection, PruneSection, canonical_method, load_recipe
+from finsent.core.recipe_values import ACTIVATION_METHODS, canonical_method
 from finsent.core.reports import write_report
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,6 @@ def prune_model(model, method: str = "ppm", ratio: float | None = None, expansio
     except ValueError as exc:
         raise PruningError(str(exc)) from None
     if ratio is None:
-
         ratio = ratio_for_expansion(expansion, intermediate, hidden)
     norms = None
     if method in ACTIVATION_METHODS:
@@ -383,81 +382,3 @@ amount (give one; a recipe's value is the default):
 """
 
 
-def register(sub) -> None:
-    import argparse
-
-    p = sub.add_parser(
-        "prune", help="structured GLU pruning of every MLP (the first build stage)",
-        description="Remove the least important GLU neurons of every decoder layer's MLP and save a plain "
-                    "model folder (safetensors + tokenizer + pruning.json) that from_pretrained loads.",
-        epilog=AMOUNT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--recipe", help="recipe YAML; its model.base and prune section are the defaults")
-    p.add_argument("--model", help="base model: folder, Hub id or 'smollm2' (default: the recipe's, else smollm2)")
-    p.add_argument("--revision", help="Hub revision of the base model (default: the recipe's)")
-    p.add_argument("--method", type=str.lower, choices=[*METHODS, "maw"],
-                   help="neuron importance: ppm (= maw, peak-to-peak range, the published model's), vow (variance "
-                        "of weights), l2 (L2 norm), pon (product of L1 norms), act (activations on calibration "
-                        "rows of the recipe's training data; needs --recipe) (default: recipe, else ppm)")
-    amount = p.add_mutually_exclusive_group()
-    amount.add_argument("--ratio", type=float, help="fraction removed, 0 <= X < 1 (see below)")
-    amount.add_argument("--expansion", type=float, help="target intermediate/hidden x 100 (see below)")
-    p.add_argument("--round-to", type=int, help="kept size rounded down to a multiple of N (default 1)")
-    p.add_argument("--vocab-first", type=int, metavar="N",
-                   help="also trim the vocabulary to the first N token ids plus every token of the recipe's "
-                        "training data (needs --recipe; default: the recipe's prune.vocab_first)")
-    p.add_argument("--vocab-min-count", type=int, metavar="N",
-                   help="with --vocab-first: keep a training token only if it occurs N times or more "
-                        "(default: the recipe's prune.vocab_min_count, 1)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="dtype of the saved weights (default auto: the checkpoint's own)")
-    p.add_argument("--out", help="output folder (default with a recipe: runs/<recipe-name>/pruned); a folder "
-                                  "finsent did not write is refused unless --overwrite")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --out folder even if finsent did not write it (or it holds committed "
-                        "files)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_prune_command)
-
-
-def _prune_command(args) -> int:
-
-    overrides = {}
-    if args.method:
-        overrides["prune.method"] = args.method
-    if args.ratio is not None:
-        overrides.update({"prune.ratio": args.ratio, "prune.expansion": None})
-    if args.expansion is not None:
-        overrides.update({"prune.expansion": args.expansion, "prune.ratio": None})
-    if args.round_to is not None:
-        overrides["prune.round_to"] = args.round_to
-    if args.vocab_first is not None:
-        if not args.recipe:
-            raise UsageError("--vocab-first keeps the tokens of a recipe's training data: give --recipe too")
-        overrides["prune.vocab_first"] = args.vocab_first
-    if args.vocab_min_count is not None:
-        if not args.recipe:
-            raise UsageError("--vocab-min-count counts the tokens of a recipe's training data: give --recipe too")
-        overrides["prune.vocab_min_count"] = args.vocab_min_count
-    calibration = vocab = None
-    if args.recipe:
-        recipe = load_recipe(args.recipe, overrides)
-        section, model, name = recipe.prune, recipe.model, recipe.name
-        calibration, vocab = calibration_texts(recipe), vocab_rows(recipe)
-    else:
-        section, model, name = PruneSection(), ModelSection(), None
-        for dotted, value in overrides.items():
-            setattr(section, dotted.split(".", 1)[1], value)
-    if args.out is None and name is None:
-        raise UsageError("--out DIR is required without --recipe")
-    out = args.out or f"runs/{check_name(name, 'recipe name')}/pruned"
-    base = model.base if args.model is None else args.model  # --model '' is refused by models.resolve_model
-    path = run_prune(section, base, out, revision=args.revision or model.revision,
-                     dtype=args.dtype, progress=not args.no_progress, overwrite=args.overwrite,
-                     calibration=calibration, vocab=vocab)
-    report = json.loads((path / "pruning.json").read_text())
-    print(json.dumps({k: report[k] for k in ("method", "intermediate_before", "intermediate_after",
-                                              "expansion_before", "expansion_after", "vocab", "params_before",
-                                              "params_after", "bytes_on_disk", "seconds_prune") if k in report}))
-    print(f"saved {path}")
-    return 0

@@ -102,12 +102,10 @@ class FinSentClassifier:
             dtype = getattr(torch, dtype)
         net, tokenizer, source = load_model_and_tokenizer(model, dtype=dtype, device=device)
         if auto:
-
             dtype, why = auto_dtype(device, net.config)
             logger.info("dtype auto: %s (%s)", str(dtype).replace("torch.", ""), why)
             net = net.to(dtype)
         if dtype == torch.bfloat16:
-
             use_cpu_bf16_attention(net)  # on a CPU only: a faster kernel for bfloat16 attention
         clf = cls(net, tokenizer, source=source, **kwargs)
         if quantize:

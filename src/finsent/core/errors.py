@@ -30,3 +30,7 @@ class ExportError(FinsentError, RuntimeError):
 
 class ExportInputError(UsageError, ValueError):
     """The release folder or an option cannot be exported as asked (the user can fix it)."""
+
+
+class RecipeError(UsageError, ValueError):
+    """A recipe that cannot be used: unknown key, wrong type, impossible value."""

@@ -6,9 +6,12 @@ so a figure names the machine it was measured on and the code that can rebuild i
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import platform
 import subprocess
+from pathlib import Path
 
 from finsent.core.paths import REPO_ROOT as REPO
 
@@ -49,3 +52,30 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "") if head else None
+
+
+HASH_BLOCK = 1 << 22  # bytes read at a time: 4 MiB
+
+
+def file_sha256(path) -> str | None:
+    """SHA-256 (hex) of a local file's bytes, read in ``HASH_BLOCK`` pieces; None when ``path`` names no file (a
+    Hub id, a dataset name). The one file hash of the toolkit: results, stamps, exports and the push compare them."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions(names) -> dict[str, str | None]:
+    """``{distribution: installed version}`` for each name (None: not installed): the libraries a result depends on."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions

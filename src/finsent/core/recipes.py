@@ -12,7 +12,6 @@ with YAML 1.2 floats (``1e-3`` is a number) and a key given twice refused.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -20,31 +19,16 @@ from pathlib import Path
 
 import yaml
 
-from finsent.core.errors import UsageError
+from finsent.core.errors import RecipeError
 from finsent.core.outputs import OutputError, check_name
-from finsent.core.recipe_checks import check_bounds, check_export
-from finsent.core.rows import SCHEMAS
-
-
-class RecipeError(UsageError, ValueError):
-    """A recipe that cannot be used: unknown key, wrong type, impossible value."""
-
-
-# The pruning importance methods (finsent.build.importance scores them): weight-only scores, then the ones that
-# need calibration text.
-WEIGHT_METHODS = ("ppm", "vow", "l2", "pon")
-ACTIVATION_METHODS = ("act",)  # need calibration text (activation_norms), not only weights
-ALIASES = {"maw": "ppm", "activation": "act"}  # maw: optipfair's older name for the same score
-METHODS = (*WEIGHT_METHODS, *ACTIVATION_METHODS)
-
-
-def canonical_method(method: str) -> str:
-    """'ppm', 'vow', 'l2', 'pon' or 'act' from any accepted spelling (case-insensitive, 'maw' = 'ppm')."""
-    name = str(method).lower()
-    name = ALIASES.get(name, name)
-    if name not in METHODS:
-        raise ValueError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)} (or maw = ppm)")
-    return name
+from finsent.core.recipe_checks import (
+    check_bounds,
+    check_card_and_publish,
+    check_export,
+    check_finetune,
+    check_merge_and_eval,
+    check_model_and_prune,
+)
 
 
 @dataclass
@@ -372,14 +356,6 @@ def _coerce(hint, value, where: str, key: str):
     raise RecipeError(f"{where}: {key} must be {_TYPE_WORDS.get(hint, hint)}, got {got}{hint_text}")
 
 
-PRUNE_METHODS = (*METHODS, *ALIASES)  # every spelling a recipe may use
-DATA_SCHEMAS = SCHEMAS  # finsent.core.rows
-BENCHMARK_NAMES = ("fpb", "fiqa", "tfns", "nwgi", "finsent")  # finsent.evaluation.benchmarks checks its own
-MERGE_DTYPES = ("float32", "float16", "bfloat16")  # the dtypes a merged model is saved in
-ATTENTION = ("eager", "sdpa", "flash_attention_2", "flex_attention")
-FSDP_MODES = (None, "full_shard", "shard_grad_op")
-
-
 def check_recipe(recipe: Recipe) -> Recipe:
     """``recipe`` if every value is in range (as ``load_recipe`` checks a file), else RecipeError naming the key:
     for a Recipe built or changed in code."""
@@ -397,120 +373,12 @@ def _check(recipe: Recipe, where: str) -> None:
     def choice(key: str, value, choices) -> None:
         need(value in choices, key, "one of " + ", ".join(map(str, choices)), value)
 
-    def finite(value) -> bool:
-        return value is not None and math.isfinite(value)
-
-
     try:
         check_name(recipe.name, "recipe name")
     except OutputError as exc:
         raise RecipeError(f"{where}: name: {exc}") from None
-    m = recipe.model
-    need(bool(m.base.strip()), "model.base", "a Hub id, a folder or 'smollm2'", m.base)
-    need(m.revision is None or bool(m.revision.strip()), "model.revision", "a branch, tag or commit (or null)",
-         m.revision)
-    need(bool(m.license.strip()), "model.license", "a Hub license id", m.license)
-
-    p = recipe.prune
-    choice("prune.method", p.method.lower(), PRUNE_METHODS)
-    if p.enabled and (p.ratio is None) == (p.expansion is None):
-        raise RecipeError(f"{where}: prune needs exactly one of ratio or expansion")
-    if p.ratio is not None:
-        need(finite(p.ratio) and 0 < p.ratio < 1, "prune.ratio", "a fraction in (0, 1) (the share of neurons "
-             "removed; prune.enabled: false for none)", p.ratio)
-    if p.expansion is not None:
-        need(finite(p.expansion) and p.expansion > 0, "prune.expansion", "a percentage > 0", p.expansion)
-    need(p.round_to >= 1, "prune.round_to", ">= 1", p.round_to)
-    need(p.calibration_rows >= 1, "prune.calibration_rows", ">= 1", p.calibration_rows)
-    need(p.vocab_first is None or p.vocab_first >= 0, "prune.vocab_first", ">= 0 (or null: keep the vocabulary)",
-         p.vocab_first)
-    need(isinstance(p.vocab_min_count, int) and p.vocab_min_count >= 1, "prune.vocab_min_count",
-         "an integer >= 1", p.vocab_min_count)
-    if p.vocab_min_count != 1 and p.vocab_first is None:
-        raise RecipeError(f"{where}: prune.vocab_min_count counts the tokens a trimmed vocabulary keeps: set "
-                          "prune.vocab_first too (0 keeps no ids for their own sake)")
-    if p.enabled and p.vocab_first is not None and not recipe.finetune.data:
-        raise RecipeError(f"{where}: prune.vocab_first keeps the tokens of finetune.data, which is empty")
-    if p.enabled and canonical_method(p.method) in ACTIVATION_METHODS and not recipe.finetune.data:
-        raise RecipeError(f"{where}: prune.method act draws its calibration rows from finetune.data, which is empty")
-
-    f = recipe.finetune
-    if not (p.enabled or f.enabled):
-        raise RecipeError(f"{where}: prune.enabled and finetune.enabled are both false: the recipe builds nothing")
-    for i, src in enumerate(f.data):
-        key = f"finetune.data[{i}]"
-        need(bool(src.path.strip()), f"{key}.path", "a local file or a Hub dataset id", src.path)
-        choice(f"{key}.schema", src.schema, DATA_SCHEMAS)
-        need(bool(src.split.strip()), f"{key}.split", "a split name", src.split)
-        choice(f"{key}.scheme", src.scheme, (None, "3", "7"))
-        choice(f"{key}.kind", src.kind, (None, "news", "tweet"))
-        need(finite(src.weight) and src.weight > 0, f"{key}.weight", "a number > 0", src.weight)
-        need(src.limit is None or src.limit >= 1, f"{key}.limit", ">= 1 (or null for every row)", src.limit)
-    need(f.lora_r >= 1, "finetune.lora_r", ">= 1", f.lora_r)
-    need(f.lora_alpha >= 1, "finetune.lora_alpha", ">= 1", f.lora_alpha)
-    need(finite(f.lora_dropout) and 0 <= f.lora_dropout < 1, "finetune.lora_dropout", "in [0, 1)", f.lora_dropout)
-    need(bool(f.target_modules) and all(m.strip() for m in f.target_modules), "finetune.target_modules",
-         "a non-empty list of module names", f.target_modules)
-    choice("finetune.loss", f.loss, ("answer", "full"))
-    need(finite(f.epochs) and f.epochs > 0, "finetune.epochs", "> 0", f.epochs)
-    need(f.max_steps == -1 or f.max_steps >= 1, "finetune.max_steps", ">= 1, or -1 to run finetune.epochs",
-         f.max_steps)
-    need(finite(f.learning_rate) and 0 < f.learning_rate < 1, "finetune.learning_rate", "in (0, 1)", f.learning_rate)
-    need(f.batch_size >= 1, "finetune.batch_size", ">= 1", f.batch_size)
-    need(f.grad_accum >= 1, "finetune.grad_accum", ">= 1", f.grad_accum)
-    need(finite(f.warmup_ratio) and 0 <= f.warmup_ratio < 1, "finetune.warmup_ratio", "in [0, 1)", f.warmup_ratio)
-    need(f.warmup_steps is None or f.warmup_steps >= 0, "finetune.warmup_steps", ">= 0 (or null)", f.warmup_steps)
-    need(finite(f.weight_decay) and f.weight_decay >= 0, "finetune.weight_decay", ">= 0", f.weight_decay)
-    need(f.max_length >= 16, "finetune.max_length", ">= 16 tokens", f.max_length)
-    choice("finetune.precision", f.precision, ("auto", "fp32", "bf16", "fp16"))
-    need(f.seed >= 0, "finetune.seed", ">= 0", f.seed)
-    need(f.dev_seed is None or f.dev_seed >= 0, "finetune.dev_seed", ">= 0 (or null)", f.dev_seed)
-    need(f.logging_steps >= 1, "finetune.logging_steps", ">= 1", f.logging_steps)
-    need(f.save_steps >= 1, "finetune.save_steps", ">= 1", f.save_steps)
-    need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)
-    choice("finetune.attn_implementation", f.attn_implementation, (None, *ATTENTION))
-    choice("finetune.fsdp", f.fsdp, FSDP_MODES)
-    choice("finetune.method", f.method, ("lora", "full"))
-    need(finite(f.dev_fraction) and 0 <= f.dev_fraction <= 0.5, "finetune.dev_fraction", "in [0, 0.5]",
-         f.dev_fraction)
-    need(f.dev_every >= 0, "finetune.dev_every", ">= 0", f.dev_every)
-    need(f.distill_from is None or bool(f.distill_from.strip()), "finetune.distill_from",
-         "a model folder or Hub id (or null)", f.distill_from)
-    need(finite(f.distill_alpha) and 0 <= f.distill_alpha <= 1, "finetune.distill_alpha", "in [0, 1]",
-         f.distill_alpha)
-    need(finite(f.distill_temperature) and f.distill_temperature > 0, "finetune.distill_temperature", "> 0",
-         f.distill_temperature)
-    need(f.average_from is None or (finite(f.average_from) and 0 <= f.average_from < 1), "finetune.average_from",
-         "in [0, 1) (or null)", f.average_from)
-
-    choice("merge.dtype", recipe.merge.dtype, MERGE_DTYPES)
-    need(finite(recipe.merge.tolerance) and recipe.merge.tolerance > 0, "merge.tolerance", "> 0",
-         recipe.merge.tolerance)
-
-    e = recipe.eval
-    for i, bench in enumerate(e.benchmarks):
-        key = f"eval.benchmarks[{i}]"
-        choice(f"{key}.name", bench.name, BENCHMARK_NAMES)
-        need(bench.path is None or bool(bench.path.strip()), f"{key}.path", "a file or folder (or null)", bench.path)
-        choice(f"{key}.scheme", bench.scheme, ("3", "7"))
-        need(bench.limit is None or bench.limit >= 1, f"{key}.limit", ">= 1 (or null for every row)", bench.limit)
-    for i, mode in enumerate(e.modes):
-        choice(f"eval.modes[{i}]", mode, ("score", "generate"))
-    need(e.batch_size >= 1, "eval.batch_size", ">= 1", e.batch_size)
-    need(e.speed_n >= 1, "eval.speed_n", ">= 1", e.speed_n)
-    need(not e.speed or bool(e.speed_batch_sizes), "eval.speed_batch_sizes", "a non-empty list", e.speed_batch_sizes)
-    for i, size in enumerate(e.speed_batch_sizes):
-        need(size >= 1, f"eval.speed_batch_sizes[{i}]", ">= 1", size)
-
-    check_export(recipe, need, choice)
-
-    need(bool(recipe.card.model_name.strip()), "card.model_name", "a name", recipe.card.model_name)
-    pub = recipe.publish
-    need(pub.repo_id is None or (pub.repo_id.count("/") == 1 and all(pub.repo_id.split("/"))), "publish.repo_id",
-         "a Hub repo id owner/name (or null)", pub.repo_id)
-    need(pub.tag is None or bool(pub.tag.strip()), "publish.tag", "a tag name (or null)", pub.tag)
-    need(finite(pub.max_regression) and pub.max_regression >= 0, "publish.max_regression", ">= 0",
-         pub.max_regression)
+    for check in (check_model_and_prune, check_finetune, check_merge_and_eval, check_export, check_card_and_publish):
+        check(recipe, where, need, choice)
     check_bounds(recipe, need)  # last: a value below its lower bound is named by the rule above
 
 

@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from finsent.core.errors import UsageError
 from finsent.core.prompts import InputError, check_text
+from finsent.core.provenance import file_sha256
 from finsent.core.tables import BadRow, TableError, csv_header, read_table
 
 WORK_FOLDER = re.compile(r"\..+\.parts")  # parts_dir's names
@@ -68,14 +68,6 @@ def row_text(row: dict, text_column: str) -> tuple[str | None, str | None]:
         return check_text(row[text_column]), None
     except InputError as exc:
         return None, str(exc)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -128,7 +120,7 @@ def scan_input(files: list[Path], text_column: str, added: list[str]) -> Scan:
     """Read the input once (see the module docstring); refuse a missing text column or one of ``added``."""
     scan, columns = Scan(files), {}
     for file in files:
-        scan.digests.append(file_digest(file))
+        scan.digests.append(file_sha256(file))
         suffix = file.suffix.lower()
         if suffix == ".parquet":
             _scan_parquet(scan, file, columns)

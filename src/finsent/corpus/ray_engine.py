@@ -54,16 +54,8 @@ from finsent.core.errors import FinsentError, UsageError
 from finsent.core.labels import labels_of
 from finsent.core.models import locate_model, resolve_model
 from finsent.core.prompts import InputError, check_text
-from finsent.corpus.engine import (
-    CHUNK_ROWS,
-    LABEL_COLUMN,
-    CorpusResult,
-    Job,
-    _log_skipped,
-    prob_column,
-    progress_bar,
-    start_job,
-)
+from finsent.corpus.engine import CorpusJob, _log_skipped, start_job
+from finsent.corpus.job import CHUNK_ROWS, LABEL_COLUMN, CorpusResult, prob_column, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +159,7 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
             ray.shutdown()
 
 
-def check_rows(job: Job) -> None:
+def check_rows(job: CorpusJob) -> None:
     """Refuse, before Ray starts, the rows Ray's readers would stop at and, with ``fail``, the first bad row."""
     scan = job.scan
     if scan.malformed is not None:
@@ -182,7 +174,7 @@ def check_rows(job: Job) -> None:
             job.bad_row(*first)  # raises the local engine's error for this row
 
 
-def read_dataset(ray, job: Job):
+def read_dataset(ray, job: CorpusJob):
     """The input as a Ray dataset, with the local reader's types for CSV (every cell a string)."""
     import pyarrow as pa
 
@@ -212,7 +204,7 @@ def _resources(ray, num_workers, cpus_per_worker) -> tuple[int, float, int]:
     return num_workers or max(1, int((cpus - 1) // per)), per, 0
 
 
-def _run(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_rows, progress, num_workers,
+def _run(job: CorpusJob, ray, *, model, scheme, kind, text_column, batch_size, chunk_rows, progress, num_workers,
          cpus_per_worker) -> float:
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.target_max_block_size)
@@ -236,7 +228,8 @@ def _run(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_r
             setattr(ctx, k, v)
 
 
-def _dataset(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chunk_rows, workers, per_cpu, per_gpu):
+def _dataset(job: CorpusJob, ray, *, model, scheme, kind, text_column, batch_size, chunk_rows, workers, per_cpu,
+             per_gpu):
     logger.info("Ray Data: %d classifier actor(s), %s CPU and %d GPU each", workers, per_cpu, per_gpu)
     threads = max(1, int(per_cpu))
     ds = read_dataset(ray, job).map_batches(
@@ -248,7 +241,7 @@ def _dataset(job: Job, ray, *, model, scheme, kind, text_column, batch_size, chu
     return ds
 
 
-def _stream(job: Job, ray, ds, chunk_rows: int, progress: bool) -> float:
+def _stream(job: CorpusJob, ray, ds, chunk_rows: int, progress: bool) -> float:
     """Write the classified rows as they stream back in input order, one part per ``chunk_rows`` input rows."""
     start = time.perf_counter()
     index, pending, errors = 0, [], []

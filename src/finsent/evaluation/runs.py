@@ -23,25 +23,25 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import logging
 import platform
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from finsent.core.args import positive_int
 from finsent.core.classify import MODES as RESULT_MODES  # the classifier's modes, defined once
 from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.labels import labels_of
 from finsent.core.models import locate_model, resolve_model
-from finsent.core.outputs import OutputError, check_name, check_output_dir, output_dir
+from finsent.core.outputs import check_output_dir, output_dir
 from finsent.core.prompts import KINDS
-from finsent.core.recipes import EvalBenchmark, load_recipe
+from finsent.core.provenance import file_sha256, library_versions
+from finsent.core.recipes import EvalBenchmark
 from finsent.core.reports import write_report
-from finsent.evaluation.benchmarks import BENCHMARKS, get_spec, load_eval_benchmark, parse_benchmark_arg
+from finsent.evaluation.benchmarks import get_spec, load_eval_benchmark
 from finsent.evaluation.metrics import load_metric
 from finsent.evaluation.summary import plot_confusion, write_summary  # write_summary is part of this module's API
 
@@ -54,6 +54,10 @@ WHAT = "eval output folder"  # names the folder in OutputError messages
 
 class EvalError(UsageError, ValueError):
     """An evaluation that cannot run as asked: unknown mode, a benchmark given twice, no release to evaluate."""
+
+
+# The name of one run's result file (``result_stem`` + ".json"), as the card and the push gate find them.
+EVAL_NAME = re.compile(r"^(?P<benchmark>[a-z0-9_]+)-(?P<scheme>[37])-(?P<mode>score|generate)\.json$")
 
 
 def result_stem(benchmark: str, scheme: str, mode: str) -> str:
@@ -114,11 +118,10 @@ def evaluate_into(folder: Path, model: str | Path, benchmarks: Sequence[EvalBenc
     # Load every benchmark first: a bad file fails the command before minutes of inference.
     loaded = [load_eval_benchmark(b) for b in benchmarks]
     if classifier is None:
-
         classifier = FinSentClassifier.from_pretrained(str(model))
     name, model_hash = model_identity(model)
     metric = load_metric()
-    versions = library_versions()
+    versions = installed_versions()
     results = []
     for data in loaded:
         for mode in modes:
@@ -211,11 +214,7 @@ def weights_sha256(folder: Path) -> str:
     for p in files:
         key = (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
         if key not in _HASHES:
-            digest = hashlib.sha256()
-            with p.open("rb") as f:
-                while chunk := f.read(1 << 24):
-                    digest.update(chunk)
-            _HASHES[key] = digest.hexdigest()
+            _HASHES[key] = file_sha256(p)
         hashes.append((p.name, _HASHES[key]))
     if len(hashes) == 1:
         return hashes[0][1]
@@ -236,106 +235,13 @@ def _hub_revision(repo_id: str) -> str:
         return "unknown"
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for pkg in VERSION_PACKAGES:
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
+def installed_versions() -> dict[str, str]:
+    """Python's version and the installed ones of ``VERSION_PACKAGES`` (a missing package is left out)."""
+    found = {name: version for name, version in library_versions(VERSION_PACKAGES).items() if version is not None}
+    return {"python": platform.python_version(), **found}
 
 
 # --- command line -----------------------------------------------------------------------------------
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="accuracy on the FinGPT benchmarks (results JSON, confusion matrices, summary.md)",
-        description="Evaluate a model on FPB, FiQA-SA, TFNS, NWGI and the project's own test set. "
-                    "Benchmarks load from the Hub by default; NAME:PATH reads a local file or folder.",
-    )
-    p.add_argument("--model", help="folder, Hub id or 'smollm2' (default: the recipe's release, else "
-                                   "$FINSENT_MODEL, newest release, published model)")
-    p.add_argument("--recipe", help="take benchmarks, modes, batch size and the release folder from a recipe")
-    p.add_argument("--benchmark", action="append", metavar="NAME[:PATH]",
-                   help=f"repeatable; NAME in {', '.join(BENCHMARKS)} (default: the recipe's, else all)")
-    p.add_argument("--scheme", choices=["3", "7"], help="label scheme (default 3; 7 only for nwgi and finsent)")
-    p.add_argument("--mode", choices=["score", "generate", "both"], help="default: the recipe's, else score")
-    p.add_argument("--limit", type=positive_int, help="evaluate a seeded sample of N rows of each benchmark")
-    p.add_argument("--batch-size", type=positive_int, help="default: the recipe's, else 16")
-    p.add_argument("--out", help="output folder, written whole (default: releases/<recipe>/eval, else "
-                                  "eval/results/<model>); a folder finsent did not write, or one holding committed "
-                                  "results, is refused unless --overwrite")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace --out even if finsent did not write it or it holds results committed to git")
-    p.set_defaults(func=_eval_command)
-
-
-def _eval_command(args) -> int:
-
-    recipe = load_recipe(args.recipe) if args.recipe else None
-    model, out = args.model, args.out
-    if recipe is not None:
-        release = Path("releases") / check_name(recipe.name, "recipe name")
-        if model is None:
-            if not (release / "config.json").is_file():
-                raise EvalError(f"recipe {recipe.name}: no release at {release} (run `finsent release "
-                                f"{args.recipe}` first, or pass --model)")
-            model = str(release)
-        out = out or str(release / "eval")
-    modes = _modes(args.mode, recipe)
-    benchmarks = _benchmarks(args, recipe)
-    check_runs(benchmarks, modes)
-    batch_size = args.batch_size if args.batch_size is not None else (recipe.eval.batch_size if recipe else 16)
-    if out is None:
-
-        out = str(Path("eval") / "results" / _slug(resolve_model(model)))
-        try:  # eval/results/<model> holds committed results in this repository: never replaced by default
-            check_output_dir(out, kind="eval", overwrite=args.overwrite, what=f"default {WHAT}", reads=[model])
-        except OutputError as exc:
-            hint = "it is the default folder for this model: name another with --out DIR"
-            raise OutputError(f"{exc} ({hint})") from None
-    results = run_eval(model, benchmarks, modes, Path(out), batch_size=batch_size, overwrite=args.overwrite,
-                       summary=True)
-    summary = Path(out) / "summary.md"
-    print(f"{'run':<22} {'n':>6} {'accuracy':>9} {'macro-F1':>9} {'wtd-F1':>9} {'unparse':>8} {'items/s':>8}")
-    for r in results:
-        m = r["metrics"]
-        print(f"{result_stem(r['benchmark'], r['scheme'], r['mode']):<22} {r['n']:>6} {m['accuracy']:>9.4f} "
-              f"{m['macro_f1']:>9.4f} {m['weighted_f1']:>9.4f} {m['unparseable']:>8} {r['items_per_second']:>8.2f}")
-    print(f"results and plots in {out}; summary: {summary}")
-    return 0
-
-
-def _modes(mode: str | None, recipe) -> list[str]:
-    if mode == "both":
-        return list(RESULT_MODES)
-    if mode:
-        return [mode]
-    return list(recipe.eval.modes) if recipe else ["score"]
-
-
-def _benchmarks(args, recipe) -> list[EvalBenchmark]:
-    if args.benchmark:
-        found = [parse_benchmark_arg(b, args.scheme or "3", args.limit) for b in args.benchmark]
-    elif recipe is not None and recipe.eval.benchmarks:
-        limit = args.limit  # None = each benchmark's own (0 is refused by positive_int, never a default)
-        found = [EvalBenchmark(b.name, b.path, args.scheme or b.scheme, limit if limit is not None else b.limit)
-                 for b in recipe.eval.benchmarks]
-    else:
-        scheme = args.scheme or "3"
-        found = [EvalBenchmark(name, None, scheme, args.limit)
-                 for name, spec in BENCHMARKS.items() if scheme in spec.schemes]
-    for b in found:
-        get_spec(b.name)
-    return found
-
-
-def _slug(model: str) -> str:
-    path = Path(model)
-    return path.name if path.exists() else model.replace("/", "--")
 
 
 __all__ = ["run_eval", "evaluate_into", "check_runs", "EvalError", "write_summary", "predict", "model_identity",

@@ -8,7 +8,7 @@
   ``gguf`` package's ``GGUFWriter`` (f16 or q8_0).
 - ``onnx`` (``export_onnx``): an ONNX graph (``torch.onnx``) of the release that returns the logits
   for input ids, position ids and an additive attention mask, plus the tokenizer files, for onnxruntime.
-- ``pipeline``: ships ``finsent_pipeline.py`` (the source of ``finsent.export.pipeline_file``) into the folder and
+- ``pipeline``: ships ``finsent_pipeline.py`` (the source of ``finsent.core.pipeline_file``) into the folder and
   registers it in ``config.json`` under ``custom_pipelines``, so that
   ``pipeline("text-classification", model=FOLDER, trust_remote_code=True)`` works without finsent. Every
   release folder gets it at merge time; this format adds it to a folder built before.
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 RUNTIMES_EXTRA = "pip install 'llama-finsent[runtimes]'"
 
 
-def check_release(folder) -> Path:
+def check_exportable(folder) -> Path:
     """``folder`` as a Path if it holds a model (config.json + safetensors + tokenizer), else ExportInputError.
 
     The files are read, not only listed (``models.check_model_folder``: config.json a JSON object naming its

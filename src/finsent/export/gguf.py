@@ -39,8 +39,8 @@ from finsent.core.errors import ExportError, ExportInputError, UsageError
 from finsent.core.labels import check_scheme, labels_of
 from finsent.core.outputs import temporary_file
 from finsent.core.prompts import CUE, answer_piece, instruction, news_piece, prefix_piece
-from finsent.core.recipe_checks import QUANT_BLOCK, QUANTS
-from finsent.export.formats import check_release
+from finsent.core.recipe_values import QUANT_BLOCK, QUANTS
+from finsent.export.formats import check_exportable
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def export_gguf(release, out, *, quant: str = "f16", overwrite: bool = False) ->
     """Write ``release`` as the GGUF file ``out`` (through a temporary sibling, renamed when complete)."""
     import gguf
 
-    release = check_release(release)
+    release = check_exportable(release)
     out = Path(out)
     if quant not in QUANTS:
         raise ExportInputError(f"unknown quant {quant!r}: choose one of {', '.join(QUANTS)}")

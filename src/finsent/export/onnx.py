@@ -29,7 +29,7 @@ from finsent.core.errors import ExportError, UsageError
 from finsent.core.labels import check_scheme, labels_of
 from finsent.core.outputs import check_output_dir, output_dir
 from finsent.core.prompts import PromptEncoder, instruction
-from finsent.export.formats import RUNTIMES_EXTRA, check_release, copy_tokenizer
+from finsent.export.formats import RUNTIMES_EXTRA, check_exportable, copy_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def export_onnx(release, out, *, overwrite: bool = False) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    release = check_release(release)
+    release = check_exportable(release)
     out = check_output_dir(out, kind="onnx", overwrite=overwrite, what=WHAT, reads=[release])
     model = AutoModelForCausalLM.from_pretrained(release, dtype=torch.float32, attn_implementation="eager").eval()
     graph = _wrapper(model)

@@ -31,7 +31,7 @@ from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import ExportInputError, FinsentError
 from finsent.core.outputs import is_toolkit_output, release_files, write_text_atomic
 from finsent.core.paths import TFNS_VALID
-from finsent.core.provenance import cpu_name, git_commit
+from finsent.core.provenance import cpu_name, file_sha256, git_commit, library_versions
 from finsent.core.texts import load_texts
 from finsent.export.formats import RUNTIMES_EXTRA
 from finsent.export.gguf import GGUFScorer, export_gguf
@@ -43,7 +43,7 @@ MANIFEST = "reports/exports.json"
 ONNX_DIR = "onnx"
 
 
-class ExportsError(FinsentError, RuntimeError):
+class ExportStageError(FinsentError, RuntimeError):
     """The release folder's exports do not match its manifest, its weights or its recipe."""
 
 
@@ -53,24 +53,16 @@ def gguf_name(name: str, quant: str) -> str:
     return f"{name}-{quant.upper()}.gguf"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_digest(release_dir: Path) -> dict[str, str]:
     """sha256 of each top-level ``*.safetensors`` of the release: what its exports were made from."""
-    return {p.name: sha256_of(p) for p in sorted(Path(release_dir).glob("*.safetensors"))}
+    return {p.name: file_sha256(p) for p in sorted(Path(release_dir).glob("*.safetensors"))}
 
 
 def _folder_sha256(folder: Path) -> str:
     """One sha256 over a folder's published files (names and bytes), in name order."""
     h = hashlib.sha256()
     for path in release_files(folder):
-        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + sha256_of(path).encode())
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + file_sha256(path).encode())
     return h.hexdigest()
 
 
@@ -78,7 +70,7 @@ def _digest(path: Path) -> tuple[int, str]:
     """(bytes, sha256) of an export: a file, or a folder (its published files)."""
     if path.is_dir():
         return sum(p.stat().st_size for p in release_files(path)), _folder_sha256(path)
-    return path.stat().st_size, sha256_of(path)
+    return path.stat().st_size, file_sha256(path)
 
 
 def read_exports(release_dir) -> dict | None:
@@ -96,8 +88,8 @@ def read_exports(release_dir) -> dict | None:
                 raise ValueError(f"unknown format {entry['format']!r}")
         data["weights"], data["n"]  # noqa: B018
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExportsError(f"{path}: not a valid exports manifest ({type(exc).__name__}: {exc}): run "
-                           "`finsent release RECIPE --only export` again") from None
+        raise ExportStageError(f"{path}: not a valid exports manifest ({type(exc).__name__}: {exc}): run "
+                               "`finsent release RECIPE --only export` again") from None
     return data
 
 
@@ -160,7 +152,7 @@ def run_exports(recipe, release_dir, *, texts_file=None, overwrite: bool = False
     manifest = {
         "weights": weights_digest(release_dir), "files": entries, "scheme": "3", "kind": "news", "n": len(texts),
         "texts": texts_path.name if texts_path else None,
-        "texts_sha256": sha256_of(texts_path) if texts_path else None,
+        "texts_sha256": file_sha256(texts_path) if texts_path else None,
         "reference": "FinSentClassifier, float32, label scoring",
         "device": cpu_name(), "versions": _versions(), "commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -188,7 +180,7 @@ def _record_export_section(recipe, release_dir: Path) -> None:
 def _previous_paths(release_dir: Path) -> set[str]:
     try:
         manifest = read_exports(release_dir)
-    except ExportsError:
+    except ExportStageError:
         return set()
     return {entry["path"] for entry in manifest["files"]} if manifest else set()
 
@@ -242,15 +234,7 @@ def _agreement(fmt: str, path: Path, texts: list[str], ref) -> dict:
 
 
 def _versions() -> dict:
-    import importlib.metadata
-
-    out = {}
-    for name in ("torch", "transformers", "gguf", "llama-cpp-python", "onnxruntime", "onnx"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return library_versions(("torch", "transformers", "gguf", "llama-cpp-python", "onnxruntime", "onnx"))
 
 
 # --- checks for the push and the stage skip ---------------------------------------------------------------------
@@ -260,7 +244,7 @@ def exports_present(release_dir) -> bool:
     """Whether the manifest exists and every file it lists is there with its recorded size (the stage's skip)."""
     try:
         manifest = read_exports(release_dir)
-    except ExportsError:
+    except ExportStageError:
         return False
     if manifest is None:
         return False
@@ -287,37 +271,39 @@ def stray_exports(release_dir: Path, listed: set[str]) -> list[str]:
 
 
 def check_exports(release_dir, recipe=None) -> dict | None:
-    """Refuse (ExportsError) a folder whose exports are missing, stale or unlisted; returns the manifest."""
+    """Refuse (ExportStageError) a folder whose exports are missing, stale or unlisted; returns the manifest."""
     release_dir = Path(release_dir)
     manifest = read_exports(release_dir)
     wanted = asked(recipe) if recipe is not None else []
     redo = "run `finsent release RECIPE --only export` (or --from export) to write them again"
     if manifest is None:
         if wanted:
-            raise ExportsError(f"{release_dir}: the recipe asks for {', '.join(rel for _, _, rel in wanted)} but the "
-                               f"folder has no exports manifest ({MANIFEST}): {redo}")
+            names = ", ".join(rel for _, _, rel in wanted)
+            raise ExportStageError(f"{release_dir}: the recipe asks for {names} but the folder has no exports "
+                                   f"manifest ({MANIFEST}): {redo}")
         stray = stray_exports(release_dir, set())
         if stray:
-            raise ExportsError(f"{release_dir} holds {', '.join(stray)}, which no exports manifest lists (not written "
-                               "by the export stage): remove it, or ask for it in the recipe's export section")
+            raise ExportStageError(f"{release_dir} holds {', '.join(stray)}, which no exports manifest lists (not "
+                                   "written by the export stage): remove it, or ask for it in the recipe's export "
+                                   "section")
         return None
     listed = {entry["path"]: entry for entry in manifest["files"]}
     missing = [rel for _, _, rel in wanted if rel not in listed]
     if missing:
-        raise ExportsError(f"{release_dir}: the recipe asks for {', '.join(missing)}, which the exports manifest does "
-                           f"not list: {redo}")
+        raise ExportStageError(f"{release_dir}: the recipe asks for {', '.join(missing)}, which the exports manifest "
+                               f"does not list: {redo}")
     if manifest["weights"] != weights_digest(release_dir):
-        raise ExportsError(f"{release_dir}: the exports were made from other weights than the folder's "
-                           f"*.safetensors (the model changed after the export stage): {redo}")
+        raise ExportStageError(f"{release_dir}: the exports were made from other weights than the folder's "
+                               f"*.safetensors (the model changed after the export stage): {redo}")
     for rel, entry in listed.items():
         path = release_dir / rel
         if not path.exists():
-            raise ExportsError(f"{path} is listed in {MANIFEST} but missing: {redo}")
+            raise ExportStageError(f"{path} is listed in {MANIFEST} but missing: {redo}")
         size, digest = _digest(path)
         if (size, digest) != (entry["bytes"], entry["sha256"]):
-            raise ExportsError(f"{path} differs from the file the export stage wrote (size or sha256): {redo}")
+            raise ExportStageError(f"{path} differs from the file the export stage wrote (size or sha256): {redo}")
     stray = stray_exports(release_dir, set(listed))
     if stray:
-        raise ExportsError(f"{release_dir} holds {', '.join(stray)}, which the exports manifest does not list: remove "
-                           "it, or ask for it in the recipe's export section")
+        raise ExportStageError(f"{release_dir} holds {', '.join(stray)}, which the exports manifest does not list: "
+                               "remove it, or ask for it in the recipe's export section")
     return manifest

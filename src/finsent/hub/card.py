@@ -30,19 +30,18 @@ from finsent.core.outputs import edited_by_hand, record_written_file, write_byte
 from finsent.core.paths import REPO_ROOT, RESOURCES
 from finsent.core.pipeline import PIPELINE_FILE
 from finsent.core.prompts import CUE, answer_piece, instruction, prefix_piece, prompt_text
-from finsent.core.recipes import load_recipe
 from finsent.core.reports import MEMORY_KINDS, ReportError, memory_kind, read_report
 from finsent.evaluation.benchmarks import BENCHMARKS
+from finsent.evaluation.runs import EVAL_NAME
 from finsent.evaluation.summary import REFERENCES_FILE, load_references
-from finsent.export.stage import ExportsError, read_exports
-from finsent.hub.publish import PublishError, check_repo_id, safetensors_header
+from finsent.export.stage import ExportStageError, read_exports
+from finsent.hub.gate import PublishError, check_repo_id, safetensors_header
 
 logger = logging.getLogger(__name__)
 
 # An installed wheel carries the template as package data; a source checkout reads the root's file.
 _PACKAGED_TEMPLATE = RESOURCES / "MODEL_CARD.md"
 TEMPLATE = _PACKAGED_TEMPLATE if _PACKAGED_TEMPLATE.is_file() else REPO_ROOT / "MODEL_CARD.md"
-EVAL_NAME = re.compile(r"^(?P<benchmark>[a-z0-9_]+)-(?P<scheme>[37])-(?P<mode>score|generate)\.json$")
 # Hub ids of bases that the recipes name by a short local name.
 BASE_IDS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 # How each neuron-importance score is computed: optipfair 0.4.2's compute_neuron_pair_importance_{maw,vow,
@@ -198,7 +197,6 @@ def base_model_id(base: str) -> str | None:
 
 
 def benchmark_title(name: str) -> str:
-
     return BENCHMARKS[name].title if name in BENCHMARKS else name
 
 
@@ -212,7 +210,7 @@ def exports_context(release_dir: Path) -> dict | None:
 
     try:
         manifest = read_exports(release_dir)
-    except ExportsError as exc:
+    except ExportStageError as exc:
         raise CardError(f"cannot render the card: {exc}") from None
     if manifest is None:
         return None
@@ -377,7 +375,6 @@ def render_card(recipe, release_dir, template: str | Path | None = None, repo_id
 
     release_dir = Path(release_dir)
     if repo_id is not None:
-
         check_repo_id(repo_id)
     check_card_target(release_dir, overwrite)
     template = Path(template) if template else TEMPLATE
@@ -397,27 +394,3 @@ def render_card(recipe, release_dir, template: str | Path | None = None, repo_id
     return text
 
 
-def register(sub) -> None:
-    p = sub.add_parser("card", help="render the model card (README.md) of a release folder",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("release_dir", type=Path, help="the release folder (releases/<recipe-name>)")
-    p.add_argument("--recipe", type=Path, help="recipe YAML (default: RELEASE_DIR/reports/recipe.yaml)")
-    p.add_argument("--repo-id", help="Hub id the usage code loads (default: the recipe's publish.repo_id)")
-    p.add_argument("--template", type=Path, help=f"card template (default: finsent's own {TEMPLATE.name})")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a README.md that was edited after finsent wrote it (default: refuse)")
-    p.set_defaults(func=_card)
-
-
-def _card(args) -> int:
-    import sys
-
-
-    recipe = load_recipe(args.recipe or args.release_dir / "reports" / "recipe.yaml")
-    try:
-        render_card(recipe, args.release_dir, args.template, repo_id=args.repo_id, overwrite=args.overwrite)
-    except CardError as exc:
-        print(f"finsent card: error: {exc}", file=sys.stderr)
-        return 2
-    print(args.release_dir / "README.md")
-    return 0

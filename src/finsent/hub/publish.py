@@ -42,34 +42,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finsent.core.errors import FinsentError, UsageError
-from finsent.core.models import safetensors_header as read_header
 from finsent.core.outputs import release_files
-from finsent.core.recipes import load_recipe
-from finsent.evaluation.metrics import metric_problems
-from finsent.export.stage import ExportsError
-from finsent.export.stage import check_exports as check
+from finsent.core.provenance import file_sha256
+from finsent.hub.gate import (
+    EVAL_NAME,
+    TAG,
+    PublishError,
+    check_card,
+    check_publishable,
+    check_repo_id,
+    compare_scores,
+    headline_scores,
+    release_threshold,
+    tag_key,
+)
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
-EVAL_NAME = re.compile(r"^(?P<benchmark>[a-z0-9_]+)-(?P<scheme>[37])-(?P<mode>score|generate)\.json$")
-TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
-DEFAULT_MAX_REGRESSION = 0.01
 KEEP_REMOTE = {".gitattributes"}  # files of the repo that a release never replaces or removes
 TAG_ATTEMPTS = 3  # create_tag tries before the push reports main as holding an untagged release
 TAG_RETRY_SECONDS = 1.0
-USAGE_LINE = re.compile(r'^model_id = "(?P<id>[^"]*)"$', re.M)  # the card's usage code (MODEL_CARD.md)
-
-
-class PublishError(FinsentError, RuntimeError):
-    """A release that must not (or cannot) be pushed; the message says why and what to do."""
 
 
 class UntaggedReleaseError(PublishError):
@@ -81,143 +77,6 @@ class UntaggedReleaseError(PublishError):
 
 
 # --- the release folder --------------------------------------------------------------------------
-
-
-class RepoIdError(PublishError, UsageError):
-    """A Hub repo id that the Hub would refuse."""
-
-
-def check_repo_id(value, flag: str = "--repo-id") -> str:
-    """``value`` if it is a Hub repo id of the form owner/name that the Hub accepts, else RepoIdError.
-
-    The Hub's own rules (``huggingface_hub.utils.validate_repo_id``: letters, digits, '-', '_', '.', no '--' or
-    '..', at most 96 characters), checked before any other work, so a bad id never reaches the network.
-    """
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if not isinstance(value, str) or value.count("/") != 1 or not all(value.split("/")):
-        raise RepoIdError(f"{flag} {value!r} is not a Hub repo id: write it as owner/name")
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        raise RepoIdError(f"{flag} {value!r} is not a Hub repo id the Hub accepts: owner and name use letters, "
-                          "digits, '-', '_' and '.', without '--' or '..', not starting or ending with '-' or '.', "
-                          "at most 96 characters") from None
-    return value
-
-
-def safetensors_header(path: Path) -> dict:
-    """The checked JSON header of a safetensors file (``models.safetensors_header``), else PublishError."""
-
-    return read_header(path, PublishError)
-
-
-def check_weights(release_dir: Path) -> list[str]:
-    """Every published ``*.safetensors`` must have a readable header matching its size; returns their paths."""
-    found = [p for p in release_files(release_dir) if p.suffix == ".safetensors"]
-    for path in found:
-        safetensors_header(path)
-    return [p.relative_to(release_dir).as_posix() for p in found]
-
-
-def headline_scores(results: dict[str, dict]) -> dict[str, float]:
-    """``{"tfns-3-score": weighted_f1, ...}`` from eval result JSONs keyed by file name; a missing weighted_f1, or
-    any metric of a result that is not finite (NaN, inf) or a score out of [0, 1], is an error naming the file and
-    the metric, never a value the gate or the card could show."""
-
-    out = {}
-    for name, result in results.items():
-        try:
-            value = result["metrics"]["weighted_f1"]
-        except (KeyError, TypeError):
-            raise PublishError(f"eval/{name}: no metrics.weighted_f1 in the result") from None
-        for key, bad, problem in metric_problems(result["metrics"], "metrics"):
-            raise PublishError(f"eval/{name}: {key} is {bad!r}, {problem}: run `finsent eval` again")
-        out[name.removesuffix(".json")] = float(value)
-    return out
-
-
-def read_eval_results(release_dir: Path) -> dict[str, dict]:
-    """The eval results JSONs of a release folder; none at all is an error (the gate needs them)."""
-    eval_dir = release_dir / "eval"
-    found = {p.name: p for p in sorted(eval_dir.glob("*.json")) if EVAL_NAME.match(p.name)} if eval_dir.is_dir() else {}
-    if not found:
-        raise PublishError(f"{release_dir}: no eval results (eval/<benchmark>-<scheme>-<mode>.json); "
-                           "run `finsent eval` before publishing")
-    results = {}
-    for name, path in found.items():
-        try:
-            results[name] = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PublishError(f"{path}: not valid JSON ({exc})") from None
-    return results
-
-
-def check_release(release_dir: Path) -> dict[str, float]:
-    """Refuse a folder that lacks what a release must hold, or whose weights or scores are broken; return
-    its headline scores."""
-    if not release_dir.is_dir():
-        raise PublishError(f"release folder {release_dir} does not exist")
-    missing = [f for f in REQUIRED_FILES if not (release_dir / f).is_file()]
-    if missing:
-        raise PublishError(f"{release_dir} is not a complete release: missing {', '.join(missing)}")
-    check_weights(release_dir)
-    check_exports(release_dir)
-    return headline_scores(read_eval_results(release_dir))
-
-
-def check_exports(release_dir: Path) -> None:
-    """The GGUF / ONNX exports the stored recipe asks for are there, listed and made from these very weights
-    (``export_release.check_exports``): they are then published in the release's one commit like any file."""
-
-    path = release_dir / "reports" / "recipe.yaml"
-    recipe = None
-    if path.is_file():
-
-        recipe = load_recipe(path)
-    try:
-        check(release_dir, recipe)
-    except ExportsError as exc:
-        raise PublishError(str(exc)) from None
-
-
-def check_card(release_dir: Path, repo_id: str) -> None:
-    """A card rendered by ``finsent card`` must load ``repo_id`` in its usage code (not a local folder or
-    another repo); a README without that code (written by hand) is only warned about."""
-    text = (release_dir / "README.md").read_text(encoding="utf-8", errors="replace")
-    named = {m["id"] for m in USAGE_LINE.finditer(text)}
-    if not named:
-        logger.warning("README.md has no usage code naming %s (not a card rendered by `finsent card`)", repo_id)
-    elif named != {repo_id}:
-        raise PublishError(f"README.md's usage code loads {', '.join(sorted(named))}, not {repo_id}: render the "
-                           f"card for this repo first: `finsent card {release_dir} --repo-id {repo_id}`")
-
-
-def release_threshold(release_dir: Path) -> float:
-    """``publish.max_regression`` of the recipe stored with the release (reports/recipe.yaml)."""
-    path = release_dir / "reports" / "recipe.yaml"
-    if not path.is_file():
-        return DEFAULT_MAX_REGRESSION
-
-    return load_recipe(path).publish.max_regression
-
-
-def compare_scores(new: dict[str, float], old: dict[str, float], max_regression: float) -> list[str]:
-    """The regressions: results present in both whose weighted F1 fell by more than ``max_regression``.
-    A new score that is not finite is always a regression (``headline_scores`` refuses one before)."""
-    out = []
-    for key in sorted(set(new) & set(old)):
-        if not math.isfinite(new[key]) or (math.isfinite(old[key]) and old[key] - new[key] > max_regression):
-            out.append(f"{key}: weighted F1 {old[key]:.4f} -> {new[key]:.4f} ({new[key] - old[key]:+.4f})")
-    return out
-
-
-def tag_key(tag: str) -> tuple[int, int, int]:
-    m = TAG.match(tag)
-    if not m:
-        raise PublishError(f"tag {tag!r} is not a release version like v1.2.3")
-    return tuple(int(x) for x in m.groups())
 
 
 # --- the repo as it is ---------------------------------------------------------------------------
@@ -259,14 +118,6 @@ def _git_blob_oid(path: Path) -> str:
     return h.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def holds_release(files: dict, release_dir: Path, plan: list[tuple[str, int]]) -> bool:
     """Whether a commit's files (``path -> RepoFile``) are exactly the release: same paths (besides
     ``KEEP_REMOTE``), same sizes, then the same content (LFS sha256, else the git blob id)."""
@@ -277,7 +128,7 @@ def holds_release(files: dict, release_dir: Path, plan: list[tuple[str, int]]) -
     for rel, _ in plan:
         remote, local = files[rel], release_dir / rel
         if remote.lfs is not None:
-            if remote.lfs.sha256 != _sha256(local):
+            if remote.lfs.sha256 != file_sha256(local):
                 return False
         elif remote.blob_id != _git_blob_oid(local):
             return False
@@ -301,7 +152,7 @@ def push_release(release_dir, repo_id: str, tag: str, *, dry_run: bool = False, 
     check_repo_id(repo_id)
     release_dir = Path(release_dir)
     tag_key(tag)
-    scores = check_release(release_dir)
+    scores = check_publishable(release_dir)
     plan = [(p.relative_to(release_dir).as_posix(), p.stat().st_size) for p in release_files(release_dir)]
     summary = {"repo_id": repo_id, "tag": None if create_pr else tag, "files": plan,
                "bytes": sum(size for _, size in plan), "scores": scores, "dry_run": dry_run, "action": None,
@@ -545,72 +396,3 @@ def _short(exc: Exception) -> str:
 # --- command line --------------------------------------------------------------------------------
 
 
-def register(sub) -> None:
-    p = sub.add_parser("push", help="publish a release folder: one commit + a tag on the Hub",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("release_dir", type=Path, help="the release folder (releases/<recipe-name>)")
-    p.add_argument("--repo-id", help="owner/name on the Hub (default: the recipe's publish.repo_id)")
-    p.add_argument("--tag", help="version tag vX.Y.Z (default: the recipe's publish.tag)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="read the repo, print the files to add and delete and the gate's verdict; send nothing")
-    p.add_argument("--create-pr", action="store_true", help="open a pull request instead (no tag)")
-    p.add_argument("--private", action="store_true", help="create the repo private (if it does not exist)")
-    p.add_argument("--allow-regression", action="store_true", help="publish even if the gate finds a regression")
-    p.add_argument("--endpoint", help="Hub URL (default: $HF_ENDPOINT or huggingface.co)")
-    p.set_defaults(func=_push)
-
-
-def _push(args) -> int:
-    import sys
-
-    repo_id, tag = args.repo_id, args.tag
-    if not (repo_id and tag) and (args.release_dir / "reports" / "recipe.yaml").is_file():
-
-        publish = load_recipe(args.release_dir / "reports" / "recipe.yaml").publish
-        repo_id, tag = repo_id or publish.repo_id, tag or publish.tag
-    if not (repo_id and tag):
-        print("finsent push: error: give --repo-id and --tag (or set publish.repo_id/tag in the recipe)",
-              file=sys.stderr)
-        return 2
-    try:
-        out = push_release(args.release_dir, repo_id, tag, dry_run=args.dry_run, create_pr=args.create_pr,
-                           private=args.private, allow_regression=args.allow_regression, endpoint=args.endpoint)
-    except PublishError as exc:
-        print(f"finsent push: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(format_push(out))
-    return 1 if out["refused"] else 0
-
-
-def format_push(out: dict) -> str:
-    """The push (or dry run) as lines a person reads: files, sizes, deletions, scores, and what happened."""
-    repo_id, tag = out["repo_id"], out["tag"] or "nothing (a pull request is tagged after merging)"
-    width = max(len(rel) for rel, _ in out["files"])
-    lines = [f"  add {rel:<{width}}  {size:>14,d} B" for rel, size in out["files"]]
-    lines += [f"  delete {rel} (not in this release)" for rel in out["deleted"]]
-    lines.append(f"  {len(out['files'])} files, {out['bytes']:,d} bytes; headline weighted F1: "
-                 + ", ".join(f"{k} {v:.4f}" for k, v in out["scores"].items()))
-    gate = ""
-    if out["previous_tag"]:
-        gate = (f"; gate against {out['previous_tag']}: " +
-                (f"{len(out['regressions'])} regression(s) allowed" if out["regressions"] else "no regression"))
-    if out["dry_run"]:
-        if out["remote"]:
-            lines.append(f"  note: {out['remote']}")
-        what = {"tag": f"only tag main's commit {str(out['commit'])[:12]} as {tag} (it already holds this release)",
-                "none": f"nothing: {tag} already holds this release",
-                "pr": f"open a pull request on {repo_id}"}.get(out["action"], f"commit to {repo_id} and tag {tag}")
-        if out["refused"]:
-            lines.append(f"dry run: nothing sent; the push would be REFUSED: {out['refused']}")
-        else:
-            lines.append(f"dry run: nothing sent (would {what}{gate})")
-    elif out["action"] == "none":
-        lines.append(f"{repo_id} {tag} is already published (commit {out['commit']}): nothing sent")
-    elif out["pr_url"]:
-        lines.append(f"opened pull request {out['pr_url']} (commit {out['commit']}); no tag: tag after merging")
-    elif out["action"] == "tag":
-        lines.append(f"published {repo_id} {tag} = commit {out['commit']} (main already held this release: "
-                     "only the tag was added)")
-    else:
-        lines.append(f"published {repo_id} {tag} = commit {out['commit']}{gate}")
-    return "\n".join(lines)

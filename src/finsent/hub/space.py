@@ -20,12 +20,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import FinsentError, UsageError
 from finsent.core.models import PUBLISHED_MODEL
 from finsent.core.outputs import upload_files
 from finsent.core.paths import PACKAGE_DIR, REPO_ROOT
-from finsent.hub.publish import check_repo_id
+from finsent.hub.gate import check_repo_id
 
 logger = logging.getLogger(__name__)
 
@@ -172,60 +171,6 @@ def load_app(source: str | Path | None = None):
 # --- command line ------------------------------------------------------------------------------
 
 
-def register(sub) -> None:
-    p = sub.add_parser("space", help="serve the Gradio demo locally or deploy it as a Hugging Face Space",
-                       description="The Gradio Space in space/: serve it on a local model, or deploy it.")
-    actions = p.add_subparsers(dest="space_command", metavar="ACTION", required=True)
-    d = actions.add_parser("deploy", help="assemble the Space and upload it in one commit")
-    d.add_argument("--repo-id", required=True, help="the Space to create or update, owner/name")
-    d.add_argument("--model", default=PUBLISHED_MODEL, help=f"Hub model id the Space loads (default {PUBLISHED_MODEL})")
-    d.add_argument("--space-dir", help="Space source folder (default: the repository's space/)")
-    d.add_argument("--private", action="store_true", help="create the Space private")
-    d.add_argument("--dry-run", action="store_true", help="assemble and list the files; upload nothing")
-    d.set_defaults(func=_deploy)
-    s = actions.add_parser("serve", help="run the demo locally (blocks; Ctrl-C stops it)")
-    s.add_argument("--model", help="folder, Hub id or 'smollm2' (default: $FINSENT_MODEL, newest release, "
-                                   "published model)")
-    s.add_argument("--port", type=port_number, default=7860)
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on a network)")
-    s.add_argument("--space-dir", help="Space source folder (default: the repository's space/)")
-    s.set_defaults(func=_serve)
-
-
-def _deploy(args) -> int:
-    import sys
-
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        result = deploy_space(args.repo_id, args.model, source=args.space_dir, private=args.private,
-                              dry_run=args.dry_run)
-    except (SpaceDeployError, HfHubHTTPError) as exc:
-        print(f"finsent space deploy: error: {exc}", file=sys.stderr)
-        return 2
-    verb = "would upload" if args.dry_run else "uploaded"
-    print(f"Space {result.repo_id} (model {result.model}): {verb} {len(result.files)} files")
-    for name in result.files:
-        print(f"  {name}")
-    for name in result.deleted:
-        print(f"  deleted {name}")
-    if result.commit:
-        print(f"commit {result.commit}  {result.url}")
-    return 0
-
-
-def port_number(value: str) -> int:
-    import argparse
-
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {value!r}")
-    return port
-
-
 def busy_port(host: str, port: int) -> ServeAddressError:
     return ServeAddressError(f"port {port} on {host} is already in use (another server, or an earlier "
                              f"`finsent space serve`?): stop it, or pass another port with --port")
@@ -253,17 +198,3 @@ def check_address(host: str, port: int) -> None:
                                     "--port") from None
 
 
-def _serve(args) -> int:
-
-    check_address(args.host, args.port)
-    app = load_app(args.space_dir)
-    classifier = FinSentClassifier.from_pretrained(args.model)
-    print(f"serving {classifier.source} on http://{args.host}:{args.port}", flush=True)
-    try:
-        app.launch(app.build_demo(classifier), server_name=args.host, server_port=args.port)
-    except OSError as exc:
-        # Gradio's only OSError at launch: no free port among those it tried ("Cannot find empty port").
-        if "Cannot find empty port" not in str(exc):
-            raise
-        raise busy_port(args.host, args.port) from None
-    return 0

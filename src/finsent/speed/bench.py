@@ -31,20 +31,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finsent.core.args import positive_int
 from finsent.core.classify import FinSentClassifier
 from finsent.core.paths import TFNS_VALID
 from finsent.core.precision import auto_dtype, measure_cpu_dtypes
 from finsent.core.provenance import cpu_flags, cpu_name, git_commit
 from finsent.core.texts import load_texts
 from finsent.speed.floor import compute_floor, floor_items_per_second, mlp_linear, module_gflops
-from finsent.speed.quality import apply_quality, read_quality
-from finsent.speed.quality import register as register_quality
-from finsent.speed.report import format_table, profile_request, write_speed
+from finsent.speed.quality import apply_quality
+from finsent.speed.report import profile_request, write_speed
 from finsent.speed.shape import llama3_tokenizer, random_shape_model
 from finsent.speed.variants import (
-    DEFAULT,
-    VARIANTS,
     base_of,
     build,
     check_memory,
@@ -56,48 +52,6 @@ logger = logging.getLogger(__name__)
 
 CARD = "card loop"
 RELEASE_VARIANTS = ("float32", "bf16", "int8")
-
-
-def register(sub) -> None:
-    p = sub.add_parser("bench", help="speed of the card's generation loop vs label scoring (speed.json)",
-                       description=__doc__.split("\n\n")[1] if __doc__ else None)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", help="folder, Hub id or 'smollm2' (default: the usual resolution order)")
-    which.add_argument("--shape", choices=["llama-finsent-s"],
-                       help="random weights with the exact shape of the published model")
-    p.add_argument("--schemes", nargs="+", choices=["3", "7"], default=["3"])
-    p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 8, 32])
-    p.add_argument("--n", type=positive_int, default=64, help="texts per scorer configuration (default 64)")
-    p.add_argument("--gen-n", type=positive_int, help="texts for the card's loop (default: min(n, 32))")
-    p.add_argument("--threads", nargs="+", type=positive_int,
-                   help="torch threads; several = the fastest configuration is re-measured at each")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT),
-                   help="scorer configurations besides the card loop (default: %(default)s; the ones this "
-                        "hardware cannot run are skipped with a note)")
-    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 96)")
-    p.add_argument("--quality", type=Path, metavar="QUALITY_JSON",
-                   help="accuracy cost of each variant, from `finsent bench-quality` (a tuned release)")
-    p.add_argument("--no-profile", action="store_true", help="skip the profile of the fastest row")
-    p.add_argument("--texts", type=Path, default=TFNS_VALID,
-                   help="csv/jsonl/json/parquet with a 'text' column (default: TFNS validation)")
-    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
-    p.set_defaults(func=_bench)
-
-    register_quality(sub)
-
-
-def _bench(args) -> int:
-    quality = None
-    if args.quality:
-
-        quality = read_quality(args.quality)
-    result = run_bench(args.model, args.out, shape=args.shape, schemes=tuple(args.schemes),
-                       batch_sizes=tuple(args.batch_sizes), n=args.n, gen_n=args.gen_n,
-                       threads=tuple(args.threads or ()), variants=tuple(args.variants), texts_file=args.texts,
-                       quality=quality, pack_tokens=args.pack_tokens, profile=not args.no_profile)
-    print(format_table(result))
-    print(f"\nwrote {args.out / 'speed.json'}, speed.md, speed.png")
-    return 0
 
 
 class PeakMemory:
@@ -139,7 +93,7 @@ class PeakMemory:
 
 
 @dataclass
-class Job:
+class Measurement:
     """One configuration: its classifier, texts split into requests of ``batch_size``, and what was timed."""
 
     config: str
@@ -177,8 +131,8 @@ class Job:
         return row
 
 
-def measure_interleaved(jobs: list[Job]) -> list[dict]:
-    """Time every job's requests, interleaved so that all jobs sample the same stretch of time.
+def measure_interleaved(measurements: list[Measurement]) -> list[dict]:
+    """Time every job's requests, interleaved so that all measurements sample the same stretch of time.
 
     On a machine shared with other work the load drifts; running configurations one after another
     would compare them under different loads. Here the next request always goes to the job with the
@@ -189,16 +143,17 @@ def measure_interleaved(jobs: list[Job]) -> list[dict]:
     import torch
     from tqdm.auto import tqdm
 
-    queues = [job.requests() for job in jobs]
-    for job, queue in zip(jobs, queues):  # warm-up (prefix KV cache, first-call allocations): two texts
+    queues = [job.requests() for job in measurements]
+    for job, queue in zip(measurements, queues):  # warm-up (prefix KV cache, first-call allocations): two texts
         torch.set_num_threads(job.threads or torch.get_num_threads())
         job.run(queue[0][:2])
     total = sum(len(q) for q in queues)
     with tqdm(total=total, desc="bench", unit="request") as bar:
-        done = [0] * len(jobs)
+        done = [0] * len(measurements)
         while sum(done) < total:
-            i = min((k for k in range(len(jobs)) if done[k] < len(queues[k])), key=lambda k: done[k] / len(queues[k]))
-            job = jobs[i]
+            i = min((k for k in range(len(measurements)) if done[k] < len(queues[k])),
+                    key=lambda k: done[k] / len(queues[k]))
+            job = measurements[i]
             if job.threads and job.threads != torch.get_num_threads():
                 # A thread-count switch makes the next request pay for the thread pool and the kernels'
                 # per-thread buffers (measured ~10 % slower); run that request once untimed.
@@ -213,7 +168,7 @@ def measure_interleaved(jobs: list[Job]) -> list[dict]:
             job.peak_mb = max(job.peak_mb, mem.peak_mb)
             done[i] += 1
             bar.update()
-    return [job.row() for job in jobs]
+    return [job.row() for job in measurements]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -229,7 +184,6 @@ def _load(model, shape, device):
 
 
     if shape:
-
         tokenizer, note = llama3_tokenizer()
         net = random_shape_model(shape, dtype=torch.float32).to(device)
         return FinSentClassifier(net, tokenizer, source=f"random {shape}"), shape, None, note
@@ -282,12 +236,12 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
         else:
             built[variant] = build(variant, clf, float_dtype, cache, pack_tokens)
 
-    jobs = [Job(CARD, clf, gen_texts, s, "generate", 1, base_threads) for s in schemes]
-    jobs += [Job("score" if v == "float32" else v, c, texts, s, "score", b, base_threads, v)
+    measurements = [Measurement(CARD, clf, gen_texts, s, "generate", 1, base_threads) for s in schemes]
+    measurements += [Measurement("score" if v == "float32" else v, c, texts, s, "score", b, base_threads, v)
              for v, c in built.items() for s in schemes for b in batch_sizes]
-    for job in jobs[len(schemes):]:
+    for job in measurements[len(schemes):]:
         job.config += f" b{job.batch_size}"
-    rows = measure_interleaved(jobs)
+    rows = measure_interleaved(measurements)
     floor = compute_floor(clf, texts, schemes)
     fastest_jobs = {}
     for scheme in schemes:  # the fastest score row, re-measured at every thread count (interleaved again)
@@ -295,11 +249,12 @@ def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = No
                       key=lambda r: r["items_per_second"], default=None)
         if fastest is None:
             continue
-        fastest_jobs[scheme] = next(j for j in jobs if j.config == fastest["config"] and j.scheme == scheme)
+        fastest_jobs[scheme] = next(j for j in measurements if j.config == fastest["config"] and j.scheme == scheme)
         if len(threads) > 1:
             job = fastest_jobs[scheme]
-            rows += measure_interleaved([Job(f"{fastest['config']} @ {t} threads", job.clf, texts, scheme, "score",
-                                             fastest["batch_size"], t, job.variant) for t in threads])
+            rows += measure_interleaved([
+                Measurement(f"{fastest['config']} @ {t} threads", job.clf, texts, scheme, "score",
+                            fastest["batch_size"], t, job.variant) for t in threads])
     torch.set_num_threads(base_threads)
     rates = {}
     for row in rows:

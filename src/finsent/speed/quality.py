@@ -19,52 +19,19 @@ import logging
 import time
 from pathlib import Path
 
-from finsent.core.args import positive_int
 from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.labels import labels_of
-from finsent.core.paths import TFNS_VALID
 from finsent.core.precision import auto_dtype
 from finsent.core.provenance import cpu_flags, cpu_name, git_commit
-from finsent.core.reports import read_report
 from finsent.evaluation.benchmarks import load_benchmark
-from finsent.speed.report import format_table, write_speed
-from finsent.speed.variants import DEFAULT, MAX_ACCURACY_LOSS, VARIANTS, build, describe, unavailable
+from finsent.speed.variants import DEFAULT, MAX_ACCURACY_LOSS, build, describe, unavailable
 
 logger = logging.getLogger(__name__)
 
 
 class QualityFileError(UsageError, ValueError):
     """A quality.json that cannot be used (missing, not from bench-quality, no variants)."""
-
-
-def register(sub) -> None:
-
-    p = sub.add_parser("bench-quality", help="accuracy cost of bf16 / w8a8 / int8 / packed scoring (quality.json)",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("release", help="a tuned release folder (or any model finsent can load)")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT))
-    p.add_argument("--n", type=positive_int, help="rows, evenly spaced over the file (default: all)")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 96)")
-    p.add_argument("--data", type=Path, default=TFNS_VALID, help="labelled TFNS CSV (default: validation)")
-    p.add_argument("--out", type=Path, required=True, help="folder for quality.json / quality.md")
-    p.add_argument("--apply", type=Path, nargs="+", metavar="SPEED_JSON", default=[],
-                   help="also put the measured costs on these speed.json files (best rows re-selected, "
-                        "speed.md and speed.png rewritten)")
-    p.set_defaults(func=_command)
-
-
-def _command(args) -> int:
-    result = measure_quality(args.release, args.data, args.out, variants=tuple(args.variants), n=args.n,
-                             batch_size=args.batch_size, pack_tokens=args.pack_tokens)
-    print(format_quality(result))
-    print(f"\nwrote {Path(args.out) / 'quality.json'}, quality.md")
-    for path in args.apply:
-
-        print("\n" + format_table(write_speed(apply_quality(read_report("speed", path), result), path.parent)))
-        print(f"\nrewrote {path}, speed.md, speed.png with the costs")
-    return 0
 
 
 def load_tfns(path: Path, n: int | None) -> tuple[list[str], list[str]]:

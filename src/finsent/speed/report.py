@@ -82,7 +82,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def profile_request(job, top: int = 8) -> dict:
-    """Self CPU time of the torch ops of one request of ``job`` (a speed.Job), as shares of the total."""
+    """Self CPU time of the torch ops of one request of ``job`` (a speed.bench.Measurement), as shares of the total."""
     from torch.profiler import ProfilerActivity, profile
 
     request = job.requests()[0]

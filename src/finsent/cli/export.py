@@ -7,9 +7,9 @@ from pathlib import Path
 
 from finsent.core.errors import ExportInputError
 from finsent.core.pipeline import add_pipeline
-from finsent.core.recipe_checks import QUANTS
+from finsent.core.recipe_values import QUANTS
 from finsent.export.formats import __doc__ as FORMATS_DOC
-from finsent.export.formats import check_release
+from finsent.export.formats import check_exportable
 from finsent.export.gguf import export_gguf
 from finsent.export.onnx import export_onnx
 
@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 
 def _export(args) -> int:
-    release = check_release(args.release)
+    release = check_exportable(args.release)
     if args.format == "pipeline":
         path = add_pipeline(release)
         print(f"custom pipeline: {path} (registered in {release / 'config.json'})")
