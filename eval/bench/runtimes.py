@@ -123,7 +123,7 @@ def main(argv=None) -> int:
             continue
         path = work / f"model.{quant}.gguf"
         if not path.exists():
-            try:  # q8_0 / q4_k_m pad a pruned MLP width to 32 / 256 with zero neurons (export_gguf.ffn_width)
+            try:  # q8_0 / q4_k_m pad a pruned MLP width to 32 / 256 with zero neurons (finsent.export.gguf.ffn_width)
                 export_gguf(model, path, quant=quant)
             except ExportInputError as exc:
                 notes[f"llama.cpp {quant}"] = f"not run: {exc}"

@@ -97,8 +97,8 @@ def activation_norms(model, tokenizer, texts: list[str], mlps: list, batch_size:
     first = next(model.parameters())
     device, dtype = first.device, first.dtype
     if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
-        # Half-precision CPU matmuls run many times slower than float32 (fp16 has no fast kernels; 128
-        # SmolLM2 rows took minutes instead of 40 s): calibrate in float32 and cast back, which is lossless.
+        # Half-precision CPU matmuls run many times slower than float32 (fp16 has no fast CPU kernels):
+        # calibrate in float32 and cast back, which is lossless.
         model.to(torch.float32)
     was_training = model.training
     model.eval()

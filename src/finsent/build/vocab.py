@@ -49,7 +49,7 @@ def tokenizer_json(tokenizer) -> dict:
 
 
 def _merge_pairs(merges: list) -> list[tuple[str, str]]:
-    # tokenizers writes merges as ["a", "b"] pairs (>= 0.20) or as "a b" strings (older files).
+    # A tokenizer.json holds merges as ["a", "b"] pairs (tokenizers >= 0.20) or as "a b" strings: read both.
     return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges]
 
 

@@ -81,10 +81,10 @@ class FinSentClassifier:
 
         ``dtype``: a torch dtype or its name (default float32: exact), or ``"auto"``: bfloat16 on CUDA, and on
         a CPU with AVX-512 BF16 or AMX when a short GEMM measures it faster there, else float32
-        (``precision.auto_dtype``; without those instructions bfloat16 is emulated, ~100x slower).
+        (``precision.auto_dtype``; without those instructions bfloat16 is emulated, far slower).
         ``threads`` sets torch's (process-wide) intra-op thread count.
         ``quantize="int8"`` applies dynamic int8 quantization to every Linear (CPU only); ``"w8a8"``
-        int8 per weight channel and per token to the decoder's Linears (``quant.py``, CPU only), ``"w8a8-lm"``
+        int8 per weight channel and per token to the decoder's Linears (``quant``, CPU only), ``"w8a8-lm"``
         to the LM head too. All are faster and not exact; their accuracy cost is measured in eval/bench/.
         """
         import torch
@@ -315,7 +315,8 @@ def check_texts(texts: Sequence) -> list[str]:
 
 
 def _cache_kwarg(module) -> str:
-    """transformers 5.2x renamed ``past_key_values`` to ``cache``; accept both generations of the API."""
+    """The forward keyword of the prefix KV cache: ``cache`` where ``module.forward`` takes it, else
+    ``past_key_values`` (transformers versions differ)."""
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 

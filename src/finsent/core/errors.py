@@ -4,9 +4,9 @@ Every problem the toolkit can name (a bad argument, a malformed row, a missing m
 output folder, a failed push) is a ``FinsentError``. ``finsent <command>`` prints it as one line,
 ``finsent <command>: error: <message>``, and exits with ``exit_code``: 2 for what the user can fix in
 the command or its input (``UsageError``), 1 for a failure of the work itself. Library callers
-catch ``FinsentError`` (or a subclass) the same way; the subclasses also keep the builtin they
-used to be (``ValueError``, ``RuntimeError``, ``FileNotFoundError``) so older ``except`` clauses
-still match.
+catch ``FinsentError`` (or a subclass) the same way; each subclass also derives from the builtin of its
+kind (``ValueError``, ``RuntimeError``, ``FileNotFoundError``), so ``except`` clauses written for those
+builtins match it too.
 """
 
 from __future__ import annotations

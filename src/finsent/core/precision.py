@@ -1,7 +1,7 @@
 """``dtype="auto"``: bfloat16 where the hardware runs it natively AND it measures faster here, else float32.
 
-A CPU without bf16 matrix instructions emulates bfloat16 (a batch-1 GEMM ran 0.6 GFLOP/s against 39.3 in
-float32 on the project's AVX2 EPYC), one with AVX-512 BF16 or AMX runs it 3-15x faster than float32.
+A CPU without bf16 matrix instructions emulates bfloat16, far slower than float32; one with AVX-512 BF16 or AMX
+runs it several times faster than float32.
 The flags alone are not trusted: a short GEMM with the model's own MLP shape is timed in both dtypes
 (~0.3 s) and bfloat16 is kept only if it is clearly faster. On CUDA, bfloat16 where supported.
 """
@@ -86,10 +86,10 @@ def grouped_attention(module, query, key, value, attention_mask, scaling=None, d
     """Attention for transformers' AttentionInterface that folds each key/value head's query heads into one
     matmul ([kv heads] x [group x queries, keys]) instead of copying keys and values per query head.
 
-    On the Zen 5 EPYC in bfloat16 this ran twice as fast as ``scaled_dot_product_attention`` on the scorer's
-    packed rows (18 rows x 32 heads x 96 queries x 126 keys: 23 ms against 47 ms), whose custom mask keeps
-    SDPA off its fast paths. Same math as transformers' eager attention (scores in the model's dtype, softmax
-    in float32); inference only (no dropout, no attention weights returned).
+    Used for a bfloat16 model on a CPU (``use_cpu_bf16_attention``), where the scorer's packed rows carry a
+    custom mask that keeps ``scaled_dot_product_attention`` off its fast paths. Same math as transformers' eager
+    attention (scores in the model's dtype, softmax in float32); inference only (no dropout, no attention weights
+    returned).
     """
     import torch
 

@@ -110,13 +110,14 @@ IGNORABLE = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x
 
 def invisible(char: str) -> bool:
     """Whether one character renders as nothing: whitespace, a format (Cf) or control (Cc) character, or
-    another default-ignorable code point. The release pipeline file (hf_pipeline.py) keeps a copy: keep both equal."""
+    another default-ignorable code point. The release pipeline file (``pipeline_file.py``) keeps a copy: keep
+    both equal."""
     code = ord(char)
     return (char.isspace() or unicodedata.category(char) in ("Cf", "Cc") or code in IGNORABLE
             or 0xE0000 <= code <= 0xE0FFF)
 
 
-clean_text = check_text  # the name the library used first
+clean_text = check_text  # public alias: both names stay importable
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 ``torch.ao``'s dynamic int8 (``quantize="int8"``) gives each weight matrix one scale and each
 activation matrix one scale, so one outlier channel or one outlier token coarsens every other value
-of the matrix: on the tuned 135M release it changed 8 % of labels. Here every output channel of a
+of the matrix (``finsent bench-quality`` measures the labels it changes). Here every output channel of a
 weight has its own scale, and every token (row) of an activation gets its own scale, computed per
 call; the product runs as an int8 x int8 -> int32 GEMM (``torch._int_mm``: VNNI on x86 CPUs) and is
 rescaled by (token scale x channel scale). Everything that is not a decoder Linear (embeddings,
@@ -29,7 +29,7 @@ class RowwiseInt8Linear(nn.Module):
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # [out]
         q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-        # [in, out] contiguous: the layout torch._int_mm's second operand is fastest in on CPU (measured).
+        # [in, out] contiguous: the layout torch._int_mm's second operand is fastest in on CPU.
         self.register_buffer("weight_t", q.t().contiguous())
         self.register_buffer("scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
@@ -138,7 +138,7 @@ _COMPILED: dict[str, object] = {}
 
 def _kernel(name: str):
     """The kernel compiled by torch.compile (one graph for every shape: the element-wise work around the int8
-    GEMMs fused into single passes, ~1.4x faster on the EPYC), or the eager one where compiling fails."""
+    GEMMs fused into single passes), or the eager one where compiling fails."""
     if name not in _COMPILED:
         eager = _KERNELS[name]
         try:

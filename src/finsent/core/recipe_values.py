@@ -11,7 +11,7 @@ from finsent.core.rows import SCHEMAS
 # need calibration text.
 WEIGHT_METHODS = ("ppm", "vow", "l2", "pon")
 ACTIVATION_METHODS = ("act",)  # need calibration text (activation_norms), not only weights
-ALIASES = {"maw": "ppm", "activation": "act"}  # maw: optipfair's older name for the same score
+ALIASES = {"maw": "ppm", "activation": "act"}  # maw: optipfair's other name for ppm; activation: act
 METHODS = (*WEIGHT_METHODS, *ACTIVATION_METHODS)
 
 

@@ -95,8 +95,8 @@ class FinetuneSection:
     # fewer tokens; LoRA dropout then draws one mask per prefix instead of per row.
     share_prefix: bool = False
     threads: int | None = None  # CPU threads for torch (None = torch's default, the physical cores)
-    # transformers' attention kernel while training (None = the model's default, sdpa). "eager" trained
-    # 1.1x faster in bf16 on the project's Xeon: sdpa's bf16 backward there took 11 ms a layer at B=16, T=39.
+    # transformers' attention kernel while training (None = the model's default, sdpa). "eager" where sdpa's bf16
+    # backward is the slower one, as on CPUs (build/bench/finetune_speed.py compares the two).
     attn_implementation: str | None = None
     # Several processes (torchrun/accelerate launch): null = DDP (each device holds the whole model, fine for
     # the 1B base); full_shard / shard_grad_op = FSDP (transformers' FSDP2, one shard unit per decoder layer;
@@ -134,7 +134,7 @@ class FinetuneSection:
 class MergeSection:
     dtype: str = "float16"  # dtype of the saved merged weights
     # max |log-prob difference| merged (saved dtype) vs adapter model (float32) on the top-10 next tokens
-    # of a few probe prompts (finsent.build.merge); SmolLM2 measured 0.09 in float16, 0.51 in bfloat16
+    # of a few probe prompts (finsent.build.merge); keep it above the rounding of ``dtype`` (coarser in bfloat16)
     tolerance: float = 0.25
 
 

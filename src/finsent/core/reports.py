@@ -109,7 +109,7 @@ SPEED = Schema(
     "speed", "eval/speed.json", "finsent bench",
     required=("device", "threads", "params", "rows"),
     # bytes_on_disk is null for a shape-only benchmark (random weights, nothing on disk); memory says how
-    # the rows' peak_memory_mb was measured (a key of MEMORY_KINDS; older files lack it: see memory_kind).
+    # the rows' peak_memory_mb was measured (a key of MEMORY_KINDS; when absent, memory_kind infers it).
     nullable=("bytes_on_disk",),
     optional=("memory", "model", "shape", "bytes_fp16", "tokenizer", "texts", "torch", "compute_floor", "created"),
     numbers=("threads", "params"),

@@ -111,7 +111,7 @@ def classify_with_ray(input, output, *, text_column: str = "text", kind: str = "
                       batch_size: int = 16, chunk_rows: int = CHUNK_ROWS, on_error: str = "skip",
                       overwrite: bool = False, progress: bool = True, num_workers: int | None = None,
                       cpus_per_worker: float | None = None, address: str | None = None) -> CorpusResult:
-    """``finsent.corpus.classify_corpus`` on Ray Data; see the module docstring.
+    """``finsent.corpus.engine.classify_corpus`` on Ray Data; see the module docstring.
 
     ``num_workers``: classifier actors (default: one per GPU of the cluster, else one per
     ``cpus_per_worker`` CPUs, keeping one CPU for reading). ``cpus_per_worker``: CPUs each actor reserves

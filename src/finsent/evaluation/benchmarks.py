@@ -8,7 +8,7 @@ scripts, github.com/AI4Finance-Foundation/FinGPT), or from a local path when one
 (csv, jsonl, json, parquet) of the Hub dataset's columns, used as is, or a folder laid out like a Hub dataset repository
 (``validation.csv``, ``data/test-*.parquet`` ...), which goes through the same code as the Hub
 id, FinGPT's split included. Files are read by ``finsent.core.tables.read_table`` and rows mapped by
-``data.schema_row``, the reader and mapping of the training data. Every gold label goes through
+``core.rows.schema_row``, the reader and mapping of the training data. Every gold label goes through
 ``finsent.core.labels``; a malformed row is an error naming the file, the row and the problem.
 ``data_sha256`` identifies the rows used.
 """
@@ -54,7 +54,7 @@ class BenchmarkSpec:
     test_size: float | None  # FinGPT's train_test_split(test_size, seed=42) test part; None = splits as is
     size: int | None  # rows of the full test set (None: whatever the shipped file holds)
     schemes: tuple[str, ...]
-    kind: str  # instruction word when a row does not say (data.SCHEMA_KIND, the same for training)
+    kind: str  # instruction word when a row does not say (core.rows.SCHEMA_KIND, the same for training)
     default_path: str | None = None
 
 
@@ -245,7 +245,7 @@ def read_records(path: Path) -> list[tuple[str, dict]]:
 
 
 def _row(spec: BenchmarkSpec, rec: dict, scheme: str, where: str) -> BenchmarkRow:
-    """One benchmark row through ``data.schema_row``: the mapping training uses, so both read a row alike."""
+    """One benchmark row through ``core.rows.schema_row``: the mapping training uses, so both read a row alike."""
     try:
         text, label, kind = schema_row(spec.name, rec, scheme)
     except (LabelError, InputError) as exc:

@@ -4,9 +4,9 @@
     finsent export releases/smollm2-135m --format onnx --out smollm2-135m-onnx/
     finsent export releases/smollm2-135m --format pipeline        # (re)adds finsent_pipeline.py in place
 
-- ``gguf`` (``export_gguf``): one GGUF file for llama.cpp / Ollama / llama-cpp-python, written with the
+- ``gguf`` (``gguf.export_gguf``): one GGUF file for llama.cpp / Ollama / llama-cpp-python, written with the
   ``gguf`` package's ``GGUFWriter`` (f16 or q8_0).
-- ``onnx`` (``export_onnx``): an ONNX graph (``torch.onnx``) of the release that returns the logits
+- ``onnx`` (``onnx.export_onnx``): an ONNX graph (``torch.onnx``) of the release that returns the logits
   for input ids, position ids and an additive attention mask, plus the tokenizer files, for onnxruntime.
 - ``pipeline``: ships ``finsent_pipeline.py`` (the source of ``finsent.core.pipeline_file``) into the folder and
   registers it in ``config.json`` under ``custom_pipelines``, so that
@@ -14,7 +14,7 @@
   release folder gets it at merge time; this format adds it to a folder built before.
 
 Each runtime scores labels exactly as ``FinSentClassifier`` does (the same prompt pieces and token ids):
-``score_gguf`` and ``score_onnx`` below are the reference scorers the tests and ``eval/bench/`` use.
+``gguf.GGUFScorer`` and ``onnx.ONNXScorer`` are the scorers the tests, the export stage and ``eval/bench/`` use.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def check_publishable(release_dir: Path) -> dict[str, float]:
 
 def check_exports(release_dir: Path) -> None:
     """The GGUF / ONNX exports the stored recipe asks for are there, listed and made from these very weights
-    (``export_release.check_exports``): they are then published in the release's one commit like any file."""
+    (``export.stage.check_exports``): they are then published in the release's one commit like any file."""
 
     path = release_dir / "reports" / "recipe.yaml"
     recipe = None

@@ -16,7 +16,7 @@ What is published: every file of the folder except hidden ones and ``EXCLUDE`` (
 ``*.predictions.jsonl`` of ``finsent eval`` hold the benchmarks' gold labels: they stay local, and a
 copy an older push left on the Hub is deleted like any file the release no longer has). The GGUF files
 and ONNX graph of the export stage go in the same commit, checked first against their manifest
-(``export_release.check_exports``: those the recipe asks for, made from the folder's weights, none unlisted).
+(``export.stage.check_exports``: those the recipe asks for, made from the folder's weights, none unlisted).
 
 Failure at each step, and why a re-run is the repair (the chosen design): the Hub offers no way to
 move main onto a prepared commit (``create_branch`` cannot overwrite a branch, and there is no

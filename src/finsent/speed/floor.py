@@ -1,7 +1,7 @@
 """The compute floor of label scoring: FLOPs per item over the GEMM throughput measured on this machine.
 
-Used by ``finsent bench`` (``speed.py``). Per scored item, every query token (news + cue + the N
-answer-prefix nodes of ``classify.answer_nodes``) goes through each decoder layer's matmuls, the LM
+Used by ``finsent bench`` (``speed.bench``). Per scored item, every query token (news + cue + the N
+answer-prefix nodes of ``core.classify.answer_nodes``) goes through each decoder layer's matmuls, the LM
 head runs only at the cue and the nodes, and attention costs 4 x heads x head_dim x keys per query
 token per layer (QK^T and AV), counting only the keys the mask lets it see:
 

@@ -4,10 +4,10 @@
     bf16           weights and activations in bfloat16 (CPUs with AVX-512 BF16 or AMX where it measures
                    faster, CUDA): not exact
     w8a8           int8 weights per output channel x int8 activations per token in the decoder's Linears
-                   (``quant.py``), the rest in bfloat16 where native, else float32; CPU only
+                   (``core.quant``), the rest in bfloat16 where native, else float32; CPU only
     w8a8-lm        w8a8 with the LM head (vocabulary projection) in int8 too
     int8           torch.ao dynamic int8 (one scale per weight matrix and per activation matrix); CPU only
-    <v>-packed     the same weights, several texts per query row (``packing.py``)
+    <v>-packed     the same weights, several texts per query row (``speed.packing``)
 
 Speed rows and accuracy rows of one variant run the same code: ``build`` here is used by both.
 """
@@ -107,8 +107,8 @@ def describe(variant: str, clf) -> str:
     return act
 
 
-# Resident bytes per parameter of each variant's own weights, beside the float32 reference (published shape:
-# float32 + bf16 + w8a8 + w8a8-lm + int8 peaked at 10.5 GB RSS).
+# Resident bytes per parameter of each variant's own weights, beside the float32 reference (4 bytes) that every
+# run loads; check_memory multiplies the total by 1.3 for headroom.
 BYTES_PER_PARAM = {"float32": 0.0, "bf16": 2.0, "w8a8": 1.3, "w8a8-lm": 1.3, "int8": 1.0}
 
 
