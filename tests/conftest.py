@@ -1,13 +1,29 @@
-"""Shared fixtures: the real embedded SmolLM2, a tiny random Llama with SmolLM2's real tokenizer, the shared data."""
+"""Shared fixtures: the real embedded SmolLM2, a tiny random Llama with SmolLM2's real tokenizer, the shared data.
+
+The tests mirror the package: ``tests/<subpackage>/`` holds what runs in seconds, ``tests/<subpackage>/slow/``
+what loads the real SmolLM2, trains, launches torchrun, builds or runs llama.cpp, drives Chromium, or otherwise
+takes more than about a second. The folder decides: every test under a ``slow/`` folder is marked ``slow`` here
+(and one in a ``*browser*`` file ``browser``), so ``-m "not slow"`` and ``--ignore-glob='*/slow/*'`` agree.
+Fixtures that a subpackage's fast and slow tests share live in its own ``conftest.py``; what test modules import
+lives in the helper modules of this folder (``checkout``, ``release_factory``, ...), never in a test module.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from checkout import REPO, SHARED_DATA, TESTS
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+def pytest_collection_modifyitems(config, items):
+    """Mark by folder: a test under a ``slow/`` folder is ``slow``; one in a ``*browser*`` file there ``browser``."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if path.is_relative_to(TESTS) and "slow" in path.relative_to(TESTS).parts[:-1]:
+            item.add_marker(pytest.mark.slow)
+            if "browser" in path.stem:
+                item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,9 @@ class HubServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # loopback only, free port
         self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True).start()
+        # a short poll: stop() waits up to one interval for the loop to see the shutdown (0.5 s by default, each test)
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="hub-server",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:

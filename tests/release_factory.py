@@ -4,7 +4,9 @@ The card's golden render and the push tests build their release folders with the
 are deterministic; the model files come from a real model folder (``add_model``), or, for the card,
 a sparse stand-in of the published size (``write_weights``). Every report is checked against its one
 declaration in ``finsent.core.reports`` before it is written, and may hold no field that is not declared
-there: the factory cannot drift from what the writers and the card use.
+there: the factory cannot drift from what the writers and the card use. Beside them: the export stage's manifest
+with stand-in files (``add_exports``), a copy with another TFNS score (``copy_release``), a real merged release of a
+base plus a small LoRA (``merged_release``), and the golden card that ``add_exports(write_reports(...))`` renders.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import struct
 from pathlib import Path
 
 import yaml
+from checkout import TESTS
 
 from finsent.core.outputs import is_toolkit_output, write_marker
 from finsent.core.reports import SCHEMAS, check_report
@@ -27,6 +30,8 @@ BENCH = {  # benchmark -> (dataset, split, n)
     "nwgi": ("oliverwang15/news_with_gpt_instructions", "test", 4047),
 }
 CREATED = "2026-11-24T12:00:00+00:00"
+# The card render of ``add_exports(write_reports(...))``: FINSENT_UPDATE_GOLDEN=1 rewrites it (tests/hub/test_card.py).
+GOLDEN_CARD = TESTS / "hub" / "golden" / "model_card.md"
 
 
 def add_model(release: Path, model_dir: Path) -> None:
@@ -186,3 +191,60 @@ def write_reports(release: Path, scores: dict[tuple[str, str, str], float] | Non
     if references:
         (release / "eval" / "references.yaml").write_text(yaml.safe_dump(REFERENCES, sort_keys=False))
     return release
+
+
+def add_exports(release: Path, onnx: bool = True, agreement=(1.0, 0.995, 1.0)) -> Path:
+    """What the export stage leaves (reports/exports.json and the files it lists, here stand-ins: the card reads
+    the manifest, never the files' bytes) plus the shipped pipeline, with fixed numbers."""
+    from finsent.core.pipeline import pipeline_source
+
+    (release / "finsent_pipeline.py").write_text(pipeline_source().read_text())
+    files = [{"format": "gguf", "quant": "f16", "path": "llama-finsent-s-F16.gguf", "bytes": 1_834_000_000},
+             {"format": "gguf", "quant": "q8_0", "path": "llama-finsent-s-Q8_0.gguf", "bytes": 975_000_000}]
+    if onnx:
+        files.append({"format": "onnx", "quant": None, "path": "onnx", "bytes": 3_660_000_000})
+    for entry, share in zip(files, agreement):
+        entry.update(sha256="0" * 64, agreement=share)
+        if entry["format"] == "onnx":
+            (release / "onnx").mkdir(exist_ok=True)
+            (release / "onnx" / "model.onnx").write_bytes(b"onnx")
+        else:
+            (release / entry["path"]).write_bytes(b"GGUF")
+    manifest = {"weights": {"model.safetensors": "0" * 64}, "files": files, "scheme": "3", "kind": "news",
+                "n": 200, "texts": "sent_valid.csv", "device": "CPU AMD EPYC, 2 cores"}
+    (release / "reports" / "exports.json").write_text(json.dumps(manifest))
+    return release
+
+
+def merged_release(base: Path, out: Path, dtype: str = "float16", tolerance: float = 1.0) -> Path:
+    """A release folder as the merge stage writes it: base + a small non-zero LoRA, merged and checked."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from finsent.build.merge import run_merge
+    from finsent.core.recipes import Recipe
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"]))
+    torch.manual_seed(0)
+    for name, weight in lora.named_parameters():
+        if "lora_B" in name:
+            weight.data.normal_(0, 0.01)
+    adapter = out.with_name(out.name + "-adapter")
+    lora.save_pretrained(adapter)
+    recipe = Recipe(name="export-test")
+    recipe.merge.dtype, recipe.merge.tolerance = dtype, tolerance
+    return run_merge(recipe, base, adapter, out)
+
+
+def copy_release(src: Path, dst: Path, tfns_f1: float | None = None) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    if tfns_f1 is not None:
+        path = dst / "eval" / "tfns-3-score.json"
+        result = json.loads(path.read_text())
+        result["metrics"]["weighted_f1"] = tfns_f1
+        path.write_text(json.dumps(result))
+    return dst

@@ -113,4 +113,3 @@ def test_recipe_checks_calibration(tmp_path):
     (tmp_path / "empty.yaml").write_text("name: e\nprune:\n  method: act\n  ratio: 0.3\n")
     with pytest.raises(RecipeError, match="prune.method act draws its calibration rows from finetune.data"):
         load_recipe(tmp_path / "empty.yaml")
-

@@ -12,9 +12,9 @@ import io
 import json
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
+from checkout import REPO
 
 from finsent.build.data import load_source
 from finsent.cli import main
@@ -273,7 +273,7 @@ def test_broken_model_through_the_command_line_is_one_line(model_copy, capsys):
                    "copy or download the weights again\n")
 
 
-HEADLINES = Path(__file__).resolve().parents[1] / "data" / "finsent-headlines" / "test.jsonl"
+HEADLINES = REPO / "data" / "finsent-headlines" / "test.jsonl"
 EMPTY_MODEL = ("the model name is empty ('{}'): give --model a model folder, a Hub id (owner/name) or 'smollm2', "
                "or leave --model out for the default ($FINSENT_MODEL, the newest release under releases/, then "
                "oopere/Llama-FinSent-S)")

@@ -1,9 +1,8 @@
-"""Writers never destroy what finsent did not create (prune, finetune, merge, eval, release), and release
-stage fingerprints cover the code and library versions. Real folders, real CLI, tiny random models."""
+"""Writers never destroy what finsent did not create (prune, finetune, merge, eval, release). Real folders, real
+CLI, tiny random models; the release's stage fingerprints are in tests/release/test_release_stamps.py."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 from pathlib import Path
@@ -11,28 +10,15 @@ from pathlib import Path
 import pytest
 from folders import hidden, one_error_line, snapshot, user_folder
 
-from finsent import release as release_module
-from finsent.build.pruning import run_prune
 from finsent.cli import main
 from finsent.core.outputs import MARKER, OutputError, write_marker
-from finsent.core.recipes import EvalBenchmark, PruneSection, Recipe, load_recipe
+from finsent.core.recipes import EvalBenchmark, Recipe
 from finsent.evaluation.runs import EvalError, check_runs, run_eval
 from finsent.release import Release
-
-TWEETS = [("$ACME guidance cut, shares slide", 0), ("$BOLT beats on revenue, raises outlook", 1),
-          ("$CRUX to present at conference on Tuesday", 2), ("$DYNA downgraded to sell", 0)]
 
 
 def prune_cmd(model, out, *extra) -> list[str]:
     return ["prune", "--model", str(model), "--ratio", "0.4", "--out", str(out), "--no-progress", *extra]
-
-
-@pytest.fixture
-def tweets_csv(tmp_path) -> Path:
-    path = tmp_path / "tweets.csv"
-    with path.open("w", newline="") as f:
-        csv.writer(f).writerows([("text", "label"), *TWEETS])
-    return path
 
 
 # --- prune: the folder it writes -----------------------------------------------------------------
@@ -64,37 +50,6 @@ def test_prune_refuses_a_user_folder_keeps_it_and_replaces_it_with_overwrite(tin
     assert {"pruning.json", "model.safetensors", "config.json", MARKER} <= names
     assert "notes.txt" not in names and "data/rows.csv" not in names
     assert json.loads((out / "pruning.json").read_text())["intermediate_after"] == 77  # 128 - int(51.2)
-    assert hidden(tmp_path) == []
-
-
-def test_prune_replaces_its_own_folder_without_overwrite(tiny_llama_dir, tmp_path):
-    out = tmp_path / "pruned"
-    assert main(prune_cmd(tiny_llama_dir, out)) == 0
-    assert (out / MARKER).is_file()
-    (out / "stale.txt").write_text("from an older run\n")
-    assert main(["prune", "--model", str(tiny_llama_dir), "--ratio", "0.5", "--out", str(out), "--no-progress"]) == 0
-    assert not (out / "stale.txt").exists()  # replaced whole, not merged into
-    assert json.loads((out / "pruning.json").read_text())["intermediate_after"] == 64
-    assert hidden(tmp_path) == []
-
-
-def test_a_failure_mid_write_leaves_the_old_folder_and_no_temporary_sibling(tiny_llama_dir, tmp_path, monkeypatch):
-    import finsent.build.pruning
-
-    out = run_prune(PruneSection(ratio=0.4), str(tiny_llama_dir), tmp_path / "pruned", progress=False)
-    before = snapshot(out)
-
-    def disk_full(report, path):
-        (path.parent / "half-written.bin").write_bytes(b"\0" * 10)
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(finsent.build.pruning, "_plot", disk_full)  # fails after the weights are saved
-    with pytest.raises(OSError, match="No space left"):
-        run_prune(PruneSection(ratio=0.5), str(tiny_llama_dir), tmp_path / "pruned", progress=False)
-    assert snapshot(out) == before
-    with pytest.raises(OSError, match="No space left"):
-        run_prune(PruneSection(ratio=0.5), str(tiny_llama_dir), tmp_path / "fresh", progress=False)
-    assert not (tmp_path / "fresh").exists()
     assert hidden(tmp_path) == []
 
 
@@ -260,21 +215,6 @@ def test_eval_without_out_refuses_a_tracked_results_folder(with_marker, tiny_lla
     assert sorted(p.name for p in (repo / "eval" / "results").iterdir()) == [tiny_llama_dir.name]
 
 
-def test_eval_with_overwrite_replaces_committed_results(tiny_llama_dir, tmp_path, tweets_csv, monkeypatch):
-    repo = tmp_path / "repo"
-    results = repo / "eval" / "results" / tiny_llama_dir.name
-    results.mkdir(parents=True)
-    (results / "old.json").write_text('{"n": 2388}\n')
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "results")
-    monkeypatch.chdir(repo)
-    assert main(["eval", "--model", str(tiny_llama_dir), "--benchmark", f"tfns:{tweets_csv}", "--overwrite"]) == 0
-    assert sorted(p.name for p in results.iterdir()) == [MARKER, "summary.md", "tfns-3-score.json", "tfns-3-score.png",
-                                                        "tfns-3-score.predictions.jsonl"]
-    assert json.loads((results / "tfns-3-score.json").read_text())["n"] == 4
-
-
 def test_the_same_benchmark_twice_is_an_error_naming_both(tiny_llama_dir, tmp_path, tweets_csv, capsys):
     other = tmp_path / "other.csv"
     other.write_bytes(tweets_csv.read_bytes())
@@ -292,117 +232,6 @@ def test_the_same_benchmark_twice_is_an_error_naming_both(tiny_llama_dir, tmp_pa
 
 
 # --- release fingerprints: code and library versions; stamps ---------------------------------------
-
-
-@pytest.fixture
-def demo(tmp_path) -> Release:
-    data = tmp_path / "rows.jsonl"
-    data.write_text('{"text": "a", "label": "neutral"}\n')
-    recipe = tmp_path / "demo.yaml"
-    recipe.write_text(f"name: demo\nfinetune:\n  data: [{{path: {data}, schema: finsent, scheme: 3}}]\n")
-    return Release(load_recipe(recipe), tmp_path / "runs", tmp_path / "releases")
-
-
-def test_fingerprints_change_with_the_code_and_the_library_versions(demo, monkeypatch):
-    base = demo.fingerprints()
-    assert base == demo.fingerprints()  # deterministic
-    real_versions = release_module.build_versions()
-    assert set(real_versions) == {"finsent", "torch", "transformers", "peft"} and all(real_versions.values())
-
-    monkeypatch.setattr(release_module, "code_hash", lambda: "0" * 64)
-    edited = demo.fingerprints()
-    assert all(edited[stage] != base[stage] for stage in base)
-    monkeypatch.undo()
-
-    for library in ("torch", "transformers", "peft", "finsent"):
-        monkeypatch.setattr(release_module, "build_versions", lambda lib=library: {**real_versions, lib: "0.0.1"})
-        upgraded = demo.fingerprints()
-        assert all(upgraded[stage] != base[stage] for stage in base), library
-        monkeypatch.undo()
-    assert demo.fingerprints() == base
-
-
-def test_code_hash_covers_every_py_file_of_the_package(tmp_path, monkeypatch):
-    package = tmp_path / "finsent"
-    (package / "metrics").mkdir(parents=True)
-    (package / "release.py").write_text("x = 1\n")
-    (package / "metrics" / "m.py").write_text("y = 2\n")
-    monkeypatch.setattr(release_module, "__file__", str(package / "release.py"))
-    first = release_module.code_hash()
-    (package / "notes.txt").write_text("not code\n")
-    assert release_module.code_hash() == first
-    (package / "metrics" / "m.py").write_text("y = 3\n")
-    assert release_module.code_hash() != first
-    monkeypatch.undo()
-    assert release_module.code_hash() == release_module.code_hash() != first
-
-
-def test_a_release_built_by_older_code_is_not_up_to_date(demo, monkeypatch):
-    output = demo.pruned_dir / "pruning.json"
-    output.parent.mkdir(parents=True)
-    output.write_text("{}")
-    demo.mark_done("prune", demo.fingerprints()["prune"])
-    assert demo.up_to_date("prune", demo.fingerprints()["prune"], output)
-    monkeypatch.setattr(release_module, "code_hash", lambda: "newer code")
-    assert not demo.up_to_date("prune", demo.fingerprints()["prune"], output)
-
-
-def test_a_stage_stamp_is_removed_before_the_stage_runs(demo, monkeypatch):
-    output = demo.pruned_dir / "pruning.json"
-    output.parent.mkdir(parents=True)
-    output.write_text("{}")
-    write_marker(demo.pruned_dir, "pruned")  # an earlier prune's output
-    demo.mark_done("prune", "an older fingerprint")
-    stamp = demo.stamps / "prune.json"
-    seen = []
-
-    def crashing_prune(self):
-        seen.append(stamp.exists())
-        raise RuntimeError("killed mid-stage")
-
-    monkeypatch.setattr(Release, "prune", crashing_prune)
-    with pytest.raises(RuntimeError, match="killed mid-stage"):
-        demo.run(only="prune")
-    assert seen == [False] and not stamp.exists()
-
-    monkeypatch.setattr(Release, "prune", lambda self: seen.append(stamp.exists()) or self.pruned_dir)
-    demo.run(only="prune")
-    assert seen == [False, False]
-    assert json.loads(stamp.read_text())["fingerprint"] == demo.fingerprints()["prune"]
-    assert demo.up_to_date("prune", demo.fingerprints()["prune"], output)
-
-
-def test_a_recipe_reads_its_data_from_its_repository_wherever_it_runs(tmp_path, monkeypatch):
-    repo = tmp_path / "repo"
-    (repo / "build" / "recipes").mkdir(parents=True)
-    (repo / "data").mkdir()
-    (repo / "data" / "rows.jsonl").write_text('{"text": "a", "label": "neutral"}\n')
-    recipe = repo / "build" / "recipes" / "r.yaml"
-    recipe.write_text("name: r\nfinetune:\n  data: [{path: data/rows.jsonl, schema: finsent}, "
-                      "{path: FinGPT/fingpt-sentiment-train}]\neval:\n  benchmarks: [{name: finsent, "
-                      "path: data/rows.jsonl}]\n  speed_texts: data/rows.jsonl\n")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    r = load_recipe(recipe)
-    anchored = str(repo / "data" / "rows.jsonl")
-    assert [s.path for s in r.finetune.data] == [anchored, "FinGPT/fingpt-sentiment-train"]  # a Hub id stays
-    assert (r.eval.benchmarks[0].path, r.eval.speed_texts) == (anchored, anchored)
-    # The finetune fingerprint hashes the file's contents from any folder, so an edit is seen.
-    before = Release(r, tmp_path / "runs", tmp_path / "releases").fingerprints()["finetune"]
-    (repo / "data" / "rows.jsonl").write_text('{"text": "b", "label": "neutral"}\n')
-    assert Release(r, tmp_path / "runs", tmp_path / "releases").fingerprints()["finetune"] != before
-    monkeypatch.chdir(repo)  # from the repository's root, paths stay as written
-    assert load_recipe(recipe).finetune.data[0].path == "data/rows.jsonl"
-
-
-def test_the_release_summary_lists_results_not_the_output_marker(demo):
-    eval_dir = demo.release_dir / "eval"
-    eval_dir.mkdir(parents=True)
-    (eval_dir / MARKER).write_text("{}\n")
-    (eval_dir / "finsent-3-score.json").write_text(json.dumps(
-        {"n": 4, "metrics": {"accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": 0.45}}))
-    assert [s["run"] for s in demo.summary()["scores"]] == ["finsent-3-score"]
 
 
 def test_output_folders_get_ordinary_modes(tmp_path):

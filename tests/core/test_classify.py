@@ -1,58 +1,20 @@
 """The label scorer against a naive reference, input checks, generation parsing, truncation, model resolution.
 
-Fast tests use the 2-layer random Llama with SmolLM2's real tokenizer; ``slow`` ones the real SmolLM2.
-Run: ``.venv/bin/pytest tests/test_classify.py`` (add ``-m "not slow"`` for the fast part only).
+The 2-layer random Llama with SmolLM2's real tokenizer; the real SmolLM2 in tests/core/slow/test_classify_smollm2.py.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 
 import pytest
 import torch
+from naive_scores import naive_logprobs
 
 from finsent.core.classify import FinSentClassifier, Prediction, answer_nodes
-from finsent.core.labels import labels_of, parse_answer
+from finsent.core.labels import labels_of
 from finsent.core.models import PUBLISHED_MODEL, ModelNotAvailableError, locate_model, resolve_model
-from finsent.core.prompts import CUE, InputError, instruction
-
-
-def tfns_texts(shared_data, n: int) -> list[str]:
-    """The first ``n`` real TFNS validation tweets (read in place, never copied)."""
-    with open(shared_data / "tfns" / "sent_valid.csv", newline="", encoding="utf-8") as fh:
-        return [row["text"] for _, row in zip(range(n), csv.DictReader(fh))]
-
-
-def naive_logprobs(clf: FinSentClassifier, texts, scheme: str, kind: str = "news") -> torch.Tensor:
-    """The simple path: one plain forward per (text, label) over prompt + answer, no cache, no mask tricks."""
-    labels = labels_of(scheme)
-    instr = instruction(scheme, kind)
-    reserve = clf.encoder.max_answer_len(labels)
-    out = torch.empty(len(texts), len(labels), dtype=torch.float64)
-    for i, text in enumerate(texts):
-        prompt = clf.encoder.encode(instr, text, reserve=reserve).ids
-        for j, label in enumerate(labels):
-            answer = list(clf.encoder.answer_ids(label))
-            ids = torch.tensor([prompt + answer])
-            with torch.inference_mode():
-                logits = clf.model(input_ids=ids, use_cache=False).logits[0].double()
-            logp = torch.log_softmax(logits, dim=-1)
-            # logits at position p predict token p + 1
-            out[i, j] = sum(logp[len(prompt) - 1 + t, tok] for t, tok in enumerate(answer))
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_llama_dir):
-    return FinSentClassifier.from_pretrained(str(tiny_llama_dir))
-
-
-@pytest.fixture(scope="module")
-def mixed_texts(shared_data):
-    """Real tweets of mixed lengths plus a one-word and a long text, so batches need padding."""
-    texts = tfns_texts(shared_data, 9)
-    return [*texts, "Up.", " ".join(texts[:3])]
+from finsent.core.prompts import InputError
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +53,6 @@ def test_answer_nodes_share_label_prefixes(tiny):
     assert sorted(len(n) for n in nodes7) == [1, 1, 1, 1] + [2] * 6  # strong/moderately/mildly/neutral + 6 pairs
     assert all(n[:-1] in nodes7 for n in nodes7 if len(n) > 1)  # every parent is itself a node
     assert answer_nodes([(5, 7, 9), (5, 8, 9), (6,)]) == [(5,), (5, 7), (5, 8)]
-
-
-@pytest.mark.parametrize("scheme", ["3", "7"])
-def test_scores_equal_naive_for_single_token_and_shared_answers(tiny, mixed_texts, scheme, monkeypatch):
-    # Without the "\n", 3-class answers are single tokens (no node: the cue predicts all of them) and
-    # 7-class answers are 2-token paths through shared first tokens.
-    full = tiny.encoder.answer_ids
-    monkeypatch.setattr(tiny.encoder, "answer_ids", lambda label: full(label)[:-1])
-    got = tiny.label_logprobs(mixed_texts, scheme, batch_size=4)
-    torch.testing.assert_close(got.double(), naive_logprobs(tiny, mixed_texts, scheme), atol=2e-4, rtol=1e-5)
 
 
 def test_tweet_kind_scores_equal_naive(tiny, mixed_texts):
@@ -166,7 +118,7 @@ def test_unknown_kind_and_mode_are_errors(tiny):
 
 
 def test_dtype_auto_is_float32_on_a_cpu_without_native_bf16(tiny_llama_dir, monkeypatch):
-    from finsent.core import precision  # with AVX-512 BF16 / AMX it measures first: tests/test_speed_variants.py
+    from finsent.core import precision  # with AVX-512 BF16 / AMX it measures first: tests/speed/test_speed_variants.py
 
     monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
     clf = FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto")
@@ -238,71 +190,3 @@ def test_hub_id_offline_names_the_offline_choices(monkeypatch):
     with pytest.raises(ModelNotAvailableError, match=r"Offline choices: --model smollm2") as info:
         FinSentClassifier.from_pretrained("nobody-here/not-a-model")
     assert "nobody-here/not-a-model" in str(info.value)
-
-
-# --- the real SmolLM2 -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def smollm2(smollm2_dir):
-    return FinSentClassifier.from_pretrained(str(smollm2_dir))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("scheme", ["3", "7"])
-def test_smollm2_classifies_real_tweets(smollm2, shared_data, scheme):
-    texts = tfns_texts(shared_data, 6)
-    preds = smollm2.classify(texts, scheme, kind="tweet", batch_size=4)
-    assert len(preds) == len(texts)
-    for pred in preds:
-        assert pred.label in labels_of(scheme)
-        assert set(pred.probs) == set(labels_of(scheme))
-        assert sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-6)
-        assert all(0.0 <= p <= 1.0 for p in pred.probs.values())
-
-
-@pytest.mark.slow
-def test_smollm2_scores_equal_naive(smollm2, shared_data):
-    texts = tfns_texts(shared_data, 3)
-    got = smollm2.label_logprobs(texts, "3", batch_size=3)
-    torch.testing.assert_close(got.double(), naive_logprobs(smollm2, texts, "3"), atol=1e-3, rtol=1e-5)
-
-
-@pytest.mark.slow
-def test_smollm2_generate_parses_strictly(smollm2, shared_data):
-    texts = tfns_texts(shared_data, 2)
-    preds = smollm2.classify(texts, "3", kind="tweet", mode="generate", batch_size=1)
-    for pred in preds:
-        assert pred.mode == "generate" and pred.probs is None
-        assert isinstance(pred.answer, str)
-        assert pred.label == parse_answer(pred.answer, "3")
-        assert pred.label is None or pred.label in labels_of("3")
-
-
-@pytest.mark.slow
-def test_smollm2_truncation_keeps_instruction_and_cue(smollm2, shared_data):
-    long_text = " ".join(tfns_texts(shared_data, 200))
-    instr = instruction("3", "news")
-    reserve = smollm2.encoder.max_answer_len(labels_of("3"))
-    enc = smollm2.encoder.encode(instr, long_text, reserve=reserve)
-    assert enc.truncated and len(enc.ids) + reserve == smollm2.encoder.max_length
-    decoded = smollm2.tokenizer.decode(enc.ids)
-    assert decoded.startswith(f"Instruction: {instr}\nInput: ") and decoded.endswith(CUE)
-    pred = smollm2.classify(long_text, "3")
-    assert pred.truncated and pred.label in labels_of("3")
-    assert smollm2.classify(long_text[:300], "3").truncated is False
-
-
-@pytest.mark.slow
-def test_embedded_conversion_round_trip_has_identical_logits(smollm2, smollm2_dir):
-    from transformers import AutoModelForCausalLM
-
-    from finsent.core.models import smollm2_gguf
-
-    gguf = smollm2_gguf()
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    ids = torch.tensor([smollm2.encoder.encode(instruction("3"), "Acme beats estimates").ids])
-    with torch.inference_mode():
-        expected = loaded(input_ids=ids).logits
-        got = smollm2.model(input_ids=ids).logits
-    assert torch.equal(got, expected)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from checkout import REPO
 
 from finsent.core.recipes import RecipeError, load_recipe
 
-REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "build" / "recipes").glob("*.yaml"))
 ALL_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -13,28 +13,14 @@ import os
 from pathlib import Path
 
 import pytest
-from test_corpus import (
-    OURS,
-    Interrupting,
-    assert_predictions,
-    expected,
-    headline,
-    read_csv,
-    read_jsonl,
-    write_csv,
-)
+from corpus_checks import OURS, Interrupting, assert_predictions, expected
+from corpus_rows import headline, read_csv, read_jsonl, write_csv
 
 from finsent.cli import main
-from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.prompts import InputError
 from finsent.corpus.engine import classify_corpus
 from finsent.corpus.inputs import parts_dir
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_llama_dir):
-    return FinSentClassifier.from_pretrained(tiny_llama_dir)
 
 
 class NoClassifier:
@@ -311,38 +297,3 @@ def test_ray_refuses_a_json_column_with_two_types_before_starting(tmp_path, tiny
                               "JSON reader (one type a column) cannot hold: give the column one type, or write "
                               ".jsonl or .csv (nothing was written)")
     assert not ray.is_initialized()
-
-
-@pytest.mark.slow
-def test_ray_writes_what_the_local_engine_writes_for_these_cases(tmp_path, tiny, tiny_llama_dir):
-    """One real Ray run: formula cells escaped, JSON types as the local reader sees them, a bad row skipped."""
-    ray = pytest.importorskip("ray")
-    from finsent.corpus.ray_engine import classify_with_ray
-
-    src = tmp_path / "in.jsonl"
-    rows = [{"id": 1, "text": "=Acme beats", "day": "2024-01-02"}, {"id": 2, "text": " ", "day": "2024-01-03"},
-            {"id": 3, "text": "-Zenith slumps", "day": None}]
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
-        classify_with_ray(src, tmp_path / "ray.csv", model=tiny_llama_dir, num_workers=1, cpus_per_worker=1,
-                          progress=False)
-        classify_with_ray(src, tmp_path / "ray.parquet", model=tiny_llama_dir, num_workers=1, cpus_per_worker=1,
-                          progress=False)
-    finally:
-        ray.shutdown()
-    classify_corpus(src, tmp_path / "local.csv", model=tiny_llama_dir, classifier=tiny, progress=False)
-    header, got = read_csv(tmp_path / "ray.csv")
-    assert header == read_csv(tmp_path / "local.csv")[0] == ["id", "text", "day", *OURS]
-    assert [[r["id"], r["text"], r["day"]] for r in got] == [["1", "'=Acme beats", "2024-01-02"],
-                                                             ["3", "'-Zenith slumps", ""]]
-    assert [r["predicted_label"] for r in got] == [r["predicted_label"] for r in read_csv(tmp_path / "local.csv")[1]]
-    assert_predictions(got, expected(tiny, ["=Acme beats", "-Zenith slumps"]))
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(tmp_path / "ray.parquet")
-    assert [str(t) for t in table.schema.types][:3] == ["int64", "string", "string"]
-    assert table.select(["id", "text", "day"]).to_pylist() == [
-        {"id": 1, "text": "=Acme beats", "day": "2024-01-02"}, {"id": 3, "text": "-Zenith slumps", "day": None}]
-    assert read_jsonl(tmp_path / "ray.csv.errors.jsonl") == [
-        {"row": 2, "where": "input row 2", "problem": "text is empty (or only whitespace): nothing to classify"}]

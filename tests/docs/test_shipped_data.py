@@ -1,8 +1,8 @@
 """The data set the project writes and ships itself, data/finsent-headlines: schema, balance, splits, datasheet,
 and independence from the real benchmark data in ../shared/data.
 
-Run: .venv/bin/pytest tests/test_shipped_data.py   (a few seconds; reads the shared data in place, copies nothing)
-Regenerate the DATASHEET's count tables after editing rows: .venv/bin/python tests/test_shipped_data.py
+Run: .venv/bin/pytest tests/docs/test_shipped_data.py   (a few seconds; reads the shared data in place, copies nothing)
+Regenerate the DATASHEET's count tables after editing rows: .venv/bin/python tests/docs/test_shipped_data.py
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import re
 from pathlib import Path
 
 import pytest
+from checkout import REPO
 
 from finsent.core.labels import SCHEMES, to_coarse
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "finsent-headlines"
+DATA = REPO / "data" / "finsent-headlines"
 SPLITS = ("train", "test")
 FIELDS = ("id", "text", "label", "coarse", "kind", "topic")
 KINDS = ("news", "tweet")
@@ -304,7 +305,7 @@ def test_near_duplicate_search_finds_light_edits_and_skips_unrelated_text():
 def test_datasheet_count_tables_equal_the_computed_counts(rows):
     text = (DATA / "DATASHEET.md").read_text(encoding="utf-8")
     assert datasheet_tables(text) == count_tables(rows), (
-        "stale counts: run `.venv/bin/python tests/test_shipped_data.py` to rewrite them, or paste:\n"
+        "stale counts: run `.venv/bin/python tests/docs/test_shipped_data.py` to rewrite them, or paste:\n"
         + render_count_tables(rows))
 
 
@@ -318,6 +319,11 @@ def test_datasheet_examples_and_readme_sizes_are_real(rows, all_rows):
     assert f"| {len(rows['train'])} hand-written" in readme and f"| {len(rows['test'])} held-out" in readme
 
 
+if __name__ == "__main__":
+    write_count_tables()
+    print(f"rewrote the count tables in {DATA / 'DATASHEET.md'}")
+
+
 def test_no_shipped_text_equals_or_nearly_equals_the_real_shared_data(shared_data, all_rows):
     real = []
     for path in sorted((shared_data / "tfns").glob("*.csv")):
@@ -328,8 +334,3 @@ def test_no_shipped_text_equals_or_nearly_equals_the_real_shared_data(shared_dat
     assert len(real) == 9543 + 2388 + 3634  # every real row was read
     hits = near_matches([r["text"] for r in all_rows], real)
     assert hits == [], f"{len(hits)} shipped texts match real data, first: {hits[:3]}"
-
-
-if __name__ == "__main__":
-    write_count_tables()
-    print(f"rewrote the count tables in {DATA / 'DATASHEET.md'}")

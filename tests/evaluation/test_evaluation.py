@@ -7,18 +7,15 @@ import hashlib
 import json
 
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from eval_checks import check_run
 
-from finsent.core.labels import SCHEMES, parse_answer
+from finsent.core.labels import SCHEMES
 from finsent.core.outputs import MARKER
 from finsent.core.recipes import EvalBenchmark
 from finsent.evaluation.benchmarks import load_benchmark
 from finsent.evaluation.runs import model_identity, run_eval
 from finsent.evaluation.summary import load_references, plot_confusion, write_summary
 
-CONTRACT_KEYS = {"model", "model_hash", "benchmark", "dataset", "split", "data_sha256", "scheme", "mode", "n",
-                 "metrics", "seconds", "items_per_second", "versions", "created"}
-METRIC_KEYS = {"accuracy", "macro_f1", "weighted_f1", "per_class", "labels", "confusion_matrix", "unparseable"}
 TWEETS = [("$ACME guidance cut, shares slide", 0), ("$BOLT beats on revenue, raises outlook", 1),
           ("$CRUX to present at conference on Tuesday", 2), ("$DYNA downgraded to sell", 0),
           ("$ECHO hits record high after upgrade", 1), ("$FLUX files quarterly report", 2)]
@@ -37,39 +34,6 @@ def tweets_csv(tmp_path):
     with path.open("w", newline="") as f:
         csv.writer(f).writerows([("text", "label"), *TWEETS])
     return path
-
-
-def sklearn_scores(pred_file):
-    """Metrics recomputed with scikit-learn from a predictions file (unparseable = its own wrong class)."""
-    lines = [json.loads(x) for x in pred_file.read_text().splitlines()]
-    gold = [x["gold"] for x in lines]
-    pred = [x["pred"] or "<unparseable>" for x in lines]
-    present = [lab for lab in SCHEMES["3"] if lab in set(gold) | set(pred)]
-    return lines, {
-        "accuracy": accuracy_score(gold, pred),
-        "macro_f1": f1_score(gold, pred, labels=present, average="macro", zero_division=0),
-        "weighted_f1": f1_score(gold, pred, labels=present, average="weighted", zero_division=0),
-        "confusion_matrix": confusion_matrix(gold, pred, labels=list(SCHEMES["3"])).tolist(),
-    }
-
-
-def check_run(out, result, data, mode):
-    stem = f"{data.name}-{data.scheme}-{mode}"
-    assert json.loads((out / f"{stem}.json").read_text()) == result
-    assert CONTRACT_KEYS <= set(result) and METRIC_KEYS <= set(result["metrics"])
-    assert (result["benchmark"], result["scheme"], result["mode"], result["n"]) == (data.name, "3", mode, data.n)
-    assert result["data_sha256"] == data.data_sha256 and result["split"] == data.split
-    assert {"torch", "transformers", "evaluate", "scikit-learn"} <= set(result["versions"])
-    assert result["items_per_second"] == pytest.approx(data.n / result["seconds"], rel=0.01)
-    lines, expected = sklearn_scores(out / f"{stem}.predictions.jsonl")
-    assert len(lines) == data.n and [x["gold"] for x in lines] == data.labels
-    m = result["metrics"]
-    for key in ("accuracy", "macro_f1", "weighted_f1"):
-        assert m[key] == pytest.approx(expected[key])
-    assert m["confusion_matrix"] == expected["confusion_matrix"]
-    assert m["unparseable"] == sum(x["pred"] is None for x in lines)
-    assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    return lines
 
 
 def test_run_eval_writes_results_predictions_and_plots(tmp_path, tiny_llama_dir, tiny_clf, tweets_csv):
@@ -175,21 +139,6 @@ def test_cli_eval_and_its_errors(tmp_path, tiny_llama_dir, tweets_csv, capsys):
     assert main(["eval", "--model", str(tiny_llama_dir), "--benchmark", f"tfns:{tweets_csv}", "--scheme", "7",
                  "--out", str(out)]) == 2
     assert "TFNS has no 7-class labels" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_real_smollm2_on_a_tfns_slice_in_both_modes(tmp_path, smollm2_dir, shared_data):
-    out = tmp_path / "eval"
-    bench = EvalBenchmark("tfns", str(shared_data / "tfns" / "sent_valid.csv"), "3", 40)
-    results = run_eval(smollm2_dir, [bench], ["score", "generate"], out, batch_size=8, progress=False)
-    data = load_benchmark("tfns", bench.path, limit=40)
-    score = check_run(out, results[0], data, "score")
-    generated = check_run(out, results[1], data, "generate")
-    assert all(x["pred"] in SCHEMES["3"] for x in score)
-    # Each generated answer is either a parsed label or counted unparseable, never coerced to neutral.
-    assert all(x["pred"] == parse_answer(x["answer"], "3") for x in generated)
-    summary = write_summary(out).read_text()
-    assert "| TFNS | 3 | score | 40 |" in summary and "| TFNS | 3 | generate | 40 |" in summary
 
 
 def test_readme_commands_parse_and_name_real_inputs():

@@ -80,4 +80,4 @@ def test_label_outside_the_scheme_is_an_error(metric):
         metric.compute(predictions=["bullish"], references=[POS], labels=LABELS3)
 
 
-# The metric module shipped in the wheel and loaded from an installed copy: tests/test_wheel.py.
+# The metric module shipped in the wheel and loaded from an installed copy: tests/docs/slow/test_wheel.py.

@@ -1,7 +1,7 @@
 """``finsent card``: the golden render, the model-index round trip, refusals, and the card's code that runs.
 
 Regenerate the golden file after an intended change of MODEL_CARD.md or card.py:
-    FINSENT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_card.py -k golden
+    FINSENT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/hub/test_card.py -k golden
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import re
 from pathlib import Path
 
 import pytest
+from checkout import REPO
 from huggingface_hub import ModelCard
-from release_factory import pruning_cost_report, write_pruning_cost, write_reports
+from release_factory import GOLDEN_CARD, add_exports, pruning_cost_report, write_pruning_cost, write_reports
 
 from finsent.core.prompts import instruction, prompt_text
 from finsent.core.recipes import load_recipe
 from finsent.hub.card import CardError, render_card
-
-GOLDEN = Path(__file__).parent / "golden" / "model_card.md"
 
 
 @pytest.fixture
@@ -31,36 +30,13 @@ def recipe_of(release: Path, **overrides):
     return load_recipe(release / "reports" / "recipe.yaml", overrides)
 
 
-def add_exports(release: Path, onnx: bool = True, agreement=(1.0, 0.995, 1.0)) -> Path:
-    """What the export stage leaves (reports/exports.json and the files it lists, here stand-ins: the card reads
-    the manifest, never the files' bytes) plus the shipped pipeline, with fixed numbers."""
-    from finsent.core.pipeline import pipeline_source
-
-    (release / "finsent_pipeline.py").write_text(pipeline_source().read_text())
-    files = [{"format": "gguf", "quant": "f16", "path": "llama-finsent-s-F16.gguf", "bytes": 1_834_000_000},
-             {"format": "gguf", "quant": "q8_0", "path": "llama-finsent-s-Q8_0.gguf", "bytes": 975_000_000}]
-    if onnx:
-        files.append({"format": "onnx", "quant": None, "path": "onnx", "bytes": 3_660_000_000})
-    for entry, share in zip(files, agreement):
-        entry.update(sha256="0" * 64, agreement=share)
-        if entry["format"] == "onnx":
-            (release / "onnx").mkdir(exist_ok=True)
-            (release / "onnx" / "model.onnx").write_bytes(b"onnx")
-        else:
-            (release / entry["path"]).write_bytes(b"GGUF")
-    manifest = {"weights": {"model.safetensors": "0" * 64}, "files": files, "scheme": "3", "kind": "news",
-                "n": 200, "texts": "sent_valid.csv", "device": "CPU AMD EPYC, 2 cores"}
-    (release / "reports" / "exports.json").write_text(json.dumps(manifest))
-    return release
-
-
 def test_card_matches_golden(release):
     add_exports(release)
     text = render_card(recipe_of(release), release)
     if os.environ.get("FINSENT_UPDATE_GOLDEN"):
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+        GOLDEN_CARD.parent.mkdir(exist_ok=True)
+        GOLDEN_CARD.write_text(text)
+    assert text == GOLDEN_CARD.read_text()
     assert (release / "README.md").read_text() == text
 
 
@@ -89,35 +65,6 @@ def test_run_anywhere_names_only_what_the_release_carries(release):
     (release / "llama-finsent-s-F16.gguf").unlink()
     with pytest.raises(CardError, match="llama-finsent-s-F16.gguf is listed in reports/exports.json but missing"):
         render_card(recipe_of(release), release)
-
-
-def test_card_code_for_onnxruntime_and_pipeline_runs_on_a_real_export(tiny_llama_dir, tmp_path, capsys):
-    """The card's onnxruntime and pipeline() snippets, run on a real release folder and its ONNX export, give
-    FinSentClassifier's probabilities."""
-    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the runtimes extra)")
-    from test_pipeline import merged_release
-
-    from finsent.core.classify import FinSentClassifier
-    from finsent.export.stage import run_exports
-
-    release = merged_release(tiny_llama_dir, tmp_path / "release", tolerance=10.0)
-    write_reports(release)
-    recipe = recipe_of(release, **{"export.onnx": True, "export.agreement_n": 0})
-    run_exports(recipe, release)
-    text = render_card(recipe, release, repo_id="bob/FinSent")
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    onnx = next(b for b in blocks if "onnxruntime" in b)
-    onnx = re.sub(r"folder = snapshot_download\(.*\n", f"folder = {str(release / 'onnx')!r}\n", onnx)
-    namespace: dict = {}
-    exec(onnx, namespace)
-    news = "Shares of Zenith Bank slump after regulator opens fraud probe"
-    label, probs = namespace["classify_onnx"](news)
-    pred = FinSentClassifier.from_pretrained(str(release)).classify(news, "3")
-    assert label == pred.label and probs == pytest.approx(pred.probs, abs=1e-4)
-    pipe = next(b for b in blocks if "pipeline(" in b).replace('"bob/FinSent"', repr(str(release)))
-    capsys.readouterr()
-    exec(pipe, {})
-    assert capsys.readouterr().out.startswith("[{'label': ")
 
 
 def test_model_index_round_trips_through_model_card_load(release):
@@ -254,28 +201,6 @@ def test_cli_writes_the_card(release, capsys):
     (release / "eval" / "speed.json").unlink()
     assert main(["card", str(release)]) == 2
     assert "eval/speed.json is missing" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_card_code_runs_and_agrees_with_the_classifier(release, smollm2_dir, capsys):
-    """The card's plain-transformers snippets, run on the real SmolLM2, give the classifier's probabilities,
-    label and generated answer."""
-    from finsent.core.classify import FinSentClassifier
-
-    text = render_card(recipe_of(release), release)
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    namespace: dict = {}
-    exec(blocks[0].replace('"alice/Llama-FinSent-S"', repr(str(smollm2_dir))), namespace)
-    exec(blocks[1], namespace)
-    printed = capsys.readouterr().out
-    assert printed.startswith("('") and "'negative':" in printed
-    clf = FinSentClassifier(namespace["model"], namespace["tokenizer"])  # the same weights, the library's path
-    news = "Shares of Zenith Bank slump after regulator opens fraud probe"
-    label, probs = namespace["classify"](news)
-    pred = clf.classify(news, "3")
-    assert label == pred.label
-    assert probs == pytest.approx(pred.probs, abs=1e-4)
-    assert namespace["generate"](news) == clf.classify(news, "3", mode="generate").answer.split("\n")[0].strip()
 
 
 def test_card_without_hub_datasets_names_the_training_files(release):
@@ -497,7 +422,7 @@ def test_a_malformed_pruning_cost_names_the_file_and_the_field(release, tmp_path
 def test_published_recipes_show_the_committed_pruning_cost():
     from finsent.hub.card import find_card_file, read_pruning_cost
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
     for name in ("smollm2-135m-fingpt", "llama-finsent-s"):
         recipe = load_recipe(repo / "build" / "recipes" / f"{name}.yaml")
         assert recipe.card.pruning_cost == "build/bench/results/pruning_cost.json"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from folders import one_error_line
-from hub_server import HubServer
 from release_factory import add_model, write_reports
 
 from finsent.cli import main
@@ -16,12 +15,6 @@ from finsent.hub.gate import RepoIdError
 from finsent.hub.publish import push_release
 
 REPO = "alice/Llama-FinSent-S"
-
-
-@pytest.fixture
-def hub(tmp_path):
-    with HubServer(tmp_path / "hub") as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,93 +3,16 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import logging
-import os
-import socket
 
 import pytest
+from space_app import app, serve
 
 from finsent.core.classify import FinSentClassifier
-from finsent.hub.space import load_app
 
 pytest.importorskip("mcp", reason='the MCP server needs the mcp package: pip install "gradio[mcp]"')
-app = load_app()
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-TEXTS = ["Acme Corp beats third-quarter estimates and raises full-year guidance",
-         "$ZEN down 9% premarket as the CEO resigns amid an accounting review",
-         "The board will meet on Thursday to discuss the agenda"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def mcp_session(url: str, calls: list[dict]):
-    """(tool names, [parsed result of each call]) from the MCP server at ``url`` (streamable HTTP)."""
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamablehttp_client
-
-    async with streamablehttp_client(url) as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-            results = []
-            for args in calls:
-                result = await session.call_tool("on_classify", args)
-                assert not result.isError, result
-                results.append(ast.literal_eval(result.content[0].text))  # [label, table, notice]
-            return tools, results
-
-
-def serve(classifier):
-    demo = app.build_demo(classifier)
-    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                           mcp_server=True, quiet=True)
-    return demo, url
-
-
-def check_same_as_api_and_classifier(classifier, texts):
-    from gradio_client import Client
-
-    demo, url = serve(classifier)
-    try:
-        calls = [{"text": "\n".join(texts), "scheme": "3"}, {"text": texts[0], "scheme": "7"}]
-        tools, results = asyncio.run(mcp_session(url + "gradio_api/mcp/", calls))
-        client = Client(url, verbose=False)
-        api = [client.predict(c["text"], c["scheme"], api_name="/classify") for c in calls]
-    finally:
-        demo.close()
-    assert "on_classify" in tools and "Financial sentiment" in tools["on_classify"].description
-    assert set(tools["on_classify"].inputSchema["properties"]) == {"text", "scheme"}
-    many, one = results
-    assert [row[:2] for row in many[1]["data"]] == [row[:2] for row in api[0][1]["data"]]
-    assert many[1]["data"] == api[0][1]["data"] and one[0] == api[1][0]  # probabilities too (4 decimals / exact)
-    direct = classifier.classify(list(texts), "3")
-    assert [row[1] for row in many[1]["data"]] == [p.label for p in direct]
-    single = classifier.classify(texts[0], "7")
-    assert one[0]["label"] == single.label  # gr.Label's value: the top label and every label's confidence
-    assert {c["label"]: c["confidence"] for c in one[0]["confidences"]} == pytest.approx(single.probs, abs=1e-6)
-    return [row[1] for row in many[1]["data"]]
-
-
-def test_mcp_tool_gives_the_api_labels_tiny_model(tiny_llama_dir):
-    check_same_as_api_and_classifier(FinSentClassifier.from_pretrained(str(tiny_llama_dir)), TEXTS)
-
-
-@pytest.mark.slow
-def test_mcp_tool_gives_the_api_labels_real_smollm2(smollm2_dir, shared_data):
-    import csv
-
-    with open(shared_data / "tfns" / "sent_valid.csv", newline="", encoding="utf-8") as f:
-        tweets = [row["text"] for _, row in zip(range(12), csv.DictReader(f))]
-    labels = check_same_as_api_and_classifier(FinSentClassifier.from_pretrained(str(smollm2_dir)), tweets)
-    assert len(labels) == 12
 
 
 def test_the_space_launches_its_mcp_server_when_mcp_is_installed(monkeypatch):

@@ -140,5 +140,3 @@ def test_serve_on_a_port_taken_while_the_model_loads_is_one_line(busy_port, tiny
     assert code == 2 and "Traceback" not in err
     assert err.endswith(f"finsent space: error: port {busy_port} on 127.0.0.1 is already in use (another server, "
                         "or an earlier `finsent space serve`?): stop it, or pass another port with --port\n")
-
-

@@ -1,6 +1,6 @@
 """The fast scoring variants of ``finsent bench``: packing, w8a8, bf16 copies, dtype auto (no timing assertions).
 
-Run: ``.venv/bin/pytest tests/test_speed_variants.py``.
+Run: ``.venv/bin/pytest tests/speed/test_speed_variants.py``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,6 @@ TEXTS = ["$AAPL beats estimates", "Oil slides as inventories build up more than 
          "Board meets Thursday", "Acme cuts guidance, shares fall 12% in early trading on weak demand", "Hold"]
 
 
-@pytest.fixture(scope="module")
-def clf(tiny_llama_dir):
-    return FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype=torch.float32)
-
-
 @pytest.mark.parametrize("scheme", ["3", "7"])
 def test_packed_rows_score_like_one_text_per_row(clf, scheme):
     """Block-diagonal mask + restarted positions: the same log-probabilities as the one-row-per-text scorer."""
@@ -36,41 +31,6 @@ def test_first_fit_decreasing_packing():
     assert _pack([5, 3, 9, 4], 10) == [[2], [0, 3], [1]]
     assert _pack([12, 2], 10) == [[0], [1]]  # a text longer than a row gets a row of its own
     assert sorted(i for row in _pack([3] * 7, 9) for i in row) == list(range(7))
-
-
-def test_rowwise_int8_linear_is_exact_on_representable_values():
-    """Weights and inputs that are exact multiples of their scales come out exactly; the bias is added."""
-    linear = torch.nn.Linear(4, 3)
-    with torch.no_grad():
-        linear.weight.copy_(torch.tensor([[127.0, -1, 0, 2], [0, 0, 0, 0.5], [-63.5, 1, 2, 3]]))
-        linear.bias.copy_(torch.tensor([1.0, -2.0, 0.5]))
-    q = RowwiseInt8Linear(linear)
-    assert q.weight_t.dtype == torch.int8 and q.weight_t.shape == (4, 3)
-    torch.testing.assert_close(q.scale, torch.tensor([1.0, 0.5 / 127, 63.5 / 127]))
-    x = torch.tensor([[127.0, 0, -127, 1], [2.0, 2, 2, 2]])
-    torch.testing.assert_close(q(x), linear(x).detach(), atol=1e-4, rtol=1e-5)
-    assert q(x.to(torch.bfloat16)).dtype == torch.bfloat16
-
-
-def test_w8a8_close_to_float32_and_reference_untouched(clf):
-    before = {k: v.clone() for k, v in clf.model.state_dict().items()}
-    cache = {}
-    w8a8 = build("w8a8", clf, torch.float32, cache)
-    packed = build("w8a8-packed", clf, torch.float32, cache)
-    assert packed.model is w8a8.model  # a packed variant reuses its base variant's weights
-    layers = clf.model.config.num_hidden_layers
-    # per layer: q+k+v as one GEMM, o, then the MLP as one fused gate+up GEMM and down
-    assert sum(isinstance(m, RowwiseInt8Linear) for m in w8a8.model.model.modules()) == 4 * layers
-    assert sum(isinstance(m, RowwiseInt8GLU) for m in w8a8.model.model.modules()) == layers
-    assert type(w8a8.model.lm_head) is torch.nn.Linear  # the vocabulary projection stays float
-    ref = clf.label_logprobs(TEXTS, "3", kind="tweet")
-    assert (w8a8.label_logprobs(TEXTS, "3", kind="tweet") - ref).abs().max() < 0.05
-    lm = build("w8a8-lm", clf, torch.float32, cache)
-    assert isinstance(lm.model.lm_head, RowwiseInt8Linear) and type(lm.model.model.embed_tokens) is torch.nn.Embedding
-    assert (lm.label_logprobs(TEXTS, "3", kind="tweet") - ref).abs().max() < 0.1
-    after = clf.model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert type(clf.model.lm_head) is torch.nn.Linear
 
 
 def test_bf16_copy_is_a_copy_with_tied_weights(clf):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_finetune import tiny_recipe, write_finsent
+from finetune_factory import tiny_recipe, write_finsent
 from transformers import TrainerCallback
 
 from finsent.core.recipes import DataSource

@@ -24,7 +24,6 @@ import pytest
 from finsent.core.outputs import MARKER
 from finsent.core.recipes import load_recipe
 
-REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 # Measured here: the largest relative difference of the 8 logged losses was 9e-8 (float32 rounding: the two
 # processes pad their half-batches to other lengths and the gradient is summed in another order). The same run

@@ -18,13 +18,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from release_factory import write_reports
-from test_card import add_exports
+from checkout import REPO
+from release_factory import GOLDEN_CARD, add_exports, write_reports
 
 from finsent.core.outputs import record_written_file
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).parent / "golden" / "model_card.md"
 PACKAGE_DATA = ("finsent/resources/MODEL_CARD.md", "finsent/resources/references.yaml",
                 "finsent/evaluation/metrics/finsent_sentiment/finsent_sentiment.py")
 
@@ -72,7 +70,7 @@ def test_installed_wheel_renders_the_golden_card_outside_the_repository(venv, tm
     outside.mkdir()
     done = run(venv, [str(venv / "finsent"), "card", str(release)], outside)
     assert done.returncode == 0, done.stderr
-    assert (release / "README.md").read_text() == GOLDEN.read_text()  # the same card as from the source tree
+    assert (release / "README.md").read_text() == GOLDEN_CARD.read_text()  # the same card as from the source tree
     check = (
         "import finsent, finsent.hub.card as c, finsent.evaluation.summary as e\n"
         "from finsent.evaluation.metrics import METRIC_DIR\n"

@@ -1,18 +1,14 @@
 """finsent release end to end on the real SmolLM2 with a reduced recipe (a few steps, a small eval)."""
 
 import json
-from pathlib import Path
 
 import pytest
+from checkout import REPO
 from huggingface_hub import ModelCard
 
 from finsent.cli import main
 from finsent.core.classify import FinSentClassifier
 from finsent.core.outputs import MARKER, release_files
-
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 TEST_SET = "data/finsent-headlines/test.jsonl"
 REDUCED = [

@@ -3,18 +3,14 @@ vocabulary, act prune, distillation from the untrimmed teacher), run through `fi
 SmolLM2 with a few steps and a few rows of each file; and the same student with no training at all."""
 
 import json
-from pathlib import Path
 
-import pytest
+from checkout import REPO
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer
 
 from finsent.build.pruning import texts_sha256
 from finsent.cli import main
 
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 DATA = ('finetune.data=[{path: ../shared/data/tfns/sent_train.csv, schema: tfns, limit: 40}, '
         '{path: ../shared/data/fpb/train.jsonl, schema: fpb, limit: 40}, '
         '{path: data/finsent-headlines/train.jsonl, schema: finsent, scheme: "7", limit: 40}]')
