@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from finsent.core.classify import FinSentClassifier
-from finsent.core.quant import RowwiseInt8GLU, RowwiseInt8Linear, _glu, _kernel
+from finsent.core.quant import RowwiseInt8Linear
 from finsent.speed.packing import PackedClassifier, _pack
 from finsent.speed.quality import _admissible
 from finsent.speed.variants import build, converted_copy, unavailable
@@ -57,36 +57,6 @@ def test_dtype_auto_needs_the_instructions_and_a_faster_measurement(monkeypatch)
     assert precision.auto_dtype("cpu", config)[0] == torch.float32  # flags alone are not enough
     assert unavailable("bf16-packed", torch.device("cpu"), torch.float32)
     assert unavailable("w8a8", torch.device("cpu"), torch.float32) is None
-
-
-def test_from_pretrained_dtype_auto_and_w8a8(tiny_llama_dir, monkeypatch):
-    from finsent.core import precision
-
-    monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: "AMX")
-    monkeypatch.setattr(precision, "measure_cpu_dtypes", lambda h, i: {"float32": 1.0, "bfloat16": 9.0})
-    auto = FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto", device="cpu")
-    assert auto.dtype == torch.bfloat16
-    monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
-    assert FinSentClassifier.from_pretrained(str(tiny_llama_dir), dtype="auto").dtype == torch.float32
-    w8a8 = FinSentClassifier.from_pretrained(str(tiny_llama_dir), quantize="w8a8")
-    assert isinstance(w8a8.model.model.layers[0].mlp, RowwiseInt8GLU)
-
-
-def test_fused_glu_equals_the_unfused_llama_mlp_math():
-    """The compiled kernel computes what the eager one does; both equal the MLP up to int8 rounding."""
-    from transformers import LlamaConfig
-    from transformers.models.llama.modeling_llama import LlamaMLP
-
-    torch.manual_seed(0)
-    mlp = LlamaMLP(LlamaConfig(hidden_size=32, intermediate_size=48))
-    fused = RowwiseInt8GLU(mlp)
-    x = torch.randn(5, 32)
-    with torch.inference_mode():
-        eager = _glu(x, fused.gate_up.weight_t, fused.gate_up.scale, fused.down.weight_t, fused.down.scale)
-        torch.testing.assert_close(fused(x[None])[0], eager)
-        assert _kernel("glu") is not _glu  # compiled here (a C++ compiler is part of the dev set-up)
-        reference = mlp(x)
-    assert (eager - reference).abs().max() < 0.02 * reference.abs().max()
 
 
 def test_only_exact_or_measured_rows_within_half_a_point_can_be_best():

@@ -1,6 +1,6 @@
 """The export stage of ``finsent release`` on the real runtimes: GGUF and ONNX written into a tiny release and
 scored by llama.cpp and onnxruntime, the push that uploads them in the release's one commit, and the refusals of
-missing, stale or unlisted exports."""
+missing, stale or unlisted exports; a width q8_0 cannot pack, and a release that skips the stage when up to date."""
 
 from __future__ import annotations
 
@@ -123,3 +123,39 @@ def test_push_refuses_missing_stale_or_unlisted_exports(exported, tmp_path, dama
         push_release(exported, "alice/tiny", "v1.0.0", dry_run=True, read_remote=False)
     with pytest.raises(ExportStageError, match=message):
         check_exports(exported, load_recipe(exported / "reports" / "recipe.yaml"))
+
+
+def test_stage_refuses_a_width_q8_0_cannot_pack_and_a_file_it_did_not_write(tiny_release, tmp_path, texts):
+    from finsent.core.errors import ExportInputError
+
+    release = copy(tiny_release, tmp_path / "release")
+    config = json.loads((release / "config.json").read_text())
+    r = recipe(tmp_path, texts, "{gguf: [q8_0], agreement_n: 0}")
+    (release / "tiny-Q8_0.gguf").write_bytes(b"mine")
+    with pytest.raises(ExportInputError, match="tiny-Q8_0.gguf exists and no exports manifest .* --overwrite"):
+        run_exports(r, release)
+    assert (release / "tiny-Q8_0.gguf").read_bytes() == b"mine"
+    (release / "tiny-Q8_0.gguf").unlink()
+    # A base whose own hidden size is no multiple of 32 (here 100) cannot be padded: refused, nothing written.
+    (release / "config.json").write_text(json.dumps({**config, "hidden_size": 100}))
+    with pytest.raises(ExportInputError, match=r"hidden_size 100.*export --quant f16"):
+        run_exports(r, release)
+    assert not list(release.glob("*.gguf")) and not (release / MANIFEST).exists()
+
+
+def test_release_runs_the_stage_and_skips_it_when_up_to_date(tiny_release, tmp_path, texts):
+    from finsent.release import STAGES, Release
+
+    assert STAGES.index("eval") < STAGES.index("export") < STAGES.index("card") < STAGES.index("push")
+    r = recipe(tmp_path, texts, "{gguf: [f16], agreement_n: 0}")
+    release = Release(r, tmp_path / "runs", tmp_path / "releases")
+    copy(tiny_release, release.release_dir)
+    assert release.run(only="export")["ran"] == ["export"]
+    fps = release.fingerprints()
+    assert release.up_to_date("export", fps["export"], release.release_dir / MANIFEST) and release._exports_present()
+    (release.release_dir / "tiny-F16.gguf").write_bytes(b"truncated")
+    assert not release._exports_present()  # a damaged export makes the stage run again
+    # The export section decides the export stage only, never the model's stages.
+    other = Release(recipe(tmp_path, texts, "{gguf: [f16, q8_0], agreement_n: 0}"), tmp_path / "runs",
+                    tmp_path / "releases").fingerprints()
+    assert other["merge"] == fps["merge"] and other["eval"] == fps["eval"] and other["export"] != fps["export"]
