@@ -22,7 +22,7 @@ Many devices: launched by ``torchrun --nproc_per_node N -m finsent.cli finetune 
 launch``), every process trains on its share of each batch (DDP: the Trainer's own distributed mode; gloo
 on CPUs, NCCL on GPUs), so one optimizer step sees ``batch_size x grad_accum x N`` rows (``effective_batch``
 in training.json) and the loss curve is a single process's on that global batch
-(``tests/test_distributed.py``). Rank 0 alone prepares the checkpoint folder, writes OUT (adapter,
+(``tests/build/slow/test_distributed.py``). Rank 0 alone prepares the checkpoint folder, writes OUT (adapter,
 training.json, loss.png, the checkpoints' model and optimizer; each rank adds its own RNG state to a
 checkpoint, as the Trainer does) and logs; the others wait for it and raise if it failed. OUT and its
 checkpoints must be on storage that every process sees (one machine, or a shared filesystem).

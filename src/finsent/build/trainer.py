@@ -5,7 +5,7 @@ A causal LM's usual loss projects every position's hidden state onto the whole v
 although an answer-only loss reads a handful of them. ``token_loss`` runs the decoder body, gathers
 the hidden states that predict a labelled token ([N, H], N = answer tokens in the batch) and applies
 the LM head there only. The value is the same as ``model(input_ids, labels=labels).loss`` (summed
-cross-entropy over shifted labels, in float32); ``tests/test_finetune.py`` checks it.
+cross-entropy over shifted labels, in float32); ``tests/build/test_finetune.py`` checks it.
 
 ``shared_prefix_hidden`` also runs each batch's instruction prefix once instead of once per row.
 

@@ -10,7 +10,7 @@ and the mask the scorer already builds for one text is placed block-diagonally: 
 see the shared prefix, their own news (causal) and their own answer nodes, never another text of the
 row; position ids restart after the prefix for every text. So each text is scored with the same
 attention pattern and positions as alone: in float32 the log-probabilities equal the unpacked
-scorer's up to float rounding (the GEMMs have other shapes), see tests/test_speed_variants.py.
+scorer's up to float rounding (the GEMMs have other shapes), see tests/speed/test_speed_variants.py.
 Rows are kept short (96 query tokens by default) because attention over a packed row is dense: its
 cost grows with the row's length squared, while the GEMMs only need a few hundred rows in all.
 """
