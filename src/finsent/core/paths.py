@@ -1,7 +1,7 @@
 """Where the package's own files are, and the source checkout around it: found here once, used everywhere.
 
 ``PACKAGE_DIR`` is ``.../finsent`` wherever it is installed; ``RESOURCES`` its data files. ``REPO_ROOT`` is the
-checkout that holds ``src/finsent`` for an editable install (``in_checkout()``); an installed wheel has none, so
+checkout that holds ``src/finsent`` for an editable install; an installed wheel has none, so
 every use of it is optional (a recipe's data found from the checkout, the git commit of a result, the Space's
 source folder) and the shared data beside it.
 """
@@ -17,8 +17,3 @@ REPO_ROOT = PACKAGE_DIR.parents[1]  # src/finsent -> the repository, for an edit
 # the default texts of the speed bench and of the exports' agreement check.
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 TFNS_VALID = SHARED_DATA / "tfns" / "sent_valid.csv"
-
-
-def in_checkout() -> bool:
-    """Whether the package runs from a source checkout (``REPO_ROOT`` holds this package's sources)."""
-    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "src" / "finsent") == PACKAGE_DIR
