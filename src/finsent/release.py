@@ -43,7 +43,6 @@ from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.models import locate_model
 from finsent.core.outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
-from finsent.core.paths import TFNS_VALID
 from finsent.core.provenance import file_sha256, library_versions
 from finsent.core.recipe_values import ACTIVATION_METHODS, canonical_method
 from finsent.core.recipes import Recipe
@@ -145,7 +144,7 @@ class Release:
         benches = _local_inputs([b.path for b in r.eval.benchmarks])
         fp["eval"] = _fingerprint(fp["merge"], asdict(r.eval), benches)
         # The exports are made from the merged weights; the agreement texts are read like the speed bench's.
-        fp["export"] = _fingerprint(fp["merge"], asdict(r.export), _local_inputs([self._export_texts()]))
+        fp["export"] = _fingerprint(fp["merge"], asdict(r.export), _local_inputs([r.eval.texts_file()]))
         return fp
 
     def _exports_present(self) -> bool:
@@ -255,21 +254,28 @@ class Release:
             clf = FinSentClassifier.from_pretrained(str(self.release_dir), batch_size=e.batch_size)
             evaluate_into(tmp, self.release_dir, e.benchmarks, e.modes, batch_size=e.batch_size, classifier=clf)
             if e.speed:
-                local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
-                texts = Path(e.speed_texts or (local[0] if local else TFNS_VALID))
                 run_bench(self.release_dir, tmp, classifier=clf, n=e.speed_n, gen_n=min(e.speed_n, 16),
-                          batch_sizes=tuple(e.speed_batch_sizes), texts_file=texts)
+                          batch_sizes=tuple(e.speed_batch_sizes), texts_file=Path(self._speed_texts("eval")))
             write_summary(tmp)
         return out
 
     def _export_texts(self) -> str | None:
         """The file the export stage reads its agreement texts from (the speed bench's choice)."""
 
-        e = self.recipe.eval
-        if not self.recipe.export.agreement_n or not (self.recipe.export.gguf or self.recipe.export.onnx):
-            return None
-        local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
-        return str(e.speed_texts or (local[0] if local else TFNS_VALID))
+        x = self.recipe.export
+        return self._speed_texts("export") if x.agreement_n and (x.gguf or x.onnx) else None
+
+    def _speed_texts(self, stage: str) -> str:
+        """The recipe's texts for the speed bench and the exports' agreement; a clear error when it names none
+        (data outside the repository is never a default)."""
+
+        texts = self.recipe.eval.texts_file()
+        if texts is None:
+            why = "eval.speed is on" if stage == "eval" else "an export's agreement check is on"
+            raise ReleaseError(f"recipe {self.recipe.name!r}: {why} but no texts are named: set eval.speed_texts "
+                               "to a csv/jsonl with a 'text' column (e.g. ../shared/data/tfns/sent_valid.csv) or "
+                               "give an eval benchmark as a file")
+        return texts
 
     def export(self) -> Path:
         """The recipe's GGUF / ONNX exports into the release folder, with reports/exports.json (export_release)."""
@@ -311,6 +317,8 @@ class Release:
             stages = [only]
         elif start:
             forced_from = STAGES.index(start)
+        if "eval" in stages and self.recipe.eval.speed:
+            self._speed_texts("eval")  # refused before the hours of training, not after them
         outputs = {"prune": self.pruned_dir / "pruning.json", "finetune": self.adapter_dir / "training.json",
                    "merge": self.release_dir / "config.json", "eval": self.release_dir / "eval",
                    "export": self.release_dir / "reports" / "exports.json"}

@@ -139,3 +139,25 @@ def test_merge_stage_names_a_missing_or_unusable_adapter_and_writes_nothing(reci
     with pytest.raises(MergeInputError, match=r"is not a LoRA adapter folder \(no adapter_config.json\) nor a fully"):
         release.merge()
     assert not (tmp_path / "rel").exists() and (release.adapter_dir / "notes.txt").read_text() == "not an adapter"
+
+
+def test_speed_texts_outside_the_repository_are_named_never_a_default(recipe_file, tmp_path, capsys):
+    """Hub-only benchmarks name no texts file: the release refuses before its first stage, and `finsent bench`
+    without --texts is a usage error, instead of reading data beside the checkout."""
+    from finsent.cli import main
+
+    hub_only = {"eval.benchmarks": [{"name": "tfns"}]}
+    release = Release(load_recipe(recipe_file, hub_only), tmp_path / "runs", tmp_path / "rel")
+    with pytest.raises(ReleaseError, match=r"eval.speed is on but no texts are named: set eval.speed_texts"):
+        release.run()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "rel").exists()
+    quiet = Release(load_recipe(recipe_file, {**hub_only, "eval.speed": False}), tmp_path / "runs", tmp_path / "rel")
+    assert quiet.recipe.eval.texts_file() is None and quiet._export_texts() is None
+    named = load_recipe(recipe_file, {**hub_only, "eval.speed_texts": str(recipe_file)})
+    assert named.eval.texts_file() == str(recipe_file)
+    assert load_recipe(recipe_file).eval.texts_file() == load_recipe(recipe_file).eval.benchmarks[0].path
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--model", "smollm2", "--out", str(tmp_path / "bench")])
+    assert exit_.value.code == 2 and "--texts" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()

@@ -87,3 +87,40 @@ def test_int8_cost_rows_are_spread_over_the_label_clustered_file(shared_data):
     texts, gold = load_tfns(shared_data / "tfns" / "sent_valid.csv", 9)
     assert len(texts) == len(gold) == 9
     assert set(gold) == {"negative", "neutral", "positive"}  # the first 9 rows alone are all negative
+
+
+def test_bench_outputs_replace_only_finsent_reports_and_never_the_model_read(tiny_llama_dir, tmp_path, capsys):
+    """speed.* / quality.* of someone else's are refused without --overwrite; a bench's own are replaced; the
+    folder of the model the command reads is refused even with --overwrite. Nothing runs or changes first."""
+    from finsent.cli import main
+
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "$X up"}\n{"text": "$Y down"}\n')
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "speed.md").write_text("my notes\n")
+    (theirs / "quality.json").write_text('{"kind": "mine"}\n')
+    model_files = sorted(p.name for p in tiny_llama_dir.iterdir())
+    bench = ["bench", "--model", str(tiny_llama_dir), "--texts", str(texts), "--n", "2", "--gen-n", "1",
+             "--batch-sizes", "2", "--variants", "float32", "--no-profile"]
+    quality = ["bench-quality", str(tiny_llama_dir), "--data", str(texts), "--variants", "float32"]
+    cases = [
+        (bench + ["--out", str(theirs)], "holds speed.md that finsent did not write: pass --overwrite"),
+        (quality + ["--out", str(theirs)], "holds quality.json that finsent did not write: pass --overwrite"),
+        (bench + ["--out", str(tiny_llama_dir), "--overwrite"], "which this command reads"),
+        (quality + ["--out", str(tiny_llama_dir.parent), "--overwrite"], "which this command reads"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert (theirs / "speed.md").read_text() == "my notes\n"
+    assert (theirs / "quality.json").read_text() == '{"kind": "mine"}\n'
+    assert sorted(p.name for p in tiny_llama_dir.iterdir()) == model_files
+
+    ours = tmp_path / "ours"
+    assert main(bench + ["--out", str(ours)]) == 0
+    first = json.loads((ours / "speed.json").read_text())
+    assert main(bench + ["--out", str(ours)]) == 0  # a bench's own report: replaced without --overwrite
+    assert json.loads((ours / "speed.json").read_text())["model"] == first["model"]
+    assert main(bench + ["--out", str(theirs), "--overwrite"]) == 0
+    assert (theirs / "speed.md").read_text() != "my notes\n" and (theirs / "quality.json").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import finsent.speed.bench as bench_module
 import finsent.speed.quality as quality_module
 from finsent.core.args import positive_int
-from finsent.core.paths import TFNS_VALID
+from finsent.core.outputs import check_report_files
 from finsent.core.reports import read_report
 from finsent.speed.bench import run_bench
 from finsent.speed.quality import apply_quality, format_quality, measure_quality, read_quality
@@ -35,13 +35,29 @@ def register_bench(sub) -> None:
     p.add_argument("--quality", type=Path, metavar="QUALITY_JSON",
                    help="accuracy cost of each variant, from `finsent bench-quality` (a tuned release)")
     p.add_argument("--no-profile", action="store_true", help="skip the profile of the fastest row")
-    p.add_argument("--texts", type=Path, default=TFNS_VALID,
-                   help="csv/jsonl/json/parquet with a 'text' column (default: TFNS validation)")
-    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
+    p.add_argument("--texts", type=Path, required=True,
+                   help="csv/jsonl/json/parquet with a 'text' column (e.g. ../shared/data/tfns/sent_valid.csv)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+                   help="folder to add speed.json / speed.md / speed.png to (default runs/bench)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace speed.* files in --out that `finsent bench` did not write")
     p.set_defaults(func=_bench)
 
 
+def _is_report(kind: str, name: str):
+    """Whether a folder's ``name`` is a readable finsent ``kind`` report (so a rerun may replace it)."""
+    def ours(folder: Path) -> bool:
+        try:
+            read_quality(folder / name) if kind == "bench-quality" else read_report(kind, folder / name)
+        except Exception:  # unreadable, another schema, someone else's file: not ours to replace
+            return False
+        return True
+    return ours
+
+
 def _bench(args) -> int:
+    check_report_files(args.out, ("speed.json", "speed.md", "speed.png"), _is_report("speed", "speed.json"),
+                       overwrite=args.overwrite, reads=[args.model], what="bench output folder")
     quality = None
     if args.quality:
         quality = read_quality(args.quality)
@@ -62,15 +78,22 @@ def register_quality(sub) -> None:
     p.add_argument("--n", type=positive_int, help="rows, evenly spaced over the file (default: all)")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--pack-tokens", type=positive_int, help="query tokens per packed row (default 96)")
-    p.add_argument("--data", type=Path, default=TFNS_VALID, help="labelled TFNS CSV (default: validation)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="labelled TFNS CSV (e.g. ../shared/data/tfns/sent_valid.csv)")
     p.add_argument("--out", type=Path, required=True, help="folder for quality.json / quality.md")
     p.add_argument("--apply", type=Path, nargs="+", metavar="SPEED_JSON", default=[],
                    help="also put the measured costs on these speed.json files (best rows re-selected, "
                         "speed.md and speed.png rewritten)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace quality.* files in --out that `finsent bench-quality` did not write")
     p.set_defaults(func=_bench_quality)
 
 
 def _bench_quality(args) -> int:
+    check_report_files(args.out, ("quality.json", "quality.md"), _is_report("bench-quality", "quality.json"),
+                       overwrite=args.overwrite, reads=[args.release], what="bench-quality output folder")
+    for path in args.apply:  # each is rewritten with its md and plot: it must be a speed.json finsent wrote
+        read_report("speed", path)
     result = measure_quality(args.release, args.data, args.out, variants=tuple(args.variants), n=args.n,
                              batch_size=args.batch_size, pack_tokens=args.pack_tokens)
     print(format_quality(result))

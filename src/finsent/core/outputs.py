@@ -216,6 +216,27 @@ def check_output_dir(path, *, kind: str, overwrite: bool = False, what: str | No
     return path
 
 
+def check_report_files(folder, names: tuple[str, ...], ours, *, overwrite: bool = False, reads=(),
+                       what: str = "output folder") -> Path:
+    """Validate ``folder`` as a place to add the report files ``names`` to (other files there are left alone).
+
+    Never a file, nor what the command reads (or a folder holding it), even with ``overwrite``. Without it, when
+    one of ``names`` exists, ``ours(folder)`` must say the report there is finsent's own of this kind (a
+    same-named file of someone else's is never replaced). Raises OutputError before anything is touched.
+    """
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file, not a folder (nothing was written)")
+    refusal = _reads_refusal(path, path.resolve(), reads, what)
+    if refusal:
+        raise OutputError(refusal)
+    existing = [name for name in names if (path / name).exists()]
+    if existing and not overwrite and not ours(path):
+        raise OutputError(f"{what} {path} holds {', '.join(existing)} that finsent did not write: pass --overwrite "
+                          "to replace them, or choose another folder (nothing was written)")
+    return path
+
+
 @contextmanager
 def output_dir(path, *, kind: str, overwrite: bool = False, what: str | None = None, reads=()) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``path``; on success it replaces ``path`` in one rename.

@@ -3,7 +3,7 @@
 ``PACKAGE_DIR`` is ``.../finsent`` wherever it is installed; ``RESOURCES`` its data files. ``REPO_ROOT`` is the
 checkout that holds ``src/finsent`` for an editable install; an installed wheel has none, so
 every use of it is optional (a recipe's data found from the checkout, the git commit of a result, the Space's
-source folder) and the shared data beside it.
+source folder). Data outside the repository is never a default: commands and recipes name it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,3 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RESOURCES = PACKAGE_DIR / "resources"
 REPO_ROOT = PACKAGE_DIR.parents[1]  # src/finsent -> the repository, for an editable install
-# The project's shared data beside the checkout (its README says what is there): the TFNS validation texts are
-# the default texts of the speed bench and of the exports' agreement check.
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-TFNS_VALID = SHARED_DATA / "tfns" / "sent_valid.csv"

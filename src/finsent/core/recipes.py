@@ -154,7 +154,13 @@ class EvalSection:
     speed: bool = True  # run `finsent bench` on the release (card's loop vs label scoring)
     speed_n: int = 32  # texts per configuration (the card's loop gets at most 16 of them)
     speed_batch_sizes: list[int] = field(default_factory=lambda: [1, 16])
-    speed_texts: str | None = None  # csv/jsonl with text; None = the first local eval benchmark file
+    speed_texts: str | None = None  # csv/jsonl with text; None = the first eval benchmark given as a file
+
+    def texts_file(self) -> str | None:
+        """The texts the speed bench and the exports' agreement check read: speed_texts, else the first
+        benchmark named by a local file; None when neither is given (the recipe check refuses that)."""
+        return self.speed_texts or next((b.path for b in self.benchmarks if b.path and not Path(b.path).is_dir()),
+                                        None)
 
 
 @dataclass
@@ -166,7 +172,7 @@ class ExportSection:
     gguf: list[str] = field(default_factory=list)
     onnx: bool = False
     # Texts on which each export's label is compared with FinSentClassifier's (3 classes; 0: not measured),
-    # read from eval.speed_texts, else the first local eval benchmark, else TFNS validation (as the speed bench).
+    # read from eval.texts_file() (eval.speed_texts, else the first eval benchmark given as a file).
     agreement_n: int = 200
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import ExportInputError, FinsentError
 from finsent.core.outputs import is_toolkit_output, release_files, write_text_atomic
-from finsent.core.paths import TFNS_VALID
 from finsent.core.provenance import cpu_name, file_sha256, git_commit, library_versions
 from finsent.core.texts import load_texts
 from finsent.export.formats import RUNTIMES_EXTRA
@@ -191,10 +190,10 @@ def _reference_scores(recipe, release_dir: Path, texts_file):
     if not n:
         return [], None, None
 
+    texts_file = texts_file or recipe.eval.texts_file()
     if texts_file is None:
-        e = recipe.eval
-        local = [b.path for b in e.benchmarks if b.path and Path(b.path).is_file()]
-        texts_file = e.speed_texts or (local[0] if local else TFNS_VALID)
+        raise ExportStageError(f"recipe {recipe.name!r}: export.agreement_n is {n} but no texts are named: set "
+                               "eval.speed_texts (a csv/jsonl with a 'text' column) or export.agreement_n: 0")
     texts_path = Path(texts_file)
     texts = load_texts(texts_path, n)
     clf = FinSentClassifier.from_pretrained(str(release_dir), dtype="float32")

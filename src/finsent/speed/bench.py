@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finsent.core.classify import FinSentClassifier
-from finsent.core.paths import TFNS_VALID
 from finsent.core.precision import auto_dtype, measure_cpu_dtypes
 from finsent.core.provenance import cpu_flags, cpu_name, git_commit
 from finsent.core.texts import load_texts
@@ -195,7 +194,7 @@ def _load(model, shape, device):
 
 def run_bench(model: str | Path | None, out_dir: Path, *, shape: str | None = None, schemes=("3",),
               batch_sizes=(1, 8, 32), n: int = 64, classifier=None, gen_n: int | None = None,
-              threads: tuple[int, ...] = (), variants=RELEASE_VARIANTS, texts_file: Path = TFNS_VALID,
+              threads: tuple[int, ...] = (), variants=RELEASE_VARIANTS, texts_file: Path,
               quality: dict | None = None, pack_tokens: int | None = None, profile: bool = True) -> dict:
     """Measure every configuration side by side; write speed.json / speed.md / speed.png; return the dict.
 
