@@ -165,6 +165,10 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     elif f.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
         model.get_output_embeddings().weight.requires_grad_(False)  # the same tensor when tied
+    if f.activation_checkpointing == "mlp":
+        from finsent.build.trainer import checkpoint_mlps
+
+        logger.info("activation checkpointing: %d MLPs recomputed in the backward", checkpoint_mlps(model))
     distill = load_teacher(f, model, tokenizer, amp or torch.float32, device)  # computes in the autocast dtype
     trainable = _log_setup(f, model, data, world)
 
@@ -352,6 +356,7 @@ def _training_report(f: FinetuneSection, base_dir: Path, trainer, args, result, 
         "fast_loss": f.fast_loss,
         "share_prefix": f.share_prefix,
         "attn_implementation": model.config._attn_implementation,
+        "activation_checkpointing": f.activation_checkpointing,
         "train_loss": round(float(result.training_loss), 5),
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 1),

@@ -130,6 +130,33 @@ def spread(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
         return (pick.to(t.dtype) @ t.flatten(1)).view(len(pick), *t.shape[1:])
 
 
+def checkpoint_mlps(model) -> int:
+    """Recompute every decoder layer's MLP in the backward instead of keeping its activations; returns how many.
+
+    An MLP keeps gate, up, SiLU(gate) and their product for its backward ([B, T, intermediate] each, 2.7x the
+    hidden size in SmolLM2); checkpointed, it keeps its input [B, T, hidden] and runs again during the backward
+    (about a third more MLP forward work). The MLP draws no random numbers and the replay runs under the same
+    autocast state (non-reentrant checkpointing), so values and gradients are those of the plain run. Whole
+    layers are not checkpointed: their replay would write the shared prefix's KV cache a second time.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    count = 0
+    for module in unwrap(model).modules():
+        mlp = getattr(module, "mlp", None)
+        if mlp is None or getattr(mlp.forward, "finsent_checkpointed", False):
+            continue
+        own = mlp.forward
+
+        def forward(x, _own=own):
+            return checkpoint(_own, x, use_reentrant=False) if torch.is_grad_enabled() else _own(x)
+
+        forward.finsent_checkpointed = True
+        mlp.forward = forward
+        count += 1
+    return count
+
+
 def reference_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, int]:
     """The plain path: full [B, T, V] logits and the model's own loss (for tests and the speed bench)."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)

@@ -171,6 +171,7 @@ def check_finetune(recipe, where: str, need, choice) -> None:
     need(f.save_steps >= 1, "finetune.save_steps", ">= 1", f.save_steps)
     need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)
     choice("finetune.attn_implementation", f.attn_implementation, (None, *ATTENTION))
+    choice("finetune.activation_checkpointing", f.activation_checkpointing, (None, "mlp"))
     choice("finetune.fsdp", f.fsdp, FSDP_MODES)
     choice("finetune.method", f.method, ("lora", "full"))
     need(finite(f.dev_fraction) and 0 <= f.dev_fraction <= 0.5, "finetune.dev_fraction", "in [0, 0.5]",

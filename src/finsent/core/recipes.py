@@ -98,6 +98,10 @@ class FinetuneSection:
     # transformers' attention kernel while training (None = the model's default, sdpa). "eager" where sdpa's bf16
     # backward is the slower one, as on CPUs (build/bench/finetune_speed.py compares the two).
     attn_implementation: str | None = None
+    # Activation checkpointing (trainer.checkpoint_mlps): "mlp" keeps only each MLP's input for the backward and
+    # runs the MLP again there (its gate/up/SiLU/product tensors, 4 x intermediate a token a layer, are the
+    # largest saved activations); the values and gradients are the same. null = everything kept.
+    activation_checkpointing: str | None = None
     # Several processes (torchrun/accelerate launch): null = DDP (each device holds the whole model, fine for
     # the 1B base); full_shard / shard_grad_op = FSDP (transformers' FSDP2, one shard unit per decoder layer;
     # full_shard also frees the gathered weights after the forward) for bases too big for one device.
