@@ -62,6 +62,14 @@ def training_report() -> dict:
             "precision": "bf16"}
 
 
+def build_report(git_commit: str | None = "f3ecb25db19a1894fa278a7e2a1953aadfd8ad37", model_params=913770496) -> dict:
+    """reports/build.json as the release's merge stage writes it (``write_reports`` leaves it out: the card and the
+    push read none of it; the eval's provenance does)."""
+    return {"git_commit": git_commit, "code_sha256": "cd" * 32,
+            "versions": {"finsent": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0", "peft": "0.18.0"},
+            "model_params": model_params, "created": CREATED}
+
+
 def eval_result(benchmark: str, scheme: str, mode: str, weighted_f1: float, accuracy: float | None = None,
                 model: str = "Llama-FinSent-S") -> dict:
     """One results JSON (shared schema) with a 3-class confusion matrix consistent with its n."""

@@ -24,6 +24,7 @@ Without ``--push`` the release ends with the finished folder and a dry run of th
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -41,11 +42,12 @@ from finsent.build.pruning import calibration_texts, run_prune, vocab_rows
 from finsent.core import __version__
 from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
-from finsent.core.models import locate_model
+from finsent.core.models import locate_model, weights_params
 from finsent.core.outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
-from finsent.core.provenance import file_sha256, library_versions
+from finsent.core.provenance import file_sha256, git_commit, library_versions
 from finsent.core.recipe_values import ACTIVATION_METHODS, canonical_method
 from finsent.core.recipes import Recipe
+from finsent.core.reports import write_report
 from finsent.evaluation.runs import check_runs, evaluate_into, write_summary
 from finsent.export.stage import MANIFEST, ExportStageError, exports_present, read_exports, run_exports
 from finsent.hub.card import check_card_target, render_card
@@ -93,6 +95,11 @@ def build_versions() -> dict[str, str | None]:
     return {"finsent": __version__, **library_versions(FINGERPRINT_LIBRARIES)}
 
 
+def _built_by() -> dict:
+    """The commit of the checkout (None for an installed package) and the hash of the package's code."""
+    return {"git_commit": git_commit(), "code_sha256": code_hash()}
+
+
 def _local_inputs(paths: list[str | None]) -> list[str]:
     """Content digests of the local files a stage reads (Hub ids are named, not hashed)."""
     return [file_digest(Path(p)) if p and Path(p).exists() else str(p) for p in paths]
@@ -120,6 +127,9 @@ class Release:
         self.adapter_dir = self.run_dir / "adapter"
         self.stamps = self.run_dir / "stamps"
         self.timings: dict[str, float] = {}
+        # The code that runs, taken when ``run`` starts: a commit made during hours of training is not the code
+        # that trained. None until then (a stage called alone takes it when it writes the reports).
+        self.built_by: dict | None = None
 
     # --- fingerprints: what decides each stage's output ---------------------------------------
 
@@ -244,6 +254,12 @@ class Release:
                 shutil.copy2(src, reports / name)
         recipe = {k: v for k, v in self.recipe.to_dict().items() if k != "source"}
         (reports / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        # The commit and code that built the weights, and their size counted from them: what every eval result
+        # of this release reports as its provenance (finsent.evaluation.model_provenance).
+        build = {**(self.built_by or _built_by()), "versions": build_versions(),
+                 "model_params": weights_params(folder),
+                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        write_report("build", build, reports / "build.json")
 
     def evaluate(self) -> Path:
         e = self.recipe.eval
@@ -311,6 +327,7 @@ class Release:
         if space_id and not push:
             raise ReleaseError("--space-id deploys the Space on the pushed model: it needs --push")
         fps = self.fingerprints()
+        self.built_by = _built_by()
         skip = {s for s in ("prune", "finetune") if not getattr(self.recipe, s).enabled}
         stages = [s for s in STAGES if s not in skip]
         if only:

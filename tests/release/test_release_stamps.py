@@ -1,15 +1,18 @@
 """Release stage fingerprints cover the code and the library versions; a stage's stamp is removed before it runs;
-a recipe reads its data from its repository wherever it runs; the summary lists results."""
+the reports record the commit that built the release; a recipe reads its data from its repository wherever it runs;
+the summary lists results."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from release_factory import write_weights
 
 from finsent import release as release_module
 from finsent.core.outputs import MARKER, write_marker
 from finsent.core.recipes import load_recipe
+from finsent.core.reports import read_report
 from finsent.release import Release
 
 # --- release fingerprints: code and library versions; stamps ---------------------------------------
@@ -91,6 +94,24 @@ def test_a_stage_stamp_is_removed_before_the_stage_runs(demo, monkeypatch):
     assert seen == [False, False]
     assert json.loads(stamp.read_text())["fingerprint"] == demo.fingerprints()["prune"]
     assert demo.up_to_date("prune", demo.fingerprints()["prune"], output)
+
+
+def test_the_reports_record_the_commit_taken_when_the_run_started_and_the_weights_size(demo, monkeypatch, tmp_path):
+    monkeypatch.setattr(release_module, "git_commit", lambda: "c0ffee")
+    monkeypatch.setattr(Release, "prune", lambda self: self.pruned_dir)
+    demo.run(only="prune")
+    monkeypatch.setattr(release_module, "git_commit", lambda: "a commit made while it trained")
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    write_weights(merged / "model.safetensors", params=4096)
+    demo._write_reports(merged)
+    build = read_report("build", merged / "reports" / "build.json")
+    assert {k: build[k] for k in ("git_commit", "code_sha256", "versions", "model_params")} == {
+        "git_commit": "c0ffee", "code_sha256": release_module.code_hash(),
+        "versions": release_module.build_versions(), "model_params": 4096}
+    # A stage called alone, outside ``run``, records the code as it is when it writes the reports.
+    Release(demo.recipe, tmp_path / "runs", tmp_path / "releases")._write_reports(merged)
+    assert read_report("build", merged / "reports" / "build.json")["git_commit"] == "a commit made while it trained"
 
 
 def test_a_recipe_reads_its_data_from_its_repository_wherever_it_runs(tmp_path, monkeypatch):

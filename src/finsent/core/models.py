@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -161,6 +162,23 @@ def safetensors_header(file: Path, error: type[Exception] | None = None) -> dict
         problem = "truncated" if 8 + n + end > size else "corrupt"
         raise error(f"{file}: {problem} ({size:,} bytes, its header lists {8 + n + end:,}): {again}")
     return header
+
+
+def weights_params(folder) -> int | None:
+    """The parameters a model folder's safetensors files hold: the sum of every tensor's shape product, read from
+    the headers (``safetensors_header``), so no weight is loaded. Tied weights are saved once, so this is torch's
+    ``sum(p.numel() for p in model.parameters())``. None when the folder has no safetensors file (a Hub id, a folder
+    of ``.bin`` weights): nothing is counted rather than a guess."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        for name, tensor in safetensors_header(file).items():
+            if name != "__metadata__":
+                total += math.prod(tensor["shape"])
+    return total
 
 
 def _offline_choices() -> str:

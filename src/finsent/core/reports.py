@@ -2,6 +2,7 @@
 
     reports/pruning.json                       finsent prune      SCHEMAS["pruning"]
     reports/training.json                      finsent finetune   SCHEMAS["training"]
+    reports/build.json                         finsent release    SCHEMAS["build"]
     eval/<benchmark>-<scheme>-<mode>.json      finsent eval       SCHEMAS["eval"]
     eval/speed.json                            finsent bench      SCHEMAS["speed"]
     (card.pruning_cost) pruning_cost.json      quality_table.py   SCHEMAS["pruning_cost"]
@@ -93,17 +94,42 @@ TRAINING = Schema(
         "schema", "split", "scheme", "weight", "rows_read", "rows_dev", "rows_used"))),),
 )
 
+# What the release's merge stage records of the code that built it (the release folder's own, published with it).
+BUILD = Schema(
+    "build", "reports/build.json", "finsent release",
+    required=("code_sha256", "model_params"),
+    # git_commit is null for an installed package, which has no checkout (core.provenance.git_commit); it ends in
+    # "+dirty" when tracked files differed from that commit.
+    nullable=("git_commit",),
+    optional=("versions", "created"),
+    numbers=("model_params",),
+)
+
+# Where an evaluated model came from (finsent.evaluation.model_provenance). Every key is written, null where it is
+# unknown (a model finsent did not build), and ``note`` then says why; ``chosen_by`` is the recipe's description
+# and the dev score it was chosen by, on the dev split it defines.
+PROVENANCE = Schema(
+    "eval provenance", "", "",
+    required=(),
+    nullable=("source", "git_commit", "recipe", "model_params", "chosen_by", "note"),
+    optional=("code_sha256", "files"),
+    parts=(("chosen_by", _part("eval provenance chosen_by", (), nullable=("description", "metric", "dev",
+                                                                          "dev_split"))),),
+)
+
 EVAL = Schema(
     "eval", "eval/<benchmark>-<scheme>-<mode>.json", "finsent eval",
     required=("model", "model_hash", "benchmark", "dataset", "split", "data_sha256", "scheme", "mode", "n",
               "metrics", "seconds"),
     nullable=("items_per_second",),
-    optional=("batch_size", "truncated", "device", "versions", "created"),
+    # provenance is optional: results written before it was recorded still read.
+    optional=("batch_size", "truncated", "device", "versions", "created", "provenance"),
     numbers=("n", "seconds"),
     parts=(("metrics", _part(
         "eval metrics", ("accuracy", "macro_f1", "weighted_f1", "unparseable", "labels", "per_class",
                          "confusion_matrix"),
-        optional=("unparseable_by_label",), numbers=("accuracy", "macro_f1", "weighted_f1", "unparseable"))),),
+        optional=("unparseable_by_label",), numbers=("accuracy", "macro_f1", "weighted_f1", "unparseable"))),
+        ("provenance", PROVENANCE)),
 )
 
 SPEED = Schema(
@@ -135,7 +161,7 @@ PRUNING_COST = Schema(
         numbers=("removed_share", "params", "fp16_mb", "dev_accuracy"))),),
 )
 
-SCHEMAS: dict[str, Schema] = {s.kind: s for s in (PRUNING, TRAINING, EVAL, SPEED, PRUNING_COST)}
+SCHEMAS: dict[str, Schema] = {s.kind: s for s in (PRUNING, TRAINING, BUILD, EVAL, SPEED, PRUNING_COST)}
 
 
 def schema(kind: str) -> Schema:
@@ -159,7 +185,7 @@ def _check(s: Schema, data, where: str) -> None:
     if bad:
         raise ReportError(f"{where}: not a finite number: {', '.join(bad)}")
     for key, part in s.parts:
-        if data[key] is None and key in s.nullable:
+        if data.get(key) is None and key not in s.required:  # a nullable part that is null, an optional one absent
             continue
         _check(part, data[key], f"{where}: {key}")
     for key, row in s.rows:

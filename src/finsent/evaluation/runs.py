@@ -7,7 +7,8 @@ A run is one benchmark x scheme x mode. For each, ``run_eval`` classifies the ro
 code path (``FinSentClassifier.classify``), scores them with the shipped ``finsent_sentiment``
 metric and writes into the output folder:
 
-    <benchmark>-<scheme>-<mode>.json               the results (schema: the shared contract)
+    <benchmark>-<scheme>-<mode>.json               the results (schema: the shared contract), with the model's
+                                                   provenance (finsent.evaluation.model_provenance)
     <benchmark>-<scheme>-<mode>.png                its confusion matrix
     <benchmark>-<scheme>-<mode>.predictions.jsonl  gold / predicted label per row (no texts)
 
@@ -43,6 +44,7 @@ from finsent.core.recipes import EvalBenchmark
 from finsent.core.reports import write_report
 from finsent.evaluation.benchmarks import get_spec, load_eval_benchmark
 from finsent.evaluation.metrics import load_metric
+from finsent.evaluation.model_provenance import model_provenance
 from finsent.evaluation.summary import plot_confusion, write_summary  # write_summary is part of this module's API
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,7 @@ def evaluate_into(folder: Path, model: str | Path, benchmarks: Sequence[EvalBenc
     if classifier is None:
         classifier = FinSentClassifier.from_pretrained(str(model))
     name, model_hash = model_identity(model)
+    provenance = model_provenance(model)  # read once: the build of the weights, the same for every run
     metric = load_metric()
     versions = installed_versions()
     results = []
@@ -151,6 +154,7 @@ def evaluate_into(folder: Path, model: str | Path, benchmarks: Sequence[EvalBenc
                 "device": str(classifier.device),
                 "versions": versions,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "provenance": provenance,
             }
             _write_predictions(out_dir / f"{stem}.predictions.jsonl", data, preds)
             write_report("eval", result, out_dir / f"{stem}.json")

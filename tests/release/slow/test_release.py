@@ -43,8 +43,15 @@ def test_reduced_release_builds_a_complete_release_folder(tmp_path, monkeypatch,
     speed = json.loads((release / "eval" / "speed.json").read_text())
     assert {r["mode"] for r in speed["rows"]} == {"generate", "score"}
     assert {p.name for p in (release / "reports").iterdir()} == {"pruning.json", "training.json", "recipe.yaml",
-                                                                 "exports.json"}
+                                                                 "build.json", "exports.json"}
     assert json.loads((release / "reports" / "training.json").read_text())["steps"] == 2
+    # Every result names the build of the weights it scored: the commit and size the merge stage recorded, the recipe.
+    build = json.loads((release / "reports" / "build.json").read_text())
+    assert build["model_params"] == sum(p.numel() for p in clf.model.parameters())
+    for run in results.values():
+        provenance = run["provenance"]
+        assert (provenance["git_commit"], provenance["model_params"]) == (build["git_commit"], build["model_params"])
+        assert provenance["recipe"]["name"] == "smollm2-135m" and provenance["recipe"]["finetune"]["max_steps"] == 2
     card = ModelCard.load(release / "README.md")
     index = card.data.eval_results
     values = [e.metric_value for e in index]
