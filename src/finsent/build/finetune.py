@@ -177,7 +177,7 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
     barrier(world)
     trainer = FinSentTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              data_collator=partial(collate, pad_id=tokenizer.pad_token_id), fast_loss=f.fast_loss,
-                             share_prefix=f.share_prefix, distill=distill)
+                             share_prefix=f.share_prefix, distill=distill, pass_tokens=f.pass_tokens)
     if f.fsdp and not trainer.is_fsdp_enabled and rank == 0:  # accelerate shards on GPUs only; CPUs run DDP
         logger.warning("finetune.fsdp %r: FSDP is not available on %s, training with DDP (every process holds the "
                        "whole model)", f.fsdp, device)
@@ -357,6 +357,7 @@ def _training_report(f: FinetuneSection, base_dir: Path, trainer, args, result, 
         "share_prefix": f.share_prefix,
         "attn_implementation": model.config._attn_implementation,
         "activation_checkpointing": f.activation_checkpointing,
+        "pass_tokens": f.pass_tokens,
         "train_loss": round(float(result.training_loss), 5),
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 1),

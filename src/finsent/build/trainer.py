@@ -157,6 +157,29 @@ def checkpoint_mlps(model) -> int:
     return count
 
 
+def split_rows(batch: dict, pass_tokens: int) -> list[dict]:
+    """``batch`` (right-padded [B, T] tensors, ``prefix_len`` [B]) as sub-batches of at most ``pass_tokens`` padded
+    positions each (rows x their longest row; a row longer than that alone), longest rows first, each trimmed to
+    its own longest row: the rows of a batch with one long row no longer all pad to it."""
+    lengths = batch["attention_mask"].sum(1)
+    order = torch.argsort(lengths, descending=True, stable=True).tolist()
+    groups, current = [], []
+    for row in order:
+        width = int(lengths[current[0]]) if current else int(lengths[row])
+        if current and (len(current) + 1) * width > pass_tokens:
+            groups.append(current)
+            current = []
+        current.append(row)
+    groups.append(current)
+    if len(groups) == 1:
+        return [batch]
+    parts = []
+    for rows in groups:
+        index, width = torch.tensor(rows), int(lengths[rows[0]])
+        parts.append({k: (v[index, :width] if v.dim() == 2 else v[index]) for k, v in batch.items()})
+    return parts
+
+
 def reference_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, int]:
     """The plain path: full [B, T, V] logits and the model's own loss (for tests and the speed bench)."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
@@ -225,9 +248,9 @@ class FinSentTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, fast_loss: bool = True, share_prefix: bool = False, distill: Distill | None = None,
-                 **kwargs):
+                 pass_tokens: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fast_loss, self.share_prefix = fast_loss, share_prefix
+        self.fast_loss, self.share_prefix, self.pass_tokens = fast_loss, share_prefix, pass_tokens
         self.tokens_seen = 0  # non-pad tokens through forward+backward on this process
         if fast_loss:
             install_loss_forward(self.model, distill)
@@ -240,6 +263,21 @@ class FinSentTrainer(Trainer):
             seed = args.data_seed if args.data_seed is not None else args.seed
             return SeededLengthGroupedSampler(global_batch, dataset.lengths(), seed)
         return super()._get_train_sampler(train_dataset)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """One batch, in several forward/backward passes when it pads to more than ``pass_tokens`` positions.
+
+        Each pass's loss is its labelled tokens' summed loss over the whole batch's labelled-token count, so the
+        gradients add up to the one-pass gradient (up to float summation order): same rows, same step, less
+        activation memory held at once. Returns the batch's loss, as one pass would.
+        """
+        parts = split_rows(inputs, self.pass_tokens) if self.pass_tokens else [inputs]
+        if len(parts) == 1:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if num_items_in_batch is None:  # compute_loss would divide each part by its own count: give the batch's
+            labelled = int((inputs["labels"][:, 1:] != IGNORE).sum())
+            num_items_in_batch = labelled * self.current_gradient_accumulation_steps
+        return sum(super(FinSentTrainer, self).training_step(model, part, num_items_in_batch) for part in parts)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:

@@ -38,6 +38,7 @@ INT_BOUNDS = {
     "save_steps": (STEPS, "optimizer steps"),
     "dev_every": (STEPS, "optimizer steps"),
     "max_length": (1_048_576, "tokens"),
+    "pass_tokens": (1_073_741_824, "padded positions in one pass"),
     "lora_r": (65_536, "the LoRA rank"),
     "lora_alpha": (65_536, "the LoRA scale numerator"),
     "round_to": (65_536, "neurons"),
@@ -172,6 +173,7 @@ def check_finetune(recipe, where: str, need, choice) -> None:
     need(f.threads is None or f.threads >= 1, "finetune.threads", ">= 1 (or null)", f.threads)
     choice("finetune.attn_implementation", f.attn_implementation, (None, *ATTENTION))
     choice("finetune.activation_checkpointing", f.activation_checkpointing, (None, "mlp"))
+    need(f.pass_tokens is None or f.pass_tokens >= 1, "finetune.pass_tokens", ">= 1 (or null)", f.pass_tokens)
     choice("finetune.fsdp", f.fsdp, FSDP_MODES)
     choice("finetune.method", f.method, ("lora", "full"))
     need(finite(f.dev_fraction) and 0 <= f.dev_fraction <= 0.5, "finetune.dev_fraction", "in [0, 0.5]",

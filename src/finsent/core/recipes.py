@@ -102,6 +102,10 @@ class FinetuneSection:
     # runs the MLP again there (its gate/up/SiLU/product tensors, 4 x intermediate a token a layer, are the
     # largest saved activations); the values and gradients are the same. null = everything kept.
     activation_checkpointing: str | None = None
+    # Padded positions (rows x longest row) in one forward/backward pass: a batch over it runs as several passes
+    # of its rows, longest first, whose gradients add up to the batch's (trainer.split_rows). It bounds the
+    # activation memory of the run's longest batch; the step, its rows and its loss stay the same. null = one pass.
+    pass_tokens: int | None = None
     # Several processes (torchrun/accelerate launch): null = DDP (each device holds the whole model, fine for
     # the 1B base); full_shard / shard_grad_op = FSDP (transformers' FSDP2, one shard unit per decoder layer;
     # full_shard also frees the gathered weights after the forward) for bases too big for one device.

@@ -84,7 +84,7 @@ TRAINING = Schema(
               "seconds", "trainable_params", "rows", "data", "precision"),
     # lora is null for full fine-tuning (method: full); dev is the held-out dev split's score (finsent.build.devsplit).
     nullable=("tokens_per_second", "lora"),
-    optional=("base", "fast_loss", "share_prefix", "attn_implementation", "activation_checkpointing",
+    optional=("base", "fast_loss", "share_prefix", "attn_implementation", "activation_checkpointing", "pass_tokens",
               "peak_memory_mb", "tokens_per_row", "max_length", "device", "threads", "seed", "log", "processes",
               "fsdp", "resumed_from_step",
               "method", "freeze_embeddings", "dev", "dev_curve", "distill", "weight_average"),

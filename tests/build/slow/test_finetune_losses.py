@@ -103,3 +103,34 @@ def test_checkpointed_mlps_give_the_same_loss_and_gradients(tiny_llama_dir, tmp_
     assert replayed == plain and replayed_saved < plain_saved
     for a, b in zip(plain_g, replayed_g):
         assert torch.equal(a, b)
+
+
+def test_a_batch_split_into_passes_gives_the_one_pass_gradient(tiny_llama_dir, tmp_path):
+    """finetune.pass_tokens: the rows of one batch in several forward/backward passes (longest first, each
+    trimmed to its longest row) add up to the one-pass loss and gradients, shared prefix included."""
+    from finsent.build.trainer import split_rows, token_loss
+
+    model = lora_model(tiny_llama_dir).eval()
+    batch = batch_of(tiny_llama_dir, tmp_path, "answer")
+    rows, width = batch["input_ids"].shape
+    lengths = batch["attention_mask"].sum(1)
+    parts = split_rows(batch, int(lengths.max()) * 2)
+    assert len(parts) == (rows + 1) // 2 and sum(len(p["input_ids"]) for p in parts) == rows
+    assert all(p["input_ids"].shape[1] == int(p["attention_mask"].sum(1).max()) for p in parts)  # no extra padding
+    assert [int(p["attention_mask"].sum(1).max()) for p in parts] == sorted(lengths.tolist(), reverse=True)[::2]
+    assert split_rows(batch, rows * width) == [batch]
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    results = []
+    for passes in ([batch], parts):
+        model.zero_grad(set_to_none=True)
+        total = 0.0
+        for part in passes:
+            loss, _ = token_loss(model, part["input_ids"], part["attention_mask"], part["labels"],
+                                 prefix_len=part["prefix_len"])
+            (loss / labelled).backward()
+            total += loss.item()
+        results.append((total, [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    (one, one_g), (split, split_g) = results
+    assert split == pytest.approx(one, rel=1e-5)
+    for a, b in zip(one_g, split_g):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
