@@ -1,6 +1,6 @@
 """Tiny fine-tuning inputs for tests: a finsent-schema data file, a recipe that trains a tiny model in a few steps
-on 2 threads, a LoRA with non-zero B, one collated batch, a perturbed teacher, a recipe over the shared data; the keys
-every training report holds."""
+on 2 threads, a LoRA with non-zero B, one collated batch, a perturbed teacher, a recipe over the shared data, a
+stand-in training for model soups and the hand-computed mean of members; the keys every training report holds."""
 
 from __future__ import annotations
 
@@ -93,3 +93,50 @@ def random_teacher(model_dir, seed: int):
         for p in teacher.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return teacher.eval()
+
+
+class FakeTraining:
+    """Stands in for ``run_finetune`` in a model soup (``soup.run_soup``'s ``train``): member ``seed`` is the base
+    plus 0.01 x N(0, 1) noise drawn from that seed on every weight, saved with a training.json whose dev accuracy is
+    ``accuracies[seed]``, whose seconds are the seed and whose peak memory is 100 + the seed; ``seeds`` lists the
+    members it trained, in order."""
+
+    def __init__(self, accuracies: dict[int, float]):
+        self.accuracies, self.seeds = accuracies, []
+
+    def __call__(self, recipe, base_dir, out_dir, **kwargs):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from finsent.core.outputs import output_dir
+        from finsent.core.reports import write_report
+
+        seed = recipe.finetune.seed
+        self.seeds.append(seed)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        accuracy = self.accuracies[seed]
+        report = {"method": "full", "steps": 2, "epochs": 0.5, "learning_rate": 1e-3, "warmup_steps": 0,
+                  "effective_batch": 8, "loss": "answer", "train_loss": float(seed), "tokens_per_second": 10.0 * seed,
+                  "seconds": float(seed), "peak_memory_mb": 100.0 + seed, "trainable_params": 1, "rows": 8,
+                  "data": [{"path": "d.jsonl"}], "precision": "float32", "lora": None, "seed": seed,
+                  "dev": {"n": 4, "accuracy": accuracy, "macro_f1": accuracy, "per_source": {}}}
+        with output_dir(out_dir, kind="finetune") as tmp:
+            model.save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
+            write_report("training", report, tmp / "training.json")
+        return out_dir
+
+
+def soup_tensors(folder) -> dict:
+    """The tensors of a soup's or a member's model.safetensors, by name."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def mean_of(members: list[dict]) -> dict:
+    """The correctly rounded float32 mean of members' tensors (summed in float64), computed here by hand."""
+    return {k: (sum(m[k].double() for m in members) / len(members)).float() for k in members[0]}

@@ -129,9 +129,13 @@ def runs(loaded: list[tuple[str, dict]]) -> list[dict]:
             method = "no training"
         elif f.get("distill_from"):
             temperature = f.get("distill_temperature", 1.0)
-            method += f" + KD (alpha {f['distill_alpha']}" + (f", T {temperature:g})" if temperature != 1 else ")")
+            ensemble = f["distill_from"] if isinstance(f["distill_from"], list) and len(f["distill_from"]) > 1 else []
+            method += (f" + KD{f' from {len(ensemble)} teachers' if ensemble else ''} (alpha {f['distill_alpha']}"
+                       + (f", T {temperature:g})" if temperature != 1 else ")"))
         if f.get("average_from") is not None:
             method += f", weights averaged from {f['average_from']:.0%} of the run"
+        if f.get("seeds"):
+            method += f", {f['soup']} soup of {len(f['seeds'])} seeds"
         if is_pruned(result) and recipe["prune"].get("method", "ppm") != "ppm":
             method += f", {recipe['prune']['method']}-scored prune"
         if is_pruned(result) and recipe["prune"].get("vocab_first") is not None:

@@ -247,6 +247,8 @@ def main() -> None:
               "dev": training.get("dev"), "dev_curve": training.get("dev_curve", []),
               # finetune.average_from: the steps averaged, and the dev score of the last weights beside the mean's
               "weight_average": training.get("weight_average"),
+              # finetune.seeds: each member's dev score, seconds and memory, the greedy trials, the seeds chosen
+              "soup": training.get("soup"),
               "seven_class_test": seven,
               "pruned": pruned, "max_steps": recipe.finetune.max_steps,
               # A resumed run's training time, tokens/s and probe curve cover only the steps after this one.

@@ -44,7 +44,7 @@ from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.models import locate_model, weights_params
 from finsent.core.outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
-from finsent.core.provenance import file_sha256, git_commit, library_versions
+from finsent.core.provenance import file_sha256, git_commit, library_versions, source_hash
 from finsent.core.recipe_values import ACTIVATION_METHODS, canonical_method
 from finsent.core.recipes import Recipe
 from finsent.core.reports import write_report
@@ -82,12 +82,7 @@ def _fingerprint(*parts) -> str:
 
 def code_hash() -> str:
     """sha256 of the finsent package's ``.py`` files (relative names and bytes): the code that builds a release."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
-        h.update(f.read_bytes() + b"\0")
-    return h.hexdigest()
+    return source_hash(Path(__file__).resolve().parent)
 
 
 def build_versions() -> dict[str, str | None]:
@@ -147,8 +142,8 @@ class Release:
         fp = {"prune": _fingerprint(code, asdict(r.model), asdict(r.prune), _local_inputs([r.model.base]),
                                     calibration)}
         if r.finetune.enabled:
-            fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data,
-                                          _local_inputs([r.finetune.distill_from]))
+            # every local teacher (one, or each of an ensemble) by content, as the base
+            fp["finetune"] = _fingerprint(fp["prune"], asdict(r.finetune), data, _local_inputs(r.finetune.teachers))
         # Without training the merge stage casts the pruned model: training settings do not decide it.
         fp["merge"] = _fingerprint(fp.get("finetune", fp["prune"]), asdict(r.merge))
         benches = _local_inputs([b.path for b in r.eval.benchmarks])

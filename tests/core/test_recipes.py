@@ -129,3 +129,52 @@ def test_malformed_set_value_is_one_line_naming_the_override(tmp_path, capsys, c
                             "valid YAML (while parsing a flow node; expected the node content, but found "
                             "'<stream end>'): write a YAML value (5, 1e-3, [a, b], true) or quote text\n")
     assert not any(tmp_path.iterdir())
+
+
+SOUP = BASE + "  method: full\n  soup: uniform\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (SOUP + "  seeds: []\n",
+     "finetune.seeds must be a non-empty list of seeds (or null for one run of finetune.seed), got []"),
+    (SOUP + "  seeds: [1, 2, 1]\n",
+     "finetune.seeds must be a list without repeats (each seed trains one member), got [1, 2, 1]"),
+    (SOUP + "  seeds: [1, -2]\n", "finetune.seeds[1] must be >= 0, got -2"),
+    (SOUP + "  seeds: [4294967296]\n", "finetune.seeds[0] must be at most 4,294,967,295 (numpy's seed range), got "
+                                       "4294967296"),
+    (SOUP + "  seeds: 3\n", "finetune.seeds must be a list, got 3"),
+    (BASE + "  method: full\n  seeds: [1, 2]\n",
+     "finetune.seeds trains 2 models: set finetune.soup to uniform or greedy (how their weights are averaged)"),
+    (SOUP, "finetune.soup uniform averages the models of finetune.seeds, which is not set: list the seeds, e.g. "
+           "finetune.seeds: [1, 2, 3]"),
+    (BASE + "  seeds: [1, 2]\n  soup: uniform\n",
+     "finetune.seeds averages whole fine-tuned models: set finetune.method: full (with lora, averaging the A and B "
+     "matrices apart is not averaging their updates)"),
+    (BASE + "  method: full\n  seeds: [1, 2]\n  soup: greedy\n",
+     "finetune.soup greedy picks members by their dev accuracy: set finetune.dev_fraction > 0"),
+    (BASE + "  soup: best\n", "finetune.soup must be one of None, uniform, greedy, got 'best'"),
+    (BASE + "  distill_from: []\n",
+     "finetune.distill_from must be a model folder or Hub id, or a non-empty list of them (or null), got []"),
+    (BASE + "  distill_from: [a, a]\n",
+     "finetune.distill_from must be a list without repeats (each teacher once), got ['a', 'a']"),
+    (BASE + "  distill_from: [a, ' ']\n", "finetune.distill_from[1] must be a model folder or Hub id, got ' '"),
+    (BASE + "  distill_from: ' '\n", "finetune.distill_from must be a model folder or Hub id (or null), got ' '"),
+], ids=lambda v: "" if v.startswith("name:") else v.split(" must")[0].split(":")[0][:60])
+def test_bad_soups_and_ensembles_are_one_line_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_soup_and_an_ensemble_load_and_the_soup_holds_out_its_first_seeds_split(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(BASE + "  method: full\n  seeds: [7, 3]\n  soup: greedy\n  dev_fraction: 0.1\n"
+                           "  distill_from: [teacher-a, teacher-b]\n")
+    f = load_recipe(path).finetune
+    assert (f.seeds, f.soup, f.split_seed, f.teachers) == ([7, 3], "greedy", 7, ["teacher-a", "teacher-b"])
+    assert load_recipe(path, {"finetune.dev_seed": 5}).finetune.split_seed == 5
+    one = load_recipe(path, {"finetune.distill_from": "teacher-a", "finetune.seeds": None, "finetune.soup": None})
+    assert (one.finetune.distill_from, one.finetune.teachers, one.finetune.split_seed) == ("teacher-a",
+                                                                                           ["teacher-a"], 42)

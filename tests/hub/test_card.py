@@ -229,6 +229,19 @@ def test_a_file_trained_on_twice_is_named_once(release):
     assert f"labelling habits of its training data ({named})" in text and "FinGPT's mix" not in text
 
 
+def test_a_soup_of_an_ensembles_students_says_how_its_weights_were_made(release):
+    path = release / "reports" / "training.json"
+    training = json.loads(path.read_text())
+    training["distill"] = {"from": ["runs/a/merged", "runs/b/merged"], "alpha": 0.5, "temperature": 2.0}
+    training["soup"] = {"method": "greedy", "members": [{"seed": 42}, {"seed": 43}, {"seed": 44}], "trials": [],
+                        "chosen": [43, 42], "dev_accuracy": 0.9, "seconds": 60.0}
+    path.write_text(json.dumps(training))
+    text = render_card(recipe_of(release), release)
+    assert "| distilled from | the mean of runs/a/merged, runs/b/merged (alpha 0.5, temperature 2.0) |" in text
+    assert ("| weights | a greedy model soup: the mean of the fine-tunings of seeds 43, 42 (of 42, 43, 44); loss and "
+            "time below are the members' mean and sum |") in text
+
+
 def test_weights_on_disk_are_the_release_files_not_the_pruning_intermediate(release):
     pruning = json.loads((release / "reports" / "pruning.json").read_text())
     assert pruning["bytes_on_disk"] == 3655081984  # the float32 pruned model the prune stage saved

@@ -64,6 +64,28 @@ def test_local_bases_teachers_and_calibration_rows_enter_the_fingerprints(recipe
     assert fps()["prune"] == after["prune"]
 
 
+def test_every_teacher_of_an_ensemble_and_the_soups_seeds_enter_the_finetune_fingerprint(recipe_file, tmp_path):
+    teachers = [tmp_path / "teacher-a", tmp_path / "teacher-b"]
+    for teacher in teachers:
+        teacher.mkdir()
+        (teacher / "model.safetensors").write_bytes(b"weights v1")
+    soup = {"finetune.method": "full", "finetune.soup": "uniform",
+            "finetune.distill_from": [str(t) for t in teachers]}
+
+    def fps(**extra):
+        return Release(load_recipe(recipe_file, {**soup, **extra}), tmp_path, tmp_path).fingerprints()
+
+    before = fps(**{"finetune.seeds": [1, 2]})
+    (teachers[1] / "model.safetensors").write_bytes(b"weights v2")  # the second teacher was rebuilt
+    after = fps(**{"finetune.seeds": [1, 2]})
+    assert after["prune"] == before["prune"] and after["finetune"] != before["finetune"]
+    # one more seed, or another way to average: the stage runs again (its finished members are reused)
+    for extra in ({"finetune.seeds": [1, 2, 3]}, {"finetune.seeds": [1, 2], "finetune.soup": "greedy",
+                                                  "finetune.dev_fraction": 0.1}):
+        other = fps(**extra)
+        assert other["prune"] == after["prune"] and other["finetune"] != after["finetune"]
+
+
 def test_a_recipe_without_training_merges_the_pruned_model_and_builds_something(recipe_file, tmp_path):
     plain = Release(load_recipe(recipe_file, {"finetune.enabled": False}), tmp_path, tmp_path).fingerprints()
     assert "finetune" not in plain

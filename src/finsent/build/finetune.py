@@ -3,7 +3,8 @@
 ``method: lora`` (default) trains LoRA adapters on the frozen base; ``method: full`` trains every weight
 (``freeze_embeddings`` keeps the embedding matrix out). ``dev_fraction`` holds a dev split out of the training
 files and scores it after training (``finsent.build.devsplit``); ``distill_from`` adds a teacher's distribution to
-the loss (``trainer.Distill``).
+the loss (``trainer.Distill``); ``seeds`` trains one model per seed and writes their weight average
+(``finsent.build.soup``).
 
     finsent finetune --recipe build/recipes/smollm2-135m.yaml --base runs/smollm2-135m/pruned \\
         --out runs/smollm2-135m/adapter [--resume] [--max-steps N]
@@ -51,6 +52,7 @@ from finsent.build.distributed import (
     launch_world,
     on_rank0,
 )
+from finsent.build.soup import run_soup
 from finsent.build.vocab import VocabError, token_map, trim_model
 from finsent.core.errors import UsageError
 from finsent.core.models import locate_model
@@ -132,6 +134,9 @@ def run_finetune(recipe: Recipe, base_dir: Path, out_dir: Path, resume: bool = F
 
     f = recipe.finetune
     _check_settings(recipe)
+    if f.seeds:  # a model soup: this function once per seed, then the members' weight average
+        return run_soup(recipe, base_dir, out_dir, run_finetune, resume=resume, max_steps=max_steps,
+                        callbacks=callbacks, overwrite=overwrite)
     base_dir = Path(base_dir)
     out_dir = check_output_dir(out_dir, kind="finetune", overwrite=overwrite, what=WHAT, reads=[base_dir])
     _check_checkpoint_dir(out_dir)
@@ -388,18 +393,29 @@ def load_teacher(f: FinetuneSection, student, tokenizer, dtype, device: str):
 
     The two distributions are compared token by token, so the teacher must read the student's token ids: a
     student whose vocabulary was trimmed (``prune.vocab_first``) gets a teacher trimmed to the same tokens,
-    in memory, matched by the tokens' strings (``finsent.build.vocab.token_map``).
+    in memory, matched by the tokens' strings (``finsent.build.vocab.token_map``). A list names an ensemble:
+    each teacher is loaded (and trimmed) so, and all of them stay on ``device`` while training.
     """
     if not f.distill_from:
         return None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from finsent.build.trainer import Distill
 
     if not f.fast_loss:
         raise FinetuneError("finetune.distill_from needs finetune.fast_loss (the teacher is read at the answer "
                             "positions)")
-    source = locate_model(f.distill_from)
+    if isinstance(f.distill_from, str):
+        teacher = _load_teacher(f, "finetune.distill_from", f.distill_from, student, tokenizer, dtype, device)
+    else:
+        teacher = [_load_teacher(f, f"finetune.distill_from[{i}]", name, student, tokenizer, dtype, device)
+                   for i, name in enumerate(f.distill_from)]
+    return Distill(teacher, f.distill_alpha, f.distill_temperature)
+
+
+def _load_teacher(f: FinetuneSection, key: str, name: str, student, tokenizer, dtype, device: str):
+    """One frozen teacher (``name``, the recipe's ``key``) on ``device``, reading the student's token ids."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = locate_model(name)
     teacher = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
     teacher.requires_grad_(False)
     vocab, theirs = student.config.vocab_size, teacher.config.vocab_size
@@ -409,17 +425,17 @@ def load_teacher(f: FinetuneSection, student, tokenizer, dtype, device: str):
             try:
                 mapping = token_map(tokenizer, AutoTokenizer.from_pretrained(source))
             except VocabError as exc:
-                raise FinetuneError(f"finetune.distill_from {f.distill_from}: {exc}") from None
+                raise FinetuneError(f"{key} {name}: {exc}") from None
             except (OSError, ValueError):  # the teacher folder has no tokenizer to match tokens with
                 mapping = None
         if mapping is None or len(mapping) != vocab:
-            raise FinetuneError(f"finetune.distill_from {f.distill_from}: its vocabulary has {theirs} tokens, the "
+            raise FinetuneError(f"{key} {name}: its vocabulary has {theirs} tokens, the "
                                 f"student's {vocab}: distillation needs the same tokenizer or a trimmed copy of it")
         trim_model(teacher, mapping)  # the ids are sorted: trimming keeps the tokens' order
         logger.info("teacher trimmed to the student's %d tokens (of %d)", vocab, theirs)
-    logger.info("distilling from %s (alpha %s, temperature %s, %d parameters)", f.distill_from, f.distill_alpha,
+    logger.info("distilling from %s (alpha %s, temperature %s, %d parameters)", name, f.distill_alpha,
                 f.distill_temperature, sum(p.numel() for p in teacher.parameters()))
-    return Distill(teacher, f.distill_alpha, f.distill_temperature)
+    return teacher
 
 
 def _step_of(checkpoint: Path) -> int:

@@ -49,11 +49,18 @@ LOSS_KEY = "finsent_token_loss"
 
 @dataclass
 class Distill:
-    """Knowledge distillation (``finetune.distill_from``): a frozen teacher, the weight of its loss, a temperature."""
+    """Knowledge distillation (``finetune.distill_from``): a frozen teacher, the weight of its loss, a temperature.
 
-    teacher: torch.nn.Module
+    ``teacher`` is one model, or a list of them: an ensemble whose distributions are averaged (``ensemble_kl``).
+    """
+
+    teacher: torch.nn.Module | list[torch.nn.Module]
     alpha: float  # loss = (1 - alpha) x answer cross-entropy + alpha x T^2 x KL(teacher || student)
     temperature: float
+
+    @property
+    def teachers(self) -> list[torch.nn.Module]:
+        return list(self.teacher) if isinstance(self.teacher, (list, tuple)) else [self.teacher]
 
 
 def answer_logits(model, input_ids, attention_mask, keep, prefix_len=None) -> torch.Tensor:
@@ -72,8 +79,9 @@ def token_loss(model, input_ids, attention_mask, labels, prefix_len=None,
 
     Shapes: input_ids/attention_mask/labels [B, T]; hidden [B, T, H]; picked [N, H]; logits [N, V].
     ``prefix_len`` [B] (each row's instruction prefix length) turns on ``shared_prefix_hidden``. With
-    ``distill``, each position's cross-entropy is blended with the KL divergence from the teacher's
-    next-token distribution there (the answer's distribution over the labels and the rest of the vocabulary).
+    ``distill``, each position's cross-entropy is blended with the KL divergence from the teacher's (an
+    ensemble's mean) next-token distribution there (the answer's distribution over the labels and the rest of
+    the vocabulary).
     """
     targets = labels[:, 1:]  # position t predicts token t + 1
     keep = targets != IGNORE  # [B, T-1]
@@ -81,12 +89,25 @@ def token_loss(model, input_ids, attention_mask, labels, prefix_len=None,
     loss = F.cross_entropy(logits, targets[keep], reduction="sum")
     if distill is not None:
         with torch.no_grad():
-            teacher = answer_logits(distill.teacher, input_ids, attention_mask, keep, prefix_len)
+            teachers = [answer_logits(m, input_ids, attention_mask, keep, prefix_len) for m in distill.teachers]
         t = distill.temperature
-        kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
-                      reduction="sum")
-        loss = (1 - distill.alpha) * loss + distill.alpha * t * t * kl
+        loss = (1 - distill.alpha) * loss + distill.alpha * t * t * ensemble_kl(logits, teachers, t)
     return loss, int(keep.sum())
+
+
+def ensemble_kl(student: torch.Tensor, teachers: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """KL(mean_k softmax(z_k / T) || softmax(s / T)) summed over the N positions; each logits tensor [N, V] float32.
+
+    The target of several teachers is the mean of their distributions (an ensemble's prediction), not of their
+    logits; its log is taken in log space (logsumexp over the K log-distributions, minus log K: [K, N, V] -> [N, V])
+    so that no probability underflows. One teacher's target is its own log-softmax, exactly as before ensembles.
+    """
+    if len(teachers) == 1:
+        target = F.log_softmax(teachers[0] / temperature, -1)
+    else:
+        logs = torch.stack([F.log_softmax(z / temperature, -1) for z in teachers])
+        target = torch.logsumexp(logs, 0) - math.log(len(teachers))
+    return F.kl_div(F.log_softmax(student / temperature, -1), target, log_target=True, reduction="sum")
 
 
 def shared_prefix_hidden(body, input_ids, attention_mask, prefix_len=None) -> torch.Tensor:

@@ -118,7 +118,8 @@ def register_finetune(sub) -> None:
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed data rows instead of stopping")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set finetune.grad_accum=2 to keep the global batch on 8 "
-                        "devices (YAML value)")
+                        "devices, or --set 'finetune.seeds=[1, 2, 3]' --set finetune.soup=greedy for a model soup "
+                        "(members in seeds/ beside --out; one process) (YAML value)")
     p.set_defaults(func=_finetune)
 
 
@@ -137,6 +138,11 @@ def _finetune(args) -> int:
     report = json.loads((adapter / "training.json").read_text())
     print(f"adapter: {adapter}  steps {report['steps']}  train loss {report['train_loss']}  "
           f"{report['tokens_per_second']} tokens/s  {report['seconds']} s")
+    soup = report.get("soup")
+    if soup:  # finetune.seeds: the members (in seeds/ beside the output) and what the average kept
+        members = ", ".join(f"{m['seed']}: {(m['dev'] or {}).get('accuracy')}" for m in soup["members"])
+        print(f"{soup['method']} soup of seeds {soup['chosen']}: dev accuracy {soup['dev_accuracy']}  "
+              f"(members' dev accuracy {members})")
     return 0
 
 

@@ -70,6 +70,17 @@ def file_sha256(path) -> str | None:
     return digest.hexdigest()
 
 
+def source_hash(root) -> str:
+    """SHA-256 (hex) of the ``.py`` files under ``root``, relative names and bytes in name order: the code that
+    built something (``finsent release``'s stage fingerprints, a model soup's members)."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def library_versions(names) -> dict[str, str | None]:
     """``{distribution: installed version}`` for each name (None: not installed): the libraries a result depends on."""
     versions: dict[str, str | None] = {}

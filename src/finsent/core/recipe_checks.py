@@ -50,6 +50,7 @@ INT_BOUNDS = {
     "agreement_n": (1_000_000, "texts"),
     "seed": (2**32 - 1, "numpy's seed range"),
     "dev_seed": (2**32 - 1, "numpy's seed range"),
+    "seeds": (2**32 - 1, "numpy's seed range"),
     "threads": (4_096, "CPU threads"),
 }
 DEFAULT_INT_BOUND = (1_000_000_000, "a count")
@@ -179,14 +180,47 @@ def check_finetune(recipe, where: str, need, choice) -> None:
     need(finite(f.dev_fraction) and 0 <= f.dev_fraction <= 0.5, "finetune.dev_fraction", "in [0, 0.5]",
          f.dev_fraction)
     need(f.dev_every >= 0, "finetune.dev_every", ">= 0", f.dev_every)
-    need(f.distill_from is None or bool(f.distill_from.strip()), "finetune.distill_from",
-         "a model folder or Hub id (or null)", f.distill_from)
+    check_teachers_and_soup(f, where, need, choice)
     need(finite(f.distill_alpha) and 0 <= f.distill_alpha <= 1, "finetune.distill_alpha", "in [0, 1]",
          f.distill_alpha)
     need(finite(f.distill_temperature) and f.distill_temperature > 0, "finetune.distill_temperature", "> 0",
          f.distill_temperature)
     need(f.average_from is None or (finite(f.average_from) and 0 <= f.average_from < 1), "finetune.average_from",
          "in [0, 1) (or null)", f.average_from)
+
+
+def check_teachers_and_soup(f, where: str, need, choice) -> None:
+    """finetune.distill_from (one teacher or an ensemble) and the model soup's finetune.seeds / finetune.soup."""
+    teachers = f.distill_from if isinstance(f.distill_from, list) else None
+    need(teachers is None or len(teachers) > 0, "finetune.distill_from",
+         "a model folder or Hub id, or a non-empty list of them (or null)", f.distill_from)
+    for i, teacher in enumerate(teachers or []):
+        need(bool(teacher.strip()), f"finetune.distill_from[{i}]", "a model folder or Hub id", teacher)
+    if teachers is None:
+        need(f.distill_from is None or bool(f.distill_from.strip()), "finetune.distill_from",
+             "a model folder or Hub id (or null)", f.distill_from)
+    need(teachers is None or len(set(teachers)) == len(teachers), "finetune.distill_from",
+         "a list without repeats (each teacher once)", f.distill_from)
+
+    choice("finetune.soup", f.soup, (None, "uniform", "greedy"))
+    need(f.seeds is None or len(f.seeds) > 0, "finetune.seeds",
+         "a non-empty list of seeds (or null for one run of finetune.seed)", f.seeds)
+    for i, seed in enumerate(f.seeds or []):
+        need(seed >= 0, f"finetune.seeds[{i}]", ">= 0", seed)
+    need(f.seeds is None or len(set(f.seeds)) == len(f.seeds), "finetune.seeds",
+         "a list without repeats (each seed trains one member)", f.seeds)
+    if f.seeds and f.soup is None:
+        raise RecipeError(f"{where}: finetune.seeds trains {len(f.seeds)} models: set finetune.soup to uniform or "
+                          "greedy (how their weights are averaged)")
+    if f.soup and not f.seeds:
+        raise RecipeError(f"{where}: finetune.soup {f.soup} averages the models of finetune.seeds, which is not set: "
+                          "list the seeds, e.g. finetune.seeds: [1, 2, 3]")
+    if f.seeds and f.method != "full":
+        raise RecipeError(f"{where}: finetune.seeds averages whole fine-tuned models: set finetune.method: full "
+                          f"(with {f.method}, averaging the A and B matrices apart is not averaging their updates)")
+    if f.soup == "greedy" and not f.dev_fraction:
+        raise RecipeError(f"{where}: finetune.soup greedy picks members by their dev accuracy: set "
+                          "finetune.dev_fraction > 0")
 
 
 def check_merge_and_eval(recipe, where: str, need, choice) -> None:

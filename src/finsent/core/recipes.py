@@ -119,23 +119,44 @@ class FinetuneSection:
     # Held-out dev split carved from the training files (seeded by ``seed``, stratified by source and label,
     # rows with the same text kept on one side): settings are chosen on it, never on a benchmark. 0 = none.
     dev_fraction: float = 0.0
-    # The dev split's own seed (null = ``seed``): builds that differ only in ``seed`` (weights, row order) are
-    # then scored on the same rows, so their spread measures the training's noise, not the split's.
+    # The dev split's own seed (null = the first of ``seeds``, else ``seed``): builds that differ only in ``seed``
+    # (weights, row order) are then scored on the same rows, so their spread measures the training's noise, not
+    # the split's.
     dev_seed: int | None = None
     dev_every: int = 0  # also score the dev split every N optimizer steps (0: at the end only)
     # Knowledge distillation after pruning: a model folder or Hub id (e.g. the unpruned base fine-tuned on the
     # same data) whose next-token distribution at the answer positions the student also learns (trainer.Distill).
-    distill_from: str | None = None
+    # A list is an ensemble teacher: the target is the mean of the teachers' distributions at the temperature,
+    # KL(mean_k softmax(z_k / T) || softmax(student / T)); every teacher stays in memory while training.
+    distill_from: str | list[str] | None = None
     distill_alpha: float = 0.5  # loss = (1 - alpha) x answer cross-entropy + alpha x T^2 x KL(teacher || student)
     distill_temperature: float = 1.0
     # Tail averaging (trainer.WeightAverage): the final weights are the mean of the weights after every optimizer
     # step from this fraction of the run on (0.5: the second half), instead of the last step's. null = the last.
     average_from: float | None = None
+    # A model soup (Wortsman et al. 2022, arXiv:2203.05482; method full only): one full fine-tuning per seed, all
+    # from the same (pruned) base and scored on the same dev rows (dev_seed, else the first seed), each kept whole
+    # in seeds/seed-<s>/ beside the stage's output, which is then their weight average (finsent.build.soup). A
+    # member whose settings, base, data and code are unchanged is reused by the next run. null = one run of ``seed``
+    # (which still draws an act prune's calibration rows when seeds are set).
+    seeds: list[int] | None = None
+    # How the members are averaged (required with seeds): uniform = the mean of all of them; greedy = members in
+    # order of dev accuracy, each kept if the soup's dev accuracy does not drop (a tie keeps it; needs dev_fraction).
+    soup: str | None = None
 
     @property
     def split_seed(self) -> int:
-        """The seed that carves the dev split: ``dev_seed``, or ``seed`` when it is not set."""
-        return self.seed if self.dev_seed is None else self.dev_seed
+        """The seed that carves the dev split: ``dev_seed``, else the first of ``seeds``, else ``seed``."""
+        if self.dev_seed is not None:
+            return self.dev_seed
+        return self.seeds[0] if self.seeds else self.seed
+
+    @property
+    def teachers(self) -> list[str]:
+        """``distill_from`` as a list: [] without distillation, one entry for a single teacher."""
+        if self.distill_from is None:
+            return []
+        return [self.distill_from] if isinstance(self.distill_from, str) else list(self.distill_from)
 
 
 @dataclass
@@ -349,6 +370,10 @@ def _coerce(hint, value, where: str, key: str):
         raise RecipeError(f"{where}: {key} must not be null")
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         inner = [a for a in args if a is not type(None)]
+        # str | list[str] (distill_from): a YAML list takes the list form, any other value the first type
+        listed = [a for a in inner if typing.get_origin(a) is list]
+        if isinstance(value, list) and listed:
+            return _coerce(listed[0], value, where, key)
         return _coerce(inner[0], value, where, key)
     if origin is list:
         if not isinstance(value, list):

@@ -83,11 +83,12 @@ TRAINING = Schema(
     required=("steps", "epochs", "learning_rate", "warmup_steps", "effective_batch", "loss", "train_loss",
               "seconds", "trainable_params", "rows", "data", "precision"),
     # lora is null for full fine-tuning (method: full); dev is the held-out dev split's score (finsent.build.devsplit).
+    # soup: a model soup's members, trials and chosen seeds (finsent.build.soup); its dev is the soup's.
     nullable=("tokens_per_second", "lora"),
     optional=("base", "fast_loss", "share_prefix", "attn_implementation", "activation_checkpointing", "pass_tokens",
               "peak_memory_mb", "tokens_per_row", "max_length", "device", "threads", "seed", "log", "processes",
               "fsdp", "resumed_from_step",
-              "method", "freeze_embeddings", "dev", "dev_curve", "distill", "weight_average"),
+              "method", "freeze_embeddings", "dev", "dev_curve", "distill", "weight_average", "soup"),
     numbers=("steps", "epochs", "seconds", "trainable_params", "rows"),
     parts=(("lora", _part("training lora", ("r", "alpha", "dropout", "target_modules"))),),
     rows=(("data", _part("training source", ("path",), optional=(

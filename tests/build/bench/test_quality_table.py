@@ -260,3 +260,14 @@ def test_averaged_runs_show_their_last_weights_beside_the_mean(qt, results):
     assert "| avg | LoRA r8, weights averaged from 50% of the run | 40% |" in text
     cost = json.loads((results / "pruning_cost.json").read_text())
     assert "avg" not in [r["run"] for r in cost["rows"]]  # averaged weights are another training for the curve
+
+
+def test_method_names_a_soup_and_an_ensemble_teacher(qt, results):
+    run = copy.deepcopy(dict(qt.load(results))["full-p60"])
+    run["recipe_contents"]["finetune"].update(seeds=[42, 43, 44], soup="greedy")
+    (row,) = qt.runs([("soup", run)])
+    assert row["method"] == "full, embeddings trained, greedy soup of 3 seeds"
+    run = copy.deepcopy(dict(qt.load(results))["act-kd"])
+    run["recipe_contents"]["finetune"]["distill_from"] = ["runs/a/merged", "runs/b/merged"]
+    (row,) = qt.runs([("ensemble", run)])
+    assert row["method"] == "LoRA r8 + KD from 2 teachers (alpha 0.5), act-scored prune, from bench-x-p0"
