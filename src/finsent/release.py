@@ -44,6 +44,7 @@ from finsent.core.classify import FinSentClassifier
 from finsent.core.errors import UsageError
 from finsent.core.models import locate_model, weights_params
 from finsent.core.outputs import OutputError, check_name, check_output_dir, output_dir, write_text_atomic
+from finsent.core.paths import PACKAGE_DIR
 from finsent.core.provenance import file_sha256, git_commit, library_versions, source_hash
 from finsent.core.recipe_values import ACTIVATION_METHODS, canonical_method
 from finsent.core.recipes import Recipe
@@ -82,7 +83,7 @@ def _fingerprint(*parts) -> str:
 
 def code_hash() -> str:
     """sha256 of the finsent package's ``.py`` files (relative names and bytes): the code that builds a release."""
-    return source_hash(Path(__file__).resolve().parent)
+    return source_hash(PACKAGE_DIR)
 
 
 def build_versions() -> dict[str, str | None]:

@@ -48,6 +48,7 @@ from finsent.build.devsplit import score_model
 from finsent.build.distributed import launch_world
 from finsent.core.errors import UsageError
 from finsent.core.outputs import MARKER, check_output_dir, is_toolkit_output, output_dir, write_text_atomic
+from finsent.core.paths import PACKAGE_DIR
 from finsent.core.provenance import file_sha256, library_versions, source_hash
 from finsent.core.recipes import FinetuneSection, Recipe
 from finsent.core.reports import read_report, write_report
@@ -59,7 +60,6 @@ MEMBER_FILE = "member.json"  # a finished member's seed and fingerprint, beside 
 MODEL_FILES = ("*.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 # A member's files that describe its own run rather than the soup's weights: not copied into the soup.
 OWN_FILES = {"training.json", "loss.png", "merge.json", MEMBER_FILE, MARKER}
-PACKAGE = Path(__file__).resolve().parents[1]  # the finsent package: its code is in every member's fingerprint
 
 
 class SoupError(UsageError, ValueError):
@@ -93,7 +93,7 @@ def member_recipe(recipe: Recipe, seed: int) -> Recipe:
 def soup_inputs(f: FinetuneSection, base) -> dict:
     """What every member reads, by content (computed once a run: the base's weights are hashed, hundreds of MB)."""
     return {"base": _model_digest(base), "data": [file_sha256(src.path) or src.path for src in f.data],
-            "teachers": [_model_digest(t) for t in f.teachers], "code": source_hash(PACKAGE),
+            "teachers": [_model_digest(t) for t in f.teachers], "code": source_hash(PACKAGE_DIR),
             "versions": library_versions(("torch", "transformers", "peft"))}
 
 
