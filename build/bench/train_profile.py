@@ -12,8 +12,8 @@ run's peak; its memory is broken down as:
 - activations: every tensor autograd saves for the backward (``torch.autograd.graph.saved_tensors_hooks``),
   counted once per storage and sorted into kinds by shape (attention scores, MLP, the answer-only LM head,
   autocast's bf16 copies of weights, hidden states, masks);
-- the process's resident set (sampled every 5 ms) before training and at its peak (the training hands freed heap
-  back after each step, ``finsent.build.memory``; ``--no-trim`` measures without that).
+- the process's resident set (sampled every 5 ms) before training and at each step's peak (``--trim``: with
+  glibc's freed heap handed back to the system after every step).
 
 One later step runs under ``torch.profiler`` (self time per operator, grouped) and one under
 ``FlopCounterMode`` (the matmul FLOPs per real token), which with the measured bf16 GEMM rate of this CPU gives
@@ -24,6 +24,7 @@ build/bench/results/train_profile-TAG.json; ``--table TAG ...`` puts runs side b
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import resource
 import tempfile
@@ -83,7 +84,7 @@ def activation_kind(t, dims: dict, weight_shapes: set, param_ptrs: set) -> str:
     return "other"
 
 
-def make_probe(sampler: RssSampler, profile_step: int, flops_step: int):
+def make_probe(sampler: RssSampler, profile_step: int, flops_step: int, trim: bool = False):
     """A TrainerCallback that measures step 1 (memory), ``profile_step`` (profiler) and ``flops_step`` (FLOPs)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -166,6 +167,8 @@ def make_probe(sampler: RssSampler, profile_step: int, flops_step: int):
             elif step == flops_step:
                 self.record["flops_step"] = {"flops": self.flops.get_total_flops(), "seconds": round(seconds, 3)}
             self.contexts, self.passes = [], [{}]
+            if trim:  # glibc keeps freed heap for reuse; this hands it back (measured: a lever, not a default)
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
             sampler.reset()
 
     return Probe()
@@ -254,8 +257,8 @@ def main() -> None:
     parser.add_argument("--flops-step", type=int, default=4)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag")
-    parser.add_argument("--no-trim", action="store_true",
-                        help="keep freed heap in the process (no malloc_trim after each step, as before)")
+    parser.add_argument("--trim", action="store_true",
+                        help="hand freed heap back to the system after each step (glibc malloc_trim)")
     args = parser.parse_args()
     if args.table:
         print(f"wrote {write_table(args.table)}")
@@ -271,10 +274,6 @@ def main() -> None:
     from finsent.core.provenance import cpu_name, git_commit
     from finsent.core.recipes import load_recipe, parse_overrides
 
-    if args.no_trim:
-        import finsent.build.memory as memory
-
-        memory.malloc_trim = lambda: None
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
     recipe.finetune.dev_every, recipe.finetune.save_steps = 0, 10**6  # the steps only: no probes, no checkpoint
     finetune.score_model = lambda *a, **k: None  # nor the dev score after them
@@ -290,7 +289,7 @@ def main() -> None:
     finetune.collate = recording_collate
     sampler = RssSampler()
     sampler.start()
-    probe = make_probe(sampler, args.profile_step, args.flops_step)
+    probe = make_probe(sampler, args.profile_step, args.flops_step, trim=args.trim)
     compute_loss = trainer_module.FinSentTrainer.compute_loss
 
     def counted_compute_loss(self, *a, **k):  # each call is one forward/backward pass of a batch
@@ -315,7 +314,7 @@ def main() -> None:
                                                                                        args.flops_step))
     result = {
         "tag": args.tag, "git_commit": git_commit(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "recipe": args.recipe, "overrides": args.set + ["--no-trim"] * args.no_trim,
+        "torch": torch.__version__, "recipe": args.recipe, "overrides": args.set + ["--trim"] * args.trim,
         "recipe_contents": {k: v for k, v in recipe.to_dict().items() if k != "source"},
         **record,
         "peak_rss_mb": plain_peak,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import shutil
 import time
 from functools import partial
@@ -261,10 +262,6 @@ def _add_callbacks(trainer, f: FinetuneSection, model, tokenizer, dev, world: in
     from finsent.build.trainer import DevCallback, ThroughputCallback, WeightAverage
 
     trainer.add_callback(ThroughputCallback(trainer))
-    if trainer.args.device.type == "cpu":
-        from finsent.build.memory import ReturnFreedMemory
-
-        trainer.add_callback(ReturnFreedMemory())
     checkpoints = sorted(work.glob("checkpoint-*"), key=_step_of) if resume else []
     # before the dev probe: a probe at step N scores a mean that already holds step N
     average = (WeightAverage(model, f.average_from, str(checkpoints[-1]) if checkpoints else None)
@@ -347,8 +344,6 @@ def _training_report(f: FinetuneSection, base_dir: Path, trainer, args, result, 
     """training.json: what was trained, how, how fast, and its dev score (schema: ``finsent.core.reports``)."""
     import torch
 
-    from finsent.build.memory import peak_memory_mb
-
     state = trainer.state
     return {
         "method": f.method,
@@ -371,7 +366,7 @@ def _training_report(f: FinetuneSection, base_dir: Path, trainer, args, result, 
         "train_loss": round(float(result.training_loss), 5),
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 1),
-        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "peak_memory_mb": round(_peak_memory_mb(device), 1),
         "trainable_params": trainable,
         "rows": len(dataset),
         "tokens_per_row": round(sum(lengths) / len(lengths), 1),
@@ -463,6 +458,15 @@ def _check_settings(recipe: Recipe) -> None:
     if f.average_from is not None and f.fsdp:
         raise FinetuneError("finetune.average_from averages whole weights, which FSDP shards over the processes: "
                             "set finetune.fsdp: null (DDP) or finetune.average_from: null")
+
+
+def _peak_memory_mb(device: str) -> float:
+    """GPU: peak allocated by torch; CPU: the process's peak resident set (ru_maxrss, KiB on Linux)."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _plot_loss(log: list[dict], path: Path, title: str) -> None:
