@@ -51,7 +51,7 @@ def test_code_hash_covers_every_py_file_of_the_package(tmp_path, monkeypatch):
     (package / "metrics").mkdir(parents=True)
     (package / "release.py").write_text("x = 1\n")
     (package / "metrics" / "m.py").write_text("y = 2\n")
-    monkeypatch.setattr(release_module, "__file__", str(package / "release.py"))
+    monkeypatch.setattr(release_module, "PACKAGE_DIR", package)
     first = release_module.code_hash()
     (package / "notes.txt").write_text("not code\n")
     assert release_module.code_hash() == first
