@@ -56,7 +56,8 @@ def test_teacher_release_feeds_the_act_pruned_distilled_student(tmp_path, monkey
     assert main(["release", "build/recipes/smollm2-109m-fingpt.yaml", *SMALL, *chain, *plain]) == 0
     run, release = tmp_path / "runs-plain" / "smollm2-109m-fingpt", tmp_path / "releases-plain" / "smollm2-109m-fingpt"
     assert not (run / "adapter").exists() and (run / "pruned" / "pruning.json").is_file()
-    assert {p.name for p in (release / "reports").iterdir()} == {"pruning.json", "merge.json", "recipe.yaml", "build.json"}
+    reports = {"pruning.json", "merge.json", "recipe.yaml", "build.json"}
+    assert {p.name for p in (release / "reports").iterdir()} == reports
     assert json.loads((release / "reports" / "merge.json").read_text())["dtype"] == "float16"
     pruned, shipped = load_file(run / "pruned" / "model.safetensors"), load_file(release / "model.safetensors")
     assert set(shipped) == set(pruned)
