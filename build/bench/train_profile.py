@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import resource
 import tempfile
 import threading
@@ -314,7 +315,10 @@ def main() -> None:
                                                                                        args.flops_step))
     result = {
         "tag": args.tag, "git_commit": git_commit(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "recipe": args.recipe, "overrides": args.set + ["--trim"] * args.trim,
+        "torch": torch.__version__, "recipe": args.recipe,
+        # allocator and oneDNN settings change the memory measured here: recorded when set
+        "environment": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "OMP_"))},
+        "overrides": args.set + ["--trim"] * args.trim,
         "recipe_contents": {k: v for k, v in recipe.to_dict().items() if k != "source"},
         **record,
         "peak_rss_mb": plain_peak,
