@@ -74,7 +74,7 @@ def activation_kind(t, dims: dict, weight_shapes: set, param_ptrs: set) -> str:
     last = shape[-1] if shape else 0
     if t.dim() == 4 and last != dims["head_dim"]:
         return "attention scores and probabilities"
-    if t.dim() >= 3 and last == dims["head_dim"] or (t.dim() == 4):
+    if t.dim() >= 3 and last == dims["head_dim"]:
         return "attention q, k, v, rotary"
     if last == dims["intermediate"]:
         return "MLP (gate, up, SiLU, product)"

@@ -332,6 +332,8 @@ class Release:
             forced_from = STAGES.index(start)
         if "eval" in stages and self.recipe.eval.speed:
             self._speed_texts("eval")  # refused before the hours of training, not after them
+        if "export" in stages:
+            self._export_texts()
         outputs = {"prune": self.pruned_dir / "pruning.json", "finetune": self.adapter_dir / "training.json",
                    "merge": self.release_dir / "config.json", "eval": self.release_dir / "eval",
                    "export": self.release_dir / "reports" / "exports.json"}

@@ -175,6 +175,11 @@ def test_speed_texts_outside_the_repository_are_named_never_a_default(recipe_fil
     assert not (tmp_path / "runs").exists() and not (tmp_path / "rel").exists()
     quiet = Release(load_recipe(recipe_file, {**hub_only, "eval.speed": False}), tmp_path / "runs", tmp_path / "rel")
     assert quiet.recipe.eval.texts_file() is None and quiet._export_texts() is None
+    exporting = Release(load_recipe(recipe_file, {**hub_only, "eval.speed": False, "export.gguf": ["f16"]}),
+                        tmp_path / "runs", tmp_path / "rel")
+    with pytest.raises(ReleaseError, match=r"an export's agreement check is on but no texts are named"):
+        exporting.run()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "rel").exists()
     named = load_recipe(recipe_file, {**hub_only, "eval.speed_texts": str(recipe_file)})
     assert named.eval.texts_file() == str(recipe_file)
     assert load_recipe(recipe_file).eval.texts_file() == load_recipe(recipe_file).eval.benchmarks[0].path

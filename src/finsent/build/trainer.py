@@ -298,7 +298,10 @@ class FinSentTrainer(Trainer):
         if num_items_in_batch is None:  # compute_loss would divide each part by its own count: give the batch's
             labelled = int((inputs["labels"][:, 1:] != IGNORE).sum())
             num_items_in_batch = labelled * self.current_gradient_accumulation_steps
-        return sum(super(FinSentTrainer, self).training_step(model, part, num_items_in_batch) for part in parts)
+        total = 0
+        for part in parts:
+            total = total + super().training_step(model, part, num_items_in_batch)
+        return total
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:
