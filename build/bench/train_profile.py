@@ -2,7 +2,7 @@
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python build/bench/train_profile.py \\
         --recipe build/recipes/smollm2-109m-fingpt-direct.yaml --base runs/smollm2-109m-fingpt-direct/pruned \\
-        --steps 6 --tag eager [--set finetune.attn_implementation=sdpa ...]
+        --steps 8 --tag eager [--set finetune.attn_implementation=sdpa ...]
 
 Runs ``finsent finetune``'s own code (``run_finetune``: the recipe's data, model, Trainer and optimizer) for
 ``--steps`` optimizer steps. The length-grouped order puts the longest batch first, so step 1 is the step of the
@@ -15,7 +15,7 @@ run's peak; its memory is broken down as:
 - the process's resident set (sampled every 5 ms) before training and at each step's peak (``--trim``: with
   glibc's freed heap handed back to the system after every step).
 
-One later step runs under ``torch.profiler`` (self time per operator, grouped) and one under
+The last two steps run under ``torch.profiler`` (self time per operator, grouped) and
 ``FlopCounterMode`` (the matmul FLOPs per real token), which with the measured bf16 GEMM rate of this CPU gives
 the training throughput as a share of what the CPU's matrix units deliver. Writes
 build/bench/results/train_profile-TAG.json; ``--table TAG ...`` puts runs side by side in train_profile.md.
@@ -253,9 +253,11 @@ def main() -> None:
     parser.add_argument("--table", nargs="+", metavar="TAG", help="only write train_profile.md from these runs")
     parser.add_argument("--recipe")
     parser.add_argument("--base", help="the pruned model the recipe fine-tunes")
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--profile-step", type=int, default=3)
-    parser.add_argument("--flops-step", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
+    # The instrumented steps come last by default: the profiler and the FLOP counter raise the resident set of
+    # the steps after them.
+    parser.add_argument("--profile-step", type=int, help="the step run under torch.profiler (default: next to last)")
+    parser.add_argument("--flops-step", type=int, help="the step run under FlopCounterMode (default: the last)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag")
     parser.add_argument("--trim", action="store_true",
@@ -266,6 +268,10 @@ def main() -> None:
         return
     if not (args.recipe and args.base and args.tag):
         parser.error("--recipe, --base and --tag are required (or --table TAG ...)")
+    if args.steps < 4:
+        parser.error("--steps must be at least 4 (step 1 for memory, two plain steps, then the instruments)")
+    args.profile_step = args.profile_step or args.steps - 1
+    args.flops_step = args.flops_step or args.steps
 
     import torch
     from transformers import AutoConfig

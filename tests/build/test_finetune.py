@@ -54,3 +54,19 @@ def test_cpu_has_native_bf16_matches_the_cpu_flags():
     assert cpu_has_native_bf16() is expected
     assert autocast_dtype("auto", "cpu") is (torch.bfloat16 if expected else None)
     assert autocast_dtype("fp32", "cpu") is None and autocast_dtype("bf16", "cpu") is torch.bfloat16
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "16"), ("1024", "1024")])
+def test_importing_build_bounds_the_onednn_primitive_cache_unless_the_user_set_it(preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if preset:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    # A fresh interpreter: the value must be in the environment before torch builds its first oneDNN primitive,
+    # and the CLI gets it from importing its commands.
+    code = "import os, finsent.cli; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
