@@ -186,6 +186,25 @@ GROUPS = [  # (group, operator names): self time of each operator, summed by gro
 ]
 
 
+def compiler(kinds: list[str]):
+    """A TrainerCallback that hands the model's modules of ``kinds`` (class names ending ``MLP``, ``RMSNorm``,
+    ``DecoderLayer``) to ``torch.compile`` (dynamic shapes: a pass's rows and width change every step) before the
+    first step; the first steps then include the compilation."""
+    import torch
+    from transformers import TrainerCallback
+
+    suffixes = {"mlp": "MLP", "norm": "RMSNorm", "layer": "DecoderLayer"}
+
+    class Compile(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            torch._dynamo.config.cache_size_limit = 64
+            for module in model.modules():
+                if any(type(module).__name__.endswith(suffixes[k]) for k in kinds):
+                    module.compile(dynamic=True)
+
+    return Compile()
+
+
 def group_profile(prof) -> dict:
     """Self CPU time per operator group and the top operators (ms), from one profiled step."""
     events = prof.key_averages()
@@ -220,10 +239,13 @@ def write_table(tags: list[str]) -> Path:
     def row(name, values):
         return f"| {name} | " + " | ".join(f"{v:,.0f}" if isinstance(v, (int, float)) else v for v in values) + " |"
 
-    lines = [f"Training steps of `{runs[0]['recipe']}` on {runs[0]['cpu']}, {runs[0]['threads']} threads, torch "
-             f"{runs[0]['torch']} (`build/bench/train_profile.py`). Settings besides the recipe's:", ""]
-    lines += [f"- `{r['tag']}`: " + (", ".join(f"`{o}`" for o in r["overrides"]) or "the recipe as it is")
-              for r in runs]
+    lines = [f"Training steps of `{runs[0]['recipe']}`, {runs[0]['threads']} threads, torch {runs[0]['torch']} "
+             "(`build/bench/train_profile.py`). Settings besides the recipe's:", ""]
+    def settings(r):  # recipe overrides, then the allocator / oneDNN variables of the run
+        env = [f"{k}={v}" for k, v in r.get("environment", {}).items() if k != "OMP_WAIT_POLICY"]
+        return ", ".join(f"`{o}`" for o in r["overrides"] + env) or "the recipe as it is"
+
+    lines += [f"- `{r['tag']}` ({r['cpu']}, {len(r['steps'])} steps): {settings(r)}" for r in runs]
     lines += ["", "Memory at the longest batch (step 1; activations of its largest pass, by kind):", "", head]
     lines.append(row("weights, trainable float32", [r["weights_mb"].get("trainable float32", 0) for r in runs]))
     lines.append(row("weights, frozen", [sum(v for k, v in r["weights_mb"].items() if k.startswith("frozen"))
@@ -260,6 +282,10 @@ def main() -> None:
     parser.add_argument("--flops-step", type=int, help="the step run under FlopCounterMode (default: the last)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag")
+    parser.add_argument("--compile", default="", metavar="KINDS",
+                        help="torch.compile these modules, comma-separated: mlp, norm, layer")
+    parser.add_argument("--save-steps", type=int,
+                        help="write a checkpoint every N steps, as finetune.save_steps does (default: none)")
     parser.add_argument("--trim", action="store_true",
                         help="hand freed heap back to the system after each step (glibc malloc_trim)")
     args = parser.parse_args()
@@ -282,7 +308,7 @@ def main() -> None:
     from finsent.core.recipes import load_recipe, parse_overrides
 
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
-    recipe.finetune.dev_every, recipe.finetune.save_steps = 0, 10**6  # the steps only: no probes, no checkpoint
+    recipe.finetune.dev_every, recipe.finetune.save_steps = 0, args.save_steps or 10**6  # no dev probes
     finetune.score_model = lambda *a, **k: None  # nor the dev score after them
     widths = []
     collate = finetune.collate
@@ -305,7 +331,9 @@ def main() -> None:
 
     trainer_module.FinSentTrainer.compute_loss = counted_compute_loss
     with tempfile.TemporaryDirectory() as tmp:
-        finetune.run_finetune(recipe, Path(args.base), Path(tmp) / "out", max_steps=args.steps, callbacks=[probe])
+        extra = [compiler(args.compile.split(","))] if args.compile else []
+        finetune.run_finetune(recipe, Path(args.base), Path(tmp) / "out", max_steps=args.steps,
+                              callbacks=extra + [probe])
     sampler.running = False
     config = AutoConfig.from_pretrained(args.base)
     record = probe.record
@@ -324,7 +352,8 @@ def main() -> None:
         "torch": torch.__version__, "recipe": args.recipe,
         # allocator and oneDNN settings change the memory measured here: recorded when set
         "environment": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "OMP_"))},
-        "overrides": args.set + ["--trim"] * args.trim,
+        "overrides": args.set + ["--trim"] * args.trim + [f"--compile {args.compile}"] * bool(args.compile)
+        + [f"--save-steps {args.save_steps}"] * bool(args.save_steps),
         "recipe_contents": {k: v for k, v in recipe.to_dict().items() if k != "source"},
         **record,
         "peak_rss_mb": plain_peak,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 from finsent.core import provenance
@@ -34,3 +35,7 @@ def test_cpu_name_and_flags_come_from_this_machine():
     if os.path.exists("/proc/cpuinfo"):
         listed = open("/proc/cpuinfo").read()
         assert all(f" {f}" in listed for f in flags)
+        family = re.search(r"^cpu family\s*: (\d+)$", listed, re.M)
+        model = re.search(r"^model\s*: (\d+)$", listed, re.M)
+        if family and model:  # the generation, not only the brand a virtual machine reports
+            assert f" (family {family[1]}, model {model[1]}), " in provenance.cpu_name()

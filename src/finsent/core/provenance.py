@@ -19,14 +19,19 @@ from finsent.core.paths import REPO_ROOT as REPO
 def _cpuinfo_field(name: str) -> str | None:
     try:
         with open("/proc/cpuinfo") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith(name))
+            return next(line.split(":", 1)[1].strip() for line in fh if line.split(":", 1)[0].strip() == name)
     except (OSError, StopIteration):
         return None
 
 
 def cpu_name() -> str:
-    """``CPU <model name>, <n> cores`` (Linux's /proc/cpuinfo; elsewhere what ``platform`` knows)."""
+    """``CPU <model name> (family F, model M), <n> cores`` (Linux's /proc/cpuinfo; elsewhere what ``platform``
+    knows). Virtual machines often name only the brand ("AMD EPYC"): the family tells the generations apart
+    (AMD's 25 is Zen 3 or Zen 4, 26 is Zen 5), and their speeds differ."""
     name = _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    if family and model:
+        name += f" (family {family}, model {model})"
     return f"CPU {name}, {os.cpu_count()} cores"
 
 
