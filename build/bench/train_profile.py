@@ -15,6 +15,9 @@ run's peak; its memory is broken down as:
 - the process's resident set (sampled every 5 ms) before training and at each step's peak (``--trim``: with
   glibc's freed heap handed back to the system after every step).
 
+``--save-steps N`` writes checkpoints as a real run does; ``--compile mlp,norm,layer`` hands those modules to
+``torch.compile`` first (a speed lever under test, not a recipe setting).
+
 The last two steps run under ``torch.profiler`` (self time per operator, grouped) and
 ``FlopCounterMode`` (the matmul FLOPs per real token), which with the measured bf16 GEMM rate of this CPU gives
 the training throughput as a share of what the CPU's matrix units deliver. Writes
