@@ -70,4 +70,3 @@ def test_importing_build_bounds_the_onednn_primitive_cache_unless_the_user_set_i
     code = "import os, finsent.cli; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
-

@@ -7,8 +7,9 @@ import os
 
 # oneDNN (PyTorch's CPU bf16 matmuls) keeps a compiled primitive for each matrix shape it has met, 1,024 of them by
 # default. A training meets new shapes at every batch (rows x padded length), so the process grew with the run:
-# the direct recipe's steps rose from 3.7 to 4.1 GB in 30 steps and reached 7.0 GB by the run's end. With 16 they
-# stay flat at 3.6 GB, at the same speed and bit-identical losses (build/bench/results/train_profile.md). oneDNN
+# the direct recipe's steps rose from 3,673 to 4,146 MiB in 30 steps and reached 7,015 MiB by the run's end. With
+# 16 they stay flat at 3,597 MiB, at the same speed and with the same losses (build/README.md, "Memory and time").
+# A forward pass meets about eight shapes and repeats them in every layer, so inference keeps its hits. oneDNN
 # reads the variable once, when it first builds a primitive: set here, before any training computes; a value the
 # user set wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
