@@ -189,6 +189,9 @@ GROUPS = [  # (group, operator names): self time of each operator, summed by gro
 ]
 
 
+COMPILABLE = {"mlp": "MLP", "norm": "RMSNorm", "layer": "DecoderLayer"}  # --compile kind: class-name suffix
+
+
 def compiler(kinds: list[str]):
     """A TrainerCallback that hands the model's modules of ``kinds`` (class names ending ``MLP``, ``RMSNorm``,
     ``DecoderLayer``) to ``torch.compile`` (dynamic shapes: a pass's rows and width change every step) before the
@@ -196,13 +199,11 @@ def compiler(kinds: list[str]):
     import torch
     from transformers import TrainerCallback
 
-    suffixes = {"mlp": "MLP", "norm": "RMSNorm", "layer": "DecoderLayer"}
-
     class Compile(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             torch._dynamo.config.cache_size_limit = 64
             for module in model.modules():
-                if any(type(module).__name__.endswith(suffixes[k]) for k in kinds):
+                if any(type(module).__name__.endswith(COMPILABLE[k]) for k in kinds):
                     module.compile(dynamic=True)
 
     return Compile()
@@ -242,12 +243,12 @@ def write_table(tags: list[str]) -> Path:
     def row(name, values):
         return f"| {name} | " + " | ".join(f"{v:,.0f}" if isinstance(v, (int, float)) else v for v in values) + " |"
 
-    lines = [f"Training steps of `{runs[0]['recipe']}`, {runs[0]['threads']} threads, torch {runs[0]['torch']} "
-             "(`build/bench/train_profile.py`). Settings besides the recipe's:", ""]
     def settings(r):  # recipe overrides, then the allocator / oneDNN variables of the run
         env = [f"{k}={v}" for k, v in r.get("environment", {}).items() if k != "OMP_WAIT_POLICY"]
         return ", ".join(f"`{o}`" for o in r["overrides"] + env) or "the recipe as it is"
 
+    lines = [f"Training steps of `{runs[0]['recipe']}`, {runs[0]['threads']} threads, torch {runs[0]['torch']} "
+             "(`build/bench/train_profile.py`). Settings besides the recipe's:", ""]
     lines += [f"- `{r['tag']}` ({r['cpu']}, {len(r['steps'])} steps): {settings(r)}" for r in runs]
     lines += ["", "Memory at the longest batch (step 1; activations of its largest pass, by kind):", "", head]
     lines.append(row("weights, trainable float32", [r["weights_mb"].get("trainable float32", 0) for r in runs]))
@@ -299,6 +300,9 @@ def main() -> None:
         parser.error("--recipe, --base and --tag are required (or --table TAG ...)")
     if args.steps < 4:
         parser.error("--steps must be at least 4 (step 1 for memory, two plain steps, then the instruments)")
+    unknown = set(filter(None, args.compile.split(","))) - set(COMPILABLE)
+    if unknown:
+        parser.error(f"--compile: unknown kinds {sorted(unknown)}; choose from {', '.join(COMPILABLE)}")
     args.profile_step = args.profile_step or args.steps - 1
     args.flops_step = args.flops_step or args.steps
 
