@@ -357,8 +357,9 @@ def main() -> None:
     result = {
         "tag": args.tag, "git_commit": git_commit(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "recipe": args.recipe,
-        # allocator and oneDNN settings change the memory measured here: recorded when set
-        "environment": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "OMP_"))},
+        # allocator (a preloaded one too) and oneDNN settings change the memory measured here: recorded when set
+        "environment": {k: v for k, v in os.environ.items()
+                        if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "OMP_", "LD_PRELOAD"))},
         "overrides": args.set + ["--trim"] * args.trim + [f"--compile {args.compile}"] * bool(args.compile)
         + [f"--save-steps {args.save_steps}"] * bool(args.save_steps),
         "recipe_contents": {k: v for k, v in recipe.to_dict().items() if k != "source"},
