@@ -14,8 +14,8 @@ from finsent.core.prompts import PromptEncoder
 from finsent.core.recipes import DataSource, Recipe
 
 TRAIN_CONTRACT = {"steps", "epochs", "learning_rate", "warmup_steps", "effective_batch", "loss", "train_loss",
-                  "tokens_per_second", "seconds", "peak_memory_mb", "trainable_params", "rows", "data", "lora",
-                  "precision"}
+                  "tokens_per_second", "seconds", "peak_memory_mb", "allocator", "trainable_params", "rows", "data",
+                  "lora", "precision"}
 HEADLINES = [
     ("Orbit Air doubles its dividend after a record year", "strong positive"),
     ("Talon Mining shares sink as the regulator halts its main mine", "strong negative"),

@@ -154,6 +154,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.report:
         return report_once(args.report)
+    from finsent.build.allocator import use_jemalloc
+
+    use_jemalloc()  # as finsent finetune trains (FINSENT_ALLOCATOR=system: glibc's malloc)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -255,8 +258,8 @@ def main() -> None:
               "resumed_from_step": training.get("resumed_from_step") or 0,
               "learning_rate": recipe.finetune.learning_rate, "tfns_validation": final, "stages": stages,
               "training": {k: training.get(k) for k in ("method", "steps", "epochs", "train_loss", "tokens_per_second",
-                                                        "seconds", "peak_memory_mb", "rows", "tokens_per_row",
-                                                        "precision", "trainable_params")},
+                                                        "seconds", "peak_memory_mb", "allocator", "rows",
+                                                        "tokens_per_row", "precision", "trainable_params")},
               "wall_seconds": round(sum(v["seconds"] for v in stages.values()), 1),
               "peak_memory_mb": max(v["peak_memory_mb_so_far"] for v in stages.values()),
               "probe_curve": callbacks[0].curve if callbacks else [],

@@ -15,8 +15,9 @@ run's peak; its memory is broken down as:
 - the process's resident set (sampled every 5 ms) before training and at each step's peak (``--trim``: with
   glibc's freed heap handed back to the system after every step).
 
-``--save-steps N`` writes checkpoints as a real run does; ``--compile mlp,norm,layer`` hands those modules to
-``torch.compile`` first (a speed lever under test, not a recipe setting).
+It trains under jemalloc where it is installed, as ``finsent finetune`` does (``FINSENT_ALLOCATOR=system``: the C
+library's malloc; finsent.build.allocator). ``--save-steps N`` writes checkpoints as a real run does; ``--compile
+mlp,norm,layer`` hands those modules to ``torch.compile`` first (a speed lever under test, not a recipe setting).
 
 The last two steps run under ``torch.profiler`` (self time per operator, grouped) and
 ``FlopCounterMode`` (the matmul FLOPs per real token), which with the measured bf16 GEMM rate of this CPU gives
@@ -303,6 +304,9 @@ def main() -> None:
     unknown = set(filter(None, args.compile.split(","))) - set(COMPILABLE)
     if unknown:
         parser.error(f"--compile: unknown kinds {sorted(unknown)}; choose from {', '.join(COMPILABLE)}")
+    from finsent.build.allocator import use_jemalloc
+
+    use_jemalloc()  # as finsent finetune trains (FINSENT_ALLOCATOR=system: glibc's malloc)
     args.profile_step = args.profile_step or args.steps - 1
     args.flops_step = args.flops_step or args.steps
 
@@ -359,7 +363,7 @@ def main() -> None:
         "torch": torch.__version__, "recipe": args.recipe,
         # allocator (a preloaded one too) and oneDNN settings change the memory measured here: recorded when set
         "environment": {k: v for k, v in os.environ.items()
-                        if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "OMP_", "LD_PRELOAD"))},
+                        if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "OMP_", "LD_PRELOAD", "FINSENT_"))},
         "overrides": args.set + ["--trim"] * args.trim + [f"--compile {args.compile}"] * bool(args.compile)
         + [f"--save-steps {args.save_steps}"] * bool(args.save_steps),
         "recipe_contents": {k: v for k, v in recipe.to_dict().items() if k != "source"},

@@ -42,6 +42,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from finsent.build.allocator import allocator_name
 from finsent.build.data import EncodedDataset, collate, training_data
 from finsent.build.devsplit import score_model, split_record
 from finsent.build.distributed import (
@@ -367,6 +368,7 @@ def _training_report(f: FinetuneSection, base_dir: Path, trainer, args, result, 
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 1),
         "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "allocator": allocator_name(),
         "trainable_params": trainable,
         "rows": len(dataset),
         "tokens_per_row": round(sum(lengths) / len(lengths), 1),

@@ -12,12 +12,15 @@ import argparse
 import logging
 import sys
 
+from finsent.build.allocator import use_jemalloc
 from finsent.cli import build, classify, evaluation, export, hub, release, speed
 from finsent.core import __version__
 from finsent.core.errors import FinsentError
 
 # Command groups in the order `--help` lists them.
 COMMAND_GROUPS = (classify, build, evaluation, speed, hub, release, export)
+# The commands that train, and so start again under jemalloc where it is installed (finsent.build.allocator).
+TRAINING_COMMANDS = {"finetune", "release"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if argv is None and args.command in TRAINING_COMMANDS:  # the process's own command line, not a caller's list
+        use_jemalloc()
 
     try:
         return args.func(args) or 0
