@@ -5,7 +5,7 @@ glibc's malloc keeps what a long batch freed and hands it out again piecemeal, s
 a long batch meets the optimizer's state; jemalloc's size classes and its purging of unused pages keep it near what
 is alive. 120 steps of the direct recipe, 2-core AMD EPYC (build/README.md, "Memory and time"): glibc 4,548 MiB,
 jemalloc 3,878 MiB at the same speed (556 against 563 tokens/s). glibc's own levers fell short: ``malloc_trim``
-after every step 4,262 MiB at -10 % speed, a fixed ``M_MMAP_THRESHOLD`` of 128 KiB 3,705 MiB at half the speed,
+after every step 4,422 MiB at -12 % speed, a fixed ``M_MMAP_THRESHOLD`` of 128 KiB 3,705 MiB at half the speed,
 ``MALLOC_ARENA_MAX=2`` 4,570 MiB.
 
 An allocator is chosen when the process starts (``LD_PRELOAD``), so ``use_jemalloc`` replaces the running process
@@ -67,8 +67,8 @@ def use_jemalloc(command: list[str] | None = None) -> None:
         return
     library = ctypes.util.find_library("jemalloc")  # the soname (libjemalloc.so.2), from the linker's cache
     if library is None:
-        logger.info("jemalloc is not installed: training with glibc's malloc, which holds up to ~15 %% more "
-                    "memory (apt-get install libjemalloc2; %s=system silences this)", VARIABLE)
+        logger.info("jemalloc is not installed: training with the C library's malloc, which holds more memory "
+                    "(apt-get install libjemalloc2; %s=system silences this)", VARIABLE)
         return
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
