@@ -44,7 +44,7 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 # jemalloc for the training commands, which start themselves again under it (finsent.build.allocator): 120 steps of
-# the direct recipe hold 3,878 MiB against glibc malloc's 4,548. Optional: without apt or root, training runs on glibc.
+# the direct recipe hold 3,878 MiB against glibc malloc's 4,549. Optional: without apt or root, training runs on glibc.
 jemalloc:
 	@$(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('jemalloc') is None)" \
 	  || (apt-get update -qq && apt-get install -y -qq libjemalloc2 >/dev/null) \

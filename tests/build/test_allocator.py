@@ -52,6 +52,7 @@ def test_a_preload_of_the_users_own_is_kept_and_not_relaunched():
     env = {**os.environ, "LD_PRELOAD": ctypes.util.find_library("jemalloc")}
     env.pop("FINSENT_ALLOCATOR", None)
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["jemalloc"]
 
 

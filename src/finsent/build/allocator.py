@@ -3,7 +3,7 @@
 A training step allocates and frees gigabytes of activation tensors whose sizes change with each batch's shape.
 glibc's malloc keeps what a long batch freed and hands it out again piecemeal, so the resident set climbs whenever
 a long batch meets the optimizer's state; jemalloc's size classes and its purging of unused pages keep it near what
-is alive. 120 steps of the direct recipe, 2-core AMD EPYC (build/README.md, "Memory and time"): glibc 4,548 MiB,
+is alive. 120 steps of the direct recipe, 2-core AMD EPYC (build/README.md, "Memory and time"): glibc 4,549 MiB,
 jemalloc 3,878 MiB at the same speed (556 against 563 tokens/s). glibc's own levers fell short: ``malloc_trim``
 after every step 4,422 MiB at -12 % speed, a fixed ``M_MMAP_THRESHOLD`` of 128 KiB 3,705 MiB at half the speed,
 ``MALLOC_ARENA_MAX=2`` 4,570 MiB.
@@ -47,8 +47,8 @@ def allocator_name() -> str:
     return "jemalloc" if jemalloc_loaded() else (platform.libc_ver()[0] or "libc")
 
 
-def use_jemalloc(command: list[str] | None = None) -> None:
-    """Replace this process with ``command`` (default: the running command line) under jemalloc, or return.
+def use_jemalloc() -> None:
+    """Replace this process with the same command line under jemalloc, or return.
 
     Returns without relaunching when ``FINSENT_ALLOCATOR`` is ``system`` or ``jemalloc``, when jemalloc is
     already loaded, off Linux, or when no ``libjemalloc`` is installed. Call it before any work: nothing after
@@ -73,7 +73,7 @@ def use_jemalloc(command: list[str] | None = None) -> None:
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
     env[VARIABLE] = "jemalloc"  # the relaunched process must not relaunch again, even if the preload failed
-    command = command or [sys.executable, *sys.orig_argv[1:]]
+    command = [sys.executable, *sys.orig_argv[1:]]  # the interpreter's own options too
     logger.info("training under jemalloc (LD_PRELOAD=%s; %s=system keeps the C library's malloc)", library, VARIABLE)
     sys.stdout.flush()
     sys.stderr.flush()
