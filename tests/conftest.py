@@ -10,6 +10,7 @@ lives in the helper modules of this folder (``checkout``, ``release_factory``, .
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def bench_script():
     """``bench_script("quality_table")``: a build/bench script loaded as a module (build/ is no package), fresh each
-    call, so that a test may patch its globals."""
+    call, so that a test may patch its globals. Its folder goes first on sys.path, where ``python SCRIPT`` puts it,
+    so that the scripts' imports of each other resolve."""
     import importlib.util
+
+    folder = str(REPO / "build" / "bench")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
     def load(name: str):
         spec = importlib.util.spec_from_file_location(name, REPO / "build" / "bench" / f"{name}.py")

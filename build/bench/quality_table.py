@@ -3,23 +3,19 @@ pruning costs (the same training at every prune ratio, side by side).
 
     .venv/bin/python build/bench/quality_table.py [--reference lora-r8-mix7-dev]   # reads results/tfns_accuracy-*.json
 
-Rows are runs that carry a dev score (``finetune.dev_fraction`` > 0), sorted by parameters then the comparable
-dev accuracy: method (LoRA rank or full), prune ratio, parameters, dev accuracy over the TFNS + FPB dev rows
-(``dev TFNS+FPB``: the one column comparable across runs, since a run that adds a source, e.g. the 7-class
-finsent headlines, adds its rows to the dev split and so changes the overall ``dev.accuracy``), the overall
-dev accuracy and macro-F1, accuracy per source (TFNS tweets, FPB news, finsent 7-class headlines when a run
-trains on them), TFNS validation where it was reported (once, for the chosen recipe), label-scoring items/s of
-the model as trained, wall time and peak memory. Writes results/quality.md and results/quality.png (the
-comparable dev accuracy against parameters). quality.md ends with the settings built more than once on one dev
-split (``finetune.seed`` varied, ``finetune.dev_seed`` held): mean, standard deviation and range of their dev
-scores, the noise a choice between settings has to beat; then, for runs that averaged their weights
-(``finetune.average_from``), the dev score of their last weights beside the mean's.
+results/quality.md: one row per run with a dev score (``finetune.dev_fraction`` > 0), sorted by parameters then
+``dev TFNS+FPB``, the accuracy over the TFNS + FPB dev rows (the one column comparable across runs: a run that adds
+a source, e.g. the 7-class headlines, adds rows to its dev split), beside the overall dev accuracy and macro-F1,
+each source's, TFNS validation where it was reported (once, for the chosen recipe), the 7-class guard, items/s,
+wall time and peak memory; results/quality.png plots dev TFNS+FPB against parameters. Then the settings built more
+than once on one dev split (only ``finetune.seed`` moved: the noise a choice has to beat), runs that averaged their
+weights (``finetune.average_from``: last weights beside the mean) and runs that spent several trainings on one
+model (soups, ensemble teachers: each part beside the model).
 
-It also writes results/pruning_cost.json and results/pruning_cost.png: the runs trained exactly as the
-reference run (``--reference TAG``; every setting of the recipe's model, prune, finetune and merge sections
-equal, except how much is pruned and the logging / checkpoint cadence), one row per removed share (0 % for a
-``--no-prune`` run): parameters, fp16 size, dev accuracy, the 7-class guard, dev items/s, wall time, commit
-and CPU. The model card shows this table and plot when a recipe sets ``card.pruning_cost``.
+results/pruning_cost.json and .png: the runs trained exactly as the reference run (``--reference TAG``: the
+model, prune, finetune and merge sections equal except how much is pruned and the logging / checkpoint cadence),
+one row per removed share (0 % for a ``--no-prune`` run): parameters, fp16 size, dev accuracy, the 7-class guard,
+dev items/s, wall time, commit and CPU. The model card shows them when a recipe sets ``card.pruning_cost``.
 Every file is written atomically (temporary sibling, then ``os.replace``).
 """
 
@@ -29,6 +25,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from quality_plots import plot, plot_cost  # this folder: a script's own sys.path entry
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -189,45 +187,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def _save_png(fig, path: Path) -> None:
-    """``fig`` as a PNG at ``path``, through a temporary sibling and ``os.replace``."""
-    import io
-
-    from finsent.core.outputs import write_bytes_atomic
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=100, format="png")
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    import textwrap
-
-    plt = _pyplot()
-    methods = sorted({r["method"] for r in rows if r["dev3"] is not None})  # runs with TFNS/FPB dev rows only
-    # The method names are long (prune score, teacher folder): the legend goes under the axes, wrapped.
-    fig, ax = plt.subplots(figsize=(9, 4.5 + 0.3 * len(methods)))
-    for method in methods:
-        mine = [r for r in rows if r["method"] == method and r["dev3"] is not None]
-        ax.plot([r["params"] / 1e6 for r in mine], [r["dev3"] for r in mine], marker="o",
-                label=textwrap.fill(method, 110))
-        for r in mine:
-            ax.annotate(r["prune"], (r["params"] / 1e6, r["dev3"]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
-    ax.set_title("Accuracy against size: SmolLM2-135M pruned, fine-tuned")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
-    _finish(fig, ax, path)
-
-
 # --- builds of one setting ---------------------------------------------------------------------------------
 # What may differ between builds of one setting: the training seed (row order, LoRA init, an activation prune's
 # calibration sample) and the logging / dev-scoring / checkpoint cadence.
@@ -305,6 +264,50 @@ def averaged_table(rows: list[dict]) -> str:
     lines += [f"| {r['run']} | {r['from']:.0%} | {r['steps']} | {r['last']:.4f} | {r['mean']:.4f} | "
               f"{r['rows']:+d} of {r['n']} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+
+
+def several(loaded: list[tuple[str, dict]]) -> list[dict]:
+    """Soups (``finetune.seeds``) and ensemble students (``finetune.distill_from``, 2+ teachers), each part with its
+    dev TFNS+FPB where a run here trained it (a soup member, or a run's ``runs/bench-<recipe>-<tag>/merged``)."""
+    known = {}  # folder -> (label, dev TFNS+FPB)
+    for tag, result in loaded:
+        recipe = result["recipe_contents"]
+        known[ROOT / "runs" / f"bench-{recipe['name']}-{tag}" / "merged"] = (tag, comparable_dev(result))
+        for m in (result.get("soup") or {}).get("members", []):
+            known[(ROOT / m["folder"]).resolve()] = (f"{tag} seed {m['seed']}",
+                                                     comparable_dev({"dev": m["dev"], "recipe_contents": recipe}))
+    found = []
+    for tag, result in loaded:
+        f, soup = result["recipe_contents"]["finetune"], result.get("soup")
+        teachers = f.get("distill_from") if isinstance(f.get("distill_from"), list) else []
+        if soup or len(teachers) > 1:
+            folders = [m["folder"] for m in soup["members"]] if soup else teachers
+            found.append({"run": tag, "dev": comparable_dev(result), "chosen": soup and soup["chosen"],
+                          "kind": f"{soup['method']} soup" if soup else f"ensemble teacher (alpha {f['distill_alpha']}"
+                                  f", T {f.get('distill_temperature', 1.0):g})",
+                          "parts": [known.get((ROOT / d).resolve(), (d, None)) for d in folders],
+                          "minutes": (result["training"].get("seconds") or 0) / 60,
+                          "peak": result["training"].get("peak_memory_mb")})
+    return found
+
+
+def several_table(rows: list[dict]) -> str:
+    lines = ["\n### Several trainings in one model\n", "Soups (the members' weights averaged) and ensemble teachers "
+             "(one student learns the teachers' averaged label distributions): dev TFNS+FPB of each part and of the "
+             "model. Fine-tuning and peak memory: a soup's members summed and their largest peak; an ensemble "
+             "student's own (its teachers trained in the runs named).\n",
+             "| run | kind | parts (dev TFNS+FPB) | chosen | best part | model | gain | fine-tuning | peak memory |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        best = max((dev for _, dev in r["parts"] if dev is not None), default=None)
+        gain = None if best is None or r["dev"] is None else 100 * (r["dev"] - best)
+        parts = ", ".join(f"{label} {_cell(dev, '{:.4f}')}" for label, dev in r["parts"])
+        lines.append(f"| {r['run']} | {r['kind']} | {parts} | {_cell(r['chosen'])} | {_cell(best, '{:.4f}')} | "
+                     f"{_cell(r['dev'], '{:.4f}')} | {_cell(gain, '{:+.2f} pt')} | {r['minutes']:.1f} min | "
+                     f"{_cell(r['peak'], '{:,.0f} MiB')} |")
+    return "\n".join(lines) + "\n" if rows else ""
 
 
 # --- what pruning costs ------------------------------------------------------------------------------------
@@ -399,34 +402,6 @@ def pruning_cost(loaded: list[tuple[str, dict]], reference: str, source: str) ->
     }
 
 
-def plot_cost(cost: dict, path: Path) -> None:
-    plt = _pyplot()
-    rows = [r for r in cost["rows"] if r["dev_accuracy"] is not None]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    xs, ys = [r["params"] / 1e6 for r in rows], [r["dev_accuracy"] for r in rows]
-    ax.plot(xs, ys, marker="o")
-    for r, x, y in zip(rows, xs, ys):
-        ax.annotate(f"{100 * r['removed_share']:.0f} %", (x, y), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
-    ax.set_title(f"What pruning costs: {cost['recipe']} (labels: share of MLP neurons removed)\n"
-                 f"trained on {'; '.join(cost['devices']) or 'a CPU the runs did not record'}", fontsize=9)
-    _finish(fig, ax, path)
-
-
-def _finish(fig, ax, path: Path) -> None:
-    """The axes both plots share (dev accuracy against parameters), then the PNG written and the figure closed."""
-    import matplotlib.pyplot as plt
-
-    ax.set_xlabel("parameters (millions)")
-    ax.set_ylabel("dev accuracy (TFNS + FPB rows held out)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    try:
-        _save_png(fig, path)
-    finally:
-        plt.close(fig)
-
-
 def _shown(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -446,7 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     from finsent.core.outputs import write_text_atomic
 
     rows = runs(loaded)
-    text = table(rows) + builds_table(builds(loaded, rows)) + averaged_table(averaged(loaded))
+    text = (table(rows) + builds_table(builds(loaded, rows)) + averaged_table(averaged(loaded))
+            + several_table(several(loaded)))
     write_text_atomic(results / "quality.md", text)
     plot(rows, results / "quality.png")
     print(text, end="")

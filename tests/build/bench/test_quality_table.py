@@ -271,3 +271,37 @@ def test_method_names_a_soup_and_an_ensemble_teacher(qt, results):
     run["recipe_contents"]["finetune"]["distill_from"] = ["runs/a/merged", "runs/b/merged"]
     (row,) = qt.runs([("ensemble", run)])
     assert row["method"] == "LoRA r8 + KD from 2 teachers (alpha 0.5), act-scored prune, from bench-x-p0"
+
+
+def dev_of(right_tfns: int, right_fpb: int) -> dict:
+    """A dev score with ``right_tfns`` of 955 TFNS rows and ``right_fpb`` of 363 FPB rows right."""
+    return {"n": 1318, "accuracy": round((right_tfns + right_fpb) / 1318, 4), "macro_f1": 0.8,
+            "per_source": {TFNS: {"n": 955, "accuracy": round(right_tfns / 955, 4)},
+                           FPB: {"n": 363, "accuracy": round(right_fpb / 363, 4)}}}
+
+
+def test_soups_and_ensemble_teachers_show_each_part_beside_the_model(qt, results):
+    """A soup lists its members' dev TFNS+FPB from its own report; an ensemble student finds its teachers among the
+    runs here (a soup member's folder, another run's merged folder) and shows a teacher trained elsewhere unscored."""
+    members = qt.ROOT / "runs" / "bench-smollm2-135m-fingpt-soup" / "seeds"
+    soup = result(recipe(method="full"), 102_685_248, {TFNS: (955, 0.8796), FPB: (363, 0.854)}, 0.8725)
+    soup["recipe_contents"]["finetune"].update(seeds=[42, 43], soup="greedy")
+    soup["training"].update(seconds=3000.0, peak_memory_mb=3923.4)
+    soup["soup"] = {"method": "greedy", "chosen": [43, 42], "members": [
+        {"seed": 42, "folder": str(members / "seed-42"), "dev": dev_of(800, 300)},
+        {"seed": 43, "folder": str(members / "seed-43"), "dev": dev_of(830, 306)}]}
+    student = result(recipe(method="full"), 102_685_248, {TFNS: (955, 0.8796), FPB: (363, 0.843)}, 0.8695)
+    student["recipe_contents"]["finetune"].update(distill_alpha=0.5, distill_from=[
+        "runs/bench-smollm2-135m-fingpt-soup/seeds/seed-42", "runs/bench-smollm2-135m-fingpt-lora-r8-dev/merged",
+        "runs/elsewhere/merged"])
+    student["training"].update(seconds=4500.0, peak_memory_mb=4096.0)
+    for tag, run in (("soup", soup), ("student", student)):
+        (results / f"tfns_accuracy-{tag}.json").write_text(json.dumps(run))
+    qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
+    section = (results / "quality.md").read_text().split("### Several trainings in one model")[1]
+    # members: 1100 and 1136 of 1318 right; the soup 1150, 14 rows over its best member
+    assert ("| soup | greedy soup | soup seed 42 0.8346, soup seed 43 0.8619 | [43, 42] | 0.8619 | 0.8725 | +1.06 pt "
+            "| 50.0 min | 3,923 MiB |") in section
+    # teachers: the soup's seed 42 (0.8346), lora-r8-dev (0.8467) and one no run here trained; the student 1146
+    assert ("| student | ensemble teacher (alpha 0.5, T 1) | soup seed 42 0.8346, lora-r8-dev 0.8467, "
+            "runs/elsewhere/merged - | - | 0.8467 | 0.8695 | +2.28 pt | 75.0 min | 4,096 MiB |") in section
