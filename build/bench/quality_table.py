@@ -271,25 +271,27 @@ def averaged_table(rows: list[dict]) -> str:
 def several(loaded: list[tuple[str, dict]]) -> list[dict]:
     """Soups (``finetune.seeds``) and ensemble students (``finetune.distill_from``, 2+ teachers), each part with its
     dev TFNS+FPB where a run here trained it (a soup member, or a run's ``runs/bench-<recipe>-<tag>/merged``)."""
-    known = {}  # folder -> (label, dev TFNS+FPB)
-    for tag, result in loaded:
-        recipe = result["recipe_contents"]
-        known[ROOT / "runs" / f"bench-{recipe['name']}-{tag}" / "merged"] = (tag, comparable_dev(result))
-        for m in (result.get("soup") or {}).get("members", []):
-            known[(ROOT / m["folder"]).resolve()] = (f"{tag} seed {m['seed']}",
-                                                     comparable_dev({"dev": m["dev"], "recipe_contents": recipe}))
+    def member_dev(member: dict, result: dict) -> float | None:
+        return comparable_dev({"dev": member["dev"], "recipe_contents": result["recipe_contents"]})
+
+    known = {ROOT / "runs" / f"bench-{r['recipe_contents']['name']}-{tag}" / "merged": (tag, comparable_dev(r))
+             for tag, r in loaded}  # folder -> (label, dev TFNS+FPB)
+    members = [(tag, r, m) for tag, r in loaded for m in (r.get("soup") or {}).get("members", [])]
+    for tag, result, m in sorted(members, key=lambda x: bool(x[2].get("reused"))):  # named by the run that trained it
+        known.setdefault((ROOT / m["folder"]).resolve(), (f"{tag} seed {m['seed']}", member_dev(m, result)))
     found = []
     for tag, result in loaded:
         f, soup = result["recipe_contents"]["finetune"], result.get("soup")
         teachers = f.get("distill_from") if isinstance(f.get("distill_from"), list) else []
-        if soup or len(teachers) > 1:
-            folders = [m["folder"] for m in soup["members"]] if soup else teachers
-            found.append({"run": tag, "dev": comparable_dev(result), "chosen": soup and soup["chosen"],
-                          "kind": f"{soup['method']} soup" if soup else f"ensemble teacher (alpha {f['distill_alpha']}"
-                                  f", T {f.get('distill_temperature', 1.0):g})",
-                          "parts": [known.get((ROOT / d).resolve(), (d, None)) for d in folders],
-                          "minutes": (result["training"].get("seconds") or 0) / 60,
-                          "peak": result["training"].get("peak_memory_mb")})
+        if not soup and len(teachers) < 2:
+            continue
+        parts = ([(f"seed {m['seed']}", member_dev(m, result)) for m in soup["members"]] if soup
+                 else [known.get((ROOT / t).resolve(), (t, None)) for t in teachers])
+        kind = (f"{soup['method']} soup" if soup else
+                f"ensemble teacher (alpha {f['distill_alpha']}, T {f.get('distill_temperature', 1.0):g})")
+        found.append({"run": tag, "kind": kind, "parts": parts, "chosen": soup and soup["chosen"],
+                      "dev": comparable_dev(result), "minutes": (result["training"].get("seconds") or 0) / 60,
+                      "peak": result["training"].get("peak_memory_mb")})
     return found
 
 

@@ -178,3 +178,19 @@ def test_a_soup_and_an_ensemble_load_and_the_soup_holds_out_its_first_seeds_spli
     one = load_recipe(path, {"finetune.distill_from": "teacher-a", "finetune.seeds": None, "finetune.soup": None})
     assert (one.finetune.distill_from, one.finetune.teachers, one.finetune.split_seed) == ("teacher-a",
                                                                                            ["teacher-a"], 42)
+
+
+def test_the_soup_recipe_trains_as_the_run_that_chose_it_and_as_the_direct_recipe_at_two_seeds():
+    """smollm2-109m-fingpt-soup.yaml rebuilds the dev run that chose it (its model, prune, finetune and merge
+    sections equal that run's recorded recipe) and differs from the direct recipe only in its seeds."""
+    import json
+
+    recipes = REPO / "build" / "recipes"
+    soup = load_recipe(recipes / "smollm2-109m-fingpt-soup.yaml").to_dict()
+    run = json.loads((REPO / "build/bench/results/tfns_accuracy-direct-1ep-soup-dev.json").read_text())
+    direct = load_recipe(recipes / "smollm2-109m-fingpt-direct.yaml").to_dict()
+    for section in ("model", "prune", "finetune", "merge"):
+        assert soup[section] == run["recipe_contents"][section], section
+    changed = {k: (direct["finetune"][k], v) for k, v in soup["finetune"].items() if direct["finetune"][k] != v}
+    assert changed == {"seeds": (None, [42, 43]), "soup": (None, "uniform"), "dev_seed": (None, 42)}
+    assert all(soup[s] == direct[s] for s in ("model", "prune", "merge", "eval"))

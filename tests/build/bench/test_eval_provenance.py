@@ -77,14 +77,18 @@ def test_results_of_other_weights_are_refused_and_nothing_is_written(stamped):
         module.main(["--run", "unreported", "--results", str(results), str(folder)])
 
 
-def test_the_committed_tfns_result_carries_the_provenance_of_the_run_that_built_it(bench_script):
+@pytest.mark.parametrize("folder, tag, accuracy, commit", [
+    ("smollm2-109m-fingpt-direct-2ep", "direct-lr2e-4-dev", 0.8907, "f3ecb25db19a1894fa278a7e2a1953aadfd8ad37"),
+    ("smollm2-109m-fingpt-soup", "direct-1ep-soup-dev", 0.8903, "6e0c6b6275ca54ceec44b7242abc8b46a01d130c"),
+])
+def test_the_committed_tfns_result_carries_the_provenance_of_the_run_that_built_it(bench_script, folder, tag,
+                                                                                    accuracy, commit):
     module = bench_script("eval_provenance")
-    name = "build/bench/results/tfns_accuracy-direct-lr2e-4-dev.json"
+    name = f"build/bench/results/tfns_accuracy-{tag}.json"
     run = json.loads((REPO / name).read_text())
-    result = read_report("eval", REPO / "eval/results/smollm2-109m-fingpt-direct/tfns-3-score.json")
+    result = read_report("eval", REPO / "eval" / "results" / folder / "tfns-3-score.json")
     assert result["model_hash"] == f"sha256:{run['reported']['model_sha256']}"
-    assert round(result["metrics"]["accuracy"], 4) == run["tfns_validation"]["accuracy"] == 0.8907
+    assert round(result["metrics"]["accuracy"], 4) == run["tfns_validation"]["accuracy"] == accuracy
     sha = hashlib.sha256((REPO / name).read_bytes()).hexdigest()
     assert result["provenance"] == module.run_provenance(run, name, sha)
-    assert (result["provenance"]["git_commit"], result["provenance"]["model_params"]) == (
-        "f3ecb25db19a1894fa278a7e2a1953aadfd8ad37", 109953792)
+    assert (result["provenance"]["git_commit"], result["provenance"]["model_params"]) == (commit, 109953792)

@@ -295,12 +295,14 @@ def test_soups_and_ensemble_teachers_show_each_part_beside_the_model(qt, results
         "runs/bench-smollm2-135m-fingpt-soup/seeds/seed-42", "runs/bench-smollm2-135m-fingpt-lora-r8-dev/merged",
         "runs/elsewhere/merged"])
     student["training"].update(seconds=4500.0, peak_memory_mb=4096.0)
-    for tag, run in (("soup", soup), ("student", student)):
+    again = copy.deepcopy(soup)  # a later soup reusing seed 42: the teacher keeps the name of the run that trained it
+    again["soup"]["members"] = [{**soup["soup"]["members"][0], "reused": True}]
+    for tag, run in (("soup", soup), ("student", student), ("again", again)):
         (results / f"tfns_accuracy-{tag}.json").write_text(json.dumps(run))
     qt.main(["--reference", "lora-r8-dev", "--results", str(results)])
     section = (results / "quality.md").read_text().split("### Several trainings in one model")[1]
     # members: 1100 and 1136 of 1318 right; the soup 1150, 14 rows over its best member
-    assert ("| soup | greedy soup | soup seed 42 0.8346, soup seed 43 0.8619 | [43, 42] | 0.8619 | 0.8725 | +1.06 pt "
+    assert ("| soup | greedy soup | seed 42 0.8346, seed 43 0.8619 | [43, 42] | 0.8619 | 0.8725 | +1.06 pt "
             "| 50.0 min | 3,923 MiB |") in section
     # teachers: the soup's seed 42 (0.8346), lora-r8-dev (0.8467) and one no run here trained; the student 1146
     assert ("| student | ensemble teacher (alpha 0.5, T 1) | soup seed 42 0.8346, lora-r8-dev 0.8467, "

@@ -87,3 +87,20 @@ def test_direct_recipe_trims_and_prunes_the_base_then_tunes_every_weight(tmp_pat
     assert training["steps"] == 2 and training["dev"]["n"] > 0
     # full fine-tuning with the trimmed embedding frozen: every weight but the tied embedding trains
     assert training["trainable_params"] == pruning["params_after"] - pruning["vocab"]["after"] * 576
+
+
+def test_soup_recipe_releases_the_mean_of_its_two_seeds(tmp_path, monkeypatch, smollm2_dir):
+    """The quality recipe trains one member per seed from one pruned start and ships their weights' exact mean."""
+    monkeypatch.chdir(REPO)
+    dirs = ["--runs-dir", str(tmp_path / "runs"), "--releases-dir", str(tmp_path / "releases")]
+    exact = ["--set", "merge.dtype=float32"]  # as the direct recipe's test: two steps drift past the float16 check
+    assert main(["release", "build/recipes/smollm2-109m-fingpt-soup.yaml", *SMALL, *exact, *dirs]) == 0
+    run, release = tmp_path / "runs" / "smollm2-109m-fingpt-soup", tmp_path / "releases" / "smollm2-109m-fingpt-soup"
+    training = json.loads((release / "reports" / "training.json").read_text())
+    assert [m["seed"] for m in training["soup"]["members"]] == training["soup"]["chosen"] == [42, 43]
+    first, second = (load_file(run / "seeds" / f"seed-{seed}" / "model.safetensors") for seed in (42, 43))
+    assert any(not first[k].equal(second[k]) for k in first)  # the seeds saw other rows
+    shipped = load_file(release / "model.safetensors")
+    assert set(shipped) == set(first)
+    for key, value in shipped.items():
+        assert value.equal(((first[key].double() + second[key].double()) / 2).to(first[key].dtype)), key
