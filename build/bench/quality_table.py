@@ -266,8 +266,6 @@ def averaged_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
-
 def several(loaded: list[tuple[str, dict]]) -> list[dict]:
     """Soups (``finetune.seeds``) and ensemble students (``finetune.distill_from``, 2+ teachers), each part with its
     dev TFNS+FPB where a run here trained it (a soup member, or a run's ``runs/bench-<recipe>-<tag>/merged``)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from checkout import REPO
 
@@ -183,8 +185,6 @@ def test_a_soup_and_an_ensemble_load_and_the_soup_holds_out_its_first_seeds_spli
 def test_the_soup_recipe_trains_as_the_run_that_chose_it_and_as_the_direct_recipe_at_two_seeds():
     """smollm2-109m-fingpt-soup.yaml rebuilds the dev run that chose it (its model, prune, finetune and merge
     sections equal that run's recorded recipe) and differs from the direct recipe only in its seeds."""
-    import json
-
     recipes = REPO / "build" / "recipes"
     soup = load_recipe(recipes / "smollm2-109m-fingpt-soup.yaml").to_dict()
     run = json.loads((REPO / "build/bench/results/tfns_accuracy-direct-1ep-soup-dev.json").read_text())
